@@ -1,0 +1,95 @@
+"""Training throughput (images/s) and forward latency of the small and the full-size models.
+
+    python benchmarks/model_speed.py [--configs small resnet101] [--steps 5] [--threads N]
+
+"small" is config/train/synthetic_densemtl_sdne.yaml (ResNet-18, width 0.5, 128x160);
+"resnet101" is the method's network (ResNet-101, width 1) on the same SDNE task set at 256x320.
+Prints one line per configuration; figures depend on the machine, nothing is asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from densemtl_core.config import load_config
+from densemtl_core.losses import MultiTaskLoss
+from densemtl_core.models import build_model
+
+REPO = Path(__file__).resolve().parents[1]
+SDNE = REPO / "config/train/synthetic_densemtl_sdne.yaml"
+CONFIGS = {  # name -> (overrides, training batch size)
+    "small": ([], 8),
+    "resnet101": (["model.backbone=resnet101", "model.width=1.0", "data.image_size=[256, 320]"], 2),
+}
+
+
+def fake_batch(config, batch_size: int) -> dict[str, torch.Tensor]:
+    """Random inputs and targets of the right shapes: speed does not depend on the values."""
+    height, width = config.data.image_size
+    return {
+        "image": torch.rand(batch_size, 3, height, width),
+        "semseg": torch.randint(0, config.model.num_classes, (batch_size, height, width)),
+        "depth": torch.rand(batch_size, 1, height, width) * 9 + 1,
+        "normals": torch.nn.functional.normalize(torch.randn(batch_size, 3, height, width), dim=1),
+        "edges": torch.randint(0, 2, (batch_size, height, width)),
+    }
+
+
+def measure(name: str, overrides: list[str], steps: int, batch_size: int) -> None:
+    config = load_config(SDNE, overrides)
+    model = build_model(config.model)
+    criterion = MultiTaskLoss(config.model.tasks, config.loss)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    batch = fake_batch(config, batch_size)
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+
+    model.train()
+    times = []
+    for step in range(steps + 1):
+        start = time.perf_counter()
+        total, _ = criterion(model(batch["image"]), batch)
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        if step:  # the first step pays for allocations
+            times.append(time.perf_counter() - start)
+    train_ips = batch_size / statistics.median(times)
+
+    model.eval()
+    image = batch["image"][:1]
+    latencies = []
+    with torch.inference_mode():
+        for step in range(steps * 2 + 1):
+            start = time.perf_counter()
+            model(image)
+            if step:
+                latencies.append(time.perf_counter() - start)
+    latencies.sort()
+    p50 = statistics.median(latencies) * 1e3
+    p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))] * 1e3
+    height, width = config.data.image_size
+    print(f"{name:10s} {config.model.backbone:9s} width={config.model.width:<4} "
+          f"{height}x{width}  params={params:6.2f}M  train={train_ips:7.2f} img/s "
+          f"(batch {batch_size})  forward p50={p50:8.1f} ms  p95={p95:8.1f} ms "
+          f"(batch 1, {torch.get_num_threads()} threads)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for name in args.configs:
+        overrides, batch_size = CONFIGS[name]
+        measure(name, overrides, args.steps, batch_size)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""Checkpoints: one safetensors file holding the weights and the model's JSON metadata.
+
+The metadata (tasks, classes, input size and normalisation, depth range, the full experiment
+config, metrics) sits in the safetensors header, so a checkpoint is self-describing: the
+network is rebuilt from it without being told anything else. Loading never unpickles: weights
+come from safetensors, and the optional resume state is read with ``weights_only=True``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from . import __version__
+from .config import ConfigError, ExperimentConfig, config_from_dict, config_to_dict
+
+FORMAT_NAME = "densemtl-checkpoint"
+FORMAT_VERSION = 1
+_METADATA_KEY = "densemtl"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt, from an unsupported version, or does not fit the model."""
+
+
+@dataclass
+class ModelMetadata:
+    """Everything downstream consumers need to use a trained network without extra flags."""
+
+    config: ExperimentConfig
+    class_names: tuple[str, ...] = ()
+    class_colors: tuple[tuple[int, int, int], ...] = ()
+    metrics: dict[str, Any] = field(default_factory=dict)
+    step: int = 0
+    library_version: str = __version__
+    created: str = ""
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return self.config.model.tasks
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.config.data.image_size
+
+    def to_dict(self) -> dict[str, Any]:
+        model = self.config.model
+        return {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "library_version": self.library_version,
+            "created": self.created or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "step": self.step,
+            "tasks": list(model.tasks),
+            "num_classes": model.num_classes,
+            "class_names": list(self.class_names),
+            "class_colors": [list(c) for c in self.class_colors],
+            "input_size": list(self.input_size),
+            "input_mean": list(model.input_mean),
+            "input_std": list(model.input_std),
+            "depth_range": [model.min_depth, model.max_depth],
+            "metrics": self.metrics,
+            "config": config_to_dict(self.config),
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ModelMetadata":
+        if values.get("format") != FORMAT_NAME:
+            raise CheckpointError(f"not a densemtl checkpoint (format={values.get('format')!r})")
+        version = values.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise CheckpointError(
+                f"checkpoint format version {version!r} is newer than this library supports "
+                f"({FORMAT_VERSION}); upgrade densemtl_core")
+        try:
+            config = config_from_dict(values["config"])
+        except (KeyError, ConfigError) as error:
+            raise CheckpointError(f"checkpoint metadata holds an invalid config: {error}") from error
+        return cls(
+            config=config,
+            class_names=tuple(values.get("class_names", ())),
+            class_colors=tuple(tuple(c) for c in values.get("class_colors", ())),
+            metrics=values.get("metrics", {}),
+            step=int(values.get("step", 0)),
+            library_version=values.get("library_version", ""),
+            created=values.get("created", ""),
+        )
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, metadata: ModelMetadata,
+                    dtype: torch.dtype | None = None) -> Path:
+    """Write weights + metadata atomically (a crash never leaves a half-written checkpoint).
+
+    ``dtype=torch.float16`` stores floating-point weights in half precision (shipping); integer
+    buffers such as BatchNorm's step counter keep their type.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu()
+        if dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+        tensors[name] = tensor.contiguous()
+    header = {_METADATA_KEY: json.dumps(metadata.to_dict(), sort_keys=True)}
+    partial = path.with_name(path.name + ".partial")
+    save_file(tensors, str(partial), metadata=header)
+    partial.replace(path)
+    return path
+
+
+def read_metadata(path: str | Path) -> ModelMetadata:
+    """The metadata of a checkpoint, without reading its weights."""
+    path = _existing(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path} is not a readable safetensors checkpoint: {error}") from error
+    if _METADATA_KEY not in header:
+        raise CheckpointError(f"{path} has no densemtl metadata; was it written by save_checkpoint?")
+    try:
+        values = json.loads(header[_METADATA_KEY])
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path}: metadata is not valid JSON: {error}") from error
+    return ModelMetadata.from_dict(values)
+
+
+def load_weights(path: str | Path, model: torch.nn.Module) -> None:
+    """Load a checkpoint's weights into ``model``; any missing, extra or reshaped tensor fails."""
+    path = _existing(path)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path} is not a readable safetensors checkpoint: {error}") from error
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    reshaped = sorted(k for k in set(expected) & set(tensors)
+                      if expected[k].shape != tensors[k].shape)
+    if missing or unexpected or reshaped:
+        details = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected),
+                            ("shape mismatch", reshaped)):
+            if keys:
+                details.append(f"{label}: {keys[:5]}{' ...' if len(keys) > 5 else ''}")
+        raise CheckpointError(f"{path} does not fit the model described by its metadata "
+                              f"({'; '.join(details)})")
+    for name, tensor in tensors.items():
+        tensors[name] = tensor.to(expected[name].dtype)
+    model.load_state_dict(tensors, strict=True)
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"
+                    ) -> tuple[torch.nn.Module, ModelMetadata]:
+    """Rebuild the network from the checkpoint's metadata and load its weights (eval mode)."""
+    from .models import build_model
+
+    metadata = read_metadata(path)
+    model = build_model(_without_pretrained(metadata.config).model)
+    load_weights(path, model)
+    return model.to(device).eval(), metadata
+
+
+def _without_pretrained(config: ExperimentConfig) -> ExperimentConfig:
+    """The trained weights replace any ImageNet initialisation: never read that file again."""
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, pretrained=None))
+
+
+def training_state_path(checkpoint: str | Path) -> Path:
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.stem + ".train-state.pt")
+
+
+def save_training_state(checkpoint: str | Path, state: dict[str, Any]) -> Path:
+    """Optimizer, scheduler, step and RNG states next to a checkpoint, for ``--resume``."""
+    path = training_state_path(checkpoint)
+    partial = path.with_name(path.name + ".partial")
+    torch.save(state, partial)
+    partial.replace(path)
+    return path
+
+
+def load_training_state(checkpoint: str | Path) -> dict[str, Any]:
+    path = _existing(training_state_path(checkpoint))
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several unrelated types for a corrupt pickle
+        raise CheckpointError(f"{path} is not a readable training state: {error}") from error
+
+
+def _existing(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    return path

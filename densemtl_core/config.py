@@ -1,0 +1,320 @@
+"""Typed configuration: YAML files and ``key=value`` overrides become frozen dataclasses.
+
+A training set-up is one :class:`ExperimentConfig`; every part of the library receives the
+section it needs (``ModelConfig`` for the network, ``DataConfig`` for the dataset, ...), never a
+raw dict, so a typo in a YAML key fails at load time with the list of valid keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TASK_NAMES: tuple[str, ...] = ("semseg", "depth", "normals", "edges")
+"""Every task the library knows, in the canonical order used for fusion and outputs."""
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message says which key and why."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network: which architecture, which tasks, and how the exchange block is built.
+
+    ``arch``: ``stl`` (one task, one head), ``mtl`` (shared encoder, separate heads, no exchange)
+    or ``densemtl`` (heads exchanging features through cross-task attention).
+    """
+
+    arch: str = "densemtl"
+    tasks: tuple[str, ...] = TASK_NAMES
+    num_classes: int = 8
+    backbone: str = "resnet18"
+    width: float = 1.0
+    """Channel multiplier applied to the encoder, the decoder and the exchange block."""
+    dilation: tuple[bool, bool, bool] = (False, False, True)
+    """torchvision's ``replace_stride_with_dilation`` for layer2, layer3, layer4."""
+    pretrained: str | None = None
+    """Local file with ImageNet weights in torchvision's ResNet state-dict layout."""
+    head: str = "unet_aspp"
+    """``unet_aspp`` (the method's padnet+ decoder) or ``deeplab`` (the method's STL baseline)."""
+    decoder_channels: tuple[int, int, int, int, int] = (64, 128, 128, 256, 256)
+    aspp_channels: int = 256
+    aspp_rates: tuple[int, ...] = (6, 12, 18)
+    aspp_dropout: float = 0.5
+    output_scales: tuple[int, ...] = (0, 1)
+    exchange_scale: int = 1
+    exchange_branches: tuple[str, ...] = ("sa", "sxtam")
+    """Any non-empty subset of ``sa`` (gated self-attention) and ``sxtam`` (spatial cross-task)."""
+    fusion: str = "add"
+    """How each target fuses its incoming directional features: ``add``, ``prod`` or ``concat``."""
+    attention_downsample: int | None = None
+    """SxTAM down-sampling factor r; ``None`` takes the method's value for ``exchange_scale``."""
+    input_mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
+    input_std: tuple[float, float, float] = (0.225, 0.225, 0.225)
+    min_depth: float = 0.1
+    max_depth: float = 80.0
+    paper_compat: bool = False
+    """Reproduce the released code's quirks (METHOD.md section 9) instead of the correct behaviour."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset to read and at which resolution."""
+
+    dataset: str = "synthetic"
+    root: str | None = None
+    image_size: tuple[int, int] = (128, 160)
+    """Network input size (H, W); both must be divisible by 16."""
+    train_length: int = 2000
+    val_length: int = 100
+    test_length: int = 200
+    seed: int = 0
+    """Dataset seed: which scenes exist (independent of the training seed)."""
+    hflip: bool = True
+    color_jitter: float = 0.0
+    scale_range: tuple[float, float] = (1.0, 1.0)
+    num_workers: int = 0
+    cache: bool = True
+    """Keep rendered/decoded samples in memory after first use."""
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    task_weights: dict[str, float] = field(default_factory=dict)
+    """Per-task weight; missing tasks weigh 1."""
+    weighting: str = "fixed"
+    """``fixed`` (``task_weights``) or ``uncertainty`` (learned, Kendall et al. 2018)."""
+    edge_class_weights: tuple[float, float] = (0.05, 0.95)
+    berhu_threshold: float = 0.2
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    optimizer: str = "adamw"
+    """``adamw``, ``adam`` or ``sgd``."""
+    lr: float = 3e-4
+    backbone_lr: float | None = None
+    """Learning rate of the encoder; ``None`` uses ``lr``."""
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    betas: tuple[float, float] = (0.9, 0.98)
+    scheduler: str = "cosine"
+    """``constant``, ``step`` (``step_size``/``gamma``), ``poly`` or ``cosine``."""
+    step_size: int = 30000
+    gamma: float = 0.1
+    poly_power: float = 0.9
+    warmup_steps: int = 0
+    grad_clip: float | None = 10.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 8
+    seed: int = 42
+    val_every: int = 250
+    log_every: int = 10
+    amp: bool = True
+    """Mixed precision; only ever used on CUDA."""
+    device: str = "auto"
+    output_dir: str = "runs/default"
+    checkpoint_every: int = 0
+    """Also write a resumable checkpoint every N steps (0: only at validation and the end)."""
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = "default"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Convert a YAML value to the dataclass field's declared type, or raise ConfigError."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if dataclasses.is_dataclass(annotation):
+        if isinstance(value, annotation):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return _build(annotation, value, where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        return _coerce(value, non_none[0], where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        key_type, value_type = args
+        return {_coerce(k, key_type, where): _coerce(v, value_type, f"{where}.{k}")
+                for k, v in value.items()}
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "3e-3" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(names)}")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    key, raw = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw)
+
+
+def _set_nested(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    for part in path[:-1]:
+        node = tree.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {'.'.join(path)}: {part} is not a section")
+        tree = node
+    tree[path[-1]] = value
+
+
+def config_from_dict(values: dict[str, Any]) -> ExperimentConfig:
+    config = _build(ExperimentConfig, values, "")
+    validate(config)
+    return config
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+                ) -> ExperimentConfig:
+    """Read a YAML set-up (or the defaults) and apply ``section.key=value`` overrides.
+
+    A YAML file may name a ``base:`` file (relative to itself) whose values it overrides.
+    """
+    values = _read_yaml_with_base(Path(path)) if path is not None else {}
+    for override in overrides:
+        _set_nested(values, *_parse_override(override))
+    return config_from_dict(values)
+
+
+def _read_yaml_with_base(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    with path.open("r", encoding="utf-8") as handle:
+        values = yaml.safe_load(handle) or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    base = values.pop("base", None)
+    if base is None:
+        return values
+    merged = _read_yaml_with_base(path.parent / base)
+    _deep_update(merged, values)
+    return merged
+
+
+def _deep_update(target: dict[str, Any], source: dict[str, Any]) -> None:
+    for key, value in source.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _deep_update(target[key], value)
+        else:
+            target[key] = value
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Plain, YAML/JSON-serialisable form (tuples become lists)."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+    return plain(dataclasses.asdict(config))
+
+
+def validate(config: ExperimentConfig) -> None:
+    """Cross-field checks that a type annotation cannot express."""
+    model, data = config.model, config.data
+    if not model.tasks:
+        raise ConfigError("model.tasks must name at least one task")
+    unknown = [t for t in model.tasks if t not in TASK_NAMES]
+    if unknown:
+        raise ConfigError(f"model.tasks: unknown task(s) {unknown}; known: {list(TASK_NAMES)}")
+    if len(set(model.tasks)) != len(model.tasks):
+        raise ConfigError(f"model.tasks lists a task twice: {list(model.tasks)}")
+    if model.arch not in ("stl", "mtl", "densemtl"):
+        raise ConfigError(f"model.arch must be stl, mtl or densemtl, got {model.arch!r}")
+    if model.arch == "stl" and len(model.tasks) != 1:
+        raise ConfigError("model.arch=stl takes exactly one task")
+    if model.arch == "densemtl" and len(model.tasks) < 2:
+        raise ConfigError("model.arch=densemtl needs at least two tasks to exchange features")
+    if model.fusion not in ("add", "prod", "concat"):
+        raise ConfigError(f"model.fusion must be add, prod or concat, got {model.fusion!r}")
+    if not model.exchange_branches or set(model.exchange_branches) - {"sa", "sxtam"}:
+        raise ConfigError("model.exchange_branches must be a non-empty subset of [sa, sxtam]")
+    if model.backbone not in ("resnet18", "resnet34", "resnet50", "resnet101"):
+        raise ConfigError(f"model.backbone must be resnet18/34/50/101, got {model.backbone!r}")
+    if model.width <= 0:
+        raise ConfigError("model.width must be positive")
+    if model.head not in ("unet_aspp", "deeplab"):
+        raise ConfigError(f"model.head must be unet_aspp or deeplab, got {model.head!r}")
+    if model.head == "deeplab" and model.arch == "densemtl":
+        raise ConfigError("model.head=deeplab has no decoder stages to exchange features in")
+    if not model.output_scales or any(s not in range(5) for s in model.output_scales):
+        raise ConfigError("model.output_scales must be a non-empty subset of 0..4")
+    if model.exchange_scale not in range(5):
+        raise ConfigError("model.exchange_scale must be in 0..4")
+    if not 0 < model.min_depth < model.max_depth:
+        raise ConfigError("model.min_depth and model.max_depth need 0 < min < max")
+    height, width = data.image_size
+    if height % 16 or width % 16 or height <= 0 or width <= 0:
+        raise ConfigError(f"data.image_size {data.image_size} must be positive multiples of 16")
+    if config.loss.weighting not in ("fixed", "uncertainty"):
+        raise ConfigError("loss.weighting must be fixed or uncertainty")
+    stray = set(config.loss.task_weights) - set(TASK_NAMES)
+    if stray:
+        raise ConfigError(f"loss.task_weights names unknown task(s) {sorted(stray)}")
+    if config.optim.optimizer not in ("adamw", "adam", "sgd"):
+        raise ConfigError("optim.optimizer must be adamw, adam or sgd")
+    if config.optim.scheduler not in ("constant", "step", "poly", "cosine"):
+        raise ConfigError("optim.scheduler must be constant, step, poly or cosine")
+    if config.train.steps <= 0 or config.train.batch_size <= 0:
+        raise ConfigError("train.steps and train.batch_size must be positive")

@@ -1,0 +1,180 @@
+"""Evaluation: dataset-wide metrics per task, a metrics JSON and a mosaic of predictions.
+
+``densemtl-eval --checkpoint CKPT --split test --out DIR``
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
+
+from .checkpoint import CheckpointError, ModelMetadata, load_checkpoint
+from .config import ModelConfig
+from .data import build_dataset
+from .distributed import DistContext, all_reduce_sum_, resolve_device
+from .losses import resize_to_label
+from .metrics import MAIN_METRICS
+from .tasks import TASKS
+from .viz import mosaic, save_png
+
+METRICS_FORMAT_VERSION = 1
+
+
+def outputs_at_scale(outputs: dict[str, dict[int, torch.Tensor]], scale: int,
+                     size: tuple[int, int]) -> dict[str, torch.Tensor]:
+    """Raw outputs of one scale, resized to ``size`` the way the losses see them."""
+    resized = {}
+    for task, by_scale in outputs.items():
+        resized[task] = resize_to_label(by_scale[scale], size)
+    return resized
+
+
+def decode_outputs(raw: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    return {task: TASKS[task].decode(value, cfg) for task, value in raw.items()}
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, loader: DataLoader, cfg: ModelConfig, *,
+             device: torch.device, scale: int = 0, ctx: DistContext | None = None,
+             progress: bool = True) -> dict[str, dict[str, float]]:
+    """Metrics of ``model`` over every sample of ``loader`` (all ranks' shards when distributed).
+
+    Predictions at ``scale`` are resized to the label resolution before decoding; scale 0 is the
+    network's final output (METHOD.md section 9.2).
+    """
+    ctx = ctx or DistContext(device=device)
+    was_training = model.training
+    model.eval()
+    meters = {task: TASKS[task].make_meter(cfg) for task in cfg.tasks}
+    batches = tqdm(loader, desc="evaluate", unit="batch", leave=False,
+                   disable=not (progress and ctx.is_main))
+    for batch in batches:
+        image = batch["image"].to(device, non_blocking=True)
+        outputs = model(image)
+        decoded = decode_outputs(outputs_at_scale(outputs, scale, image.shape[-2:]), cfg)
+        for task, prediction in decoded.items():
+            if task in batch:
+                TASKS[task].update_meter(meters[task], prediction.float().cpu(), batch[task])
+    if ctx.enabled:
+        for meter in meters.values():
+            state = meter.state()
+            meter.load_state({key: all_reduce_sum_(value.to(ctx.device, copy=True), ctx).to(value.device)
+                              for key, value in state.items()})
+    model.train(was_training)
+    return {task: meter.compute() for task, meter in meters.items()}
+
+
+def main_metric_summary(metrics: dict[str, dict[str, float]]) -> str:
+    """One line with each task's main metric, e.g. ``semseg miou=0.71 | depth rmse=0.42``."""
+    parts = []
+    for task, values in metrics.items():
+        key, _ = MAIN_METRICS[task]
+        parts.append(f"{task} {key}={values[key]:.4g}")
+    return " | ".join(parts)
+
+
+def display_info(metadata: ModelMetadata) -> dict[str, Any]:
+    model = metadata.config.model
+    return {"class_colors": metadata.class_colors,
+            "depth_range": (model.min_depth, model.max_depth)}
+
+
+@torch.no_grad()
+def prediction_mosaic(model: torch.nn.Module, dataset: Dataset, metadata: ModelMetadata,
+                      indices: Sequence[int], device: torch.device) -> np.ndarray:
+    """Rows of input | each task's prediction | its ground truth, for the given samples."""
+    cfg = metadata.config.model
+    info = display_info(metadata)
+    model.eval()
+    rows = []
+    for index in indices:
+        sample = dataset[index]
+        image = sample["image"].unsqueeze(0).to(device)
+        decoded = decode_outputs(outputs_at_scale(model(image), 0, image.shape[-2:]), cfg)
+        rgb = (sample["image"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        row = [("input", rgb)]
+        for task in cfg.tasks:
+            spec = TASKS[task]
+            row.append((f"{spec.title} pred", spec.render(spec.to_display(decoded[task][0]), info)))
+            if task in sample:
+                target = sample[task]
+                target = target if target.dim() == 2 else spec.to_display(target.float())
+                row.append((f"{spec.title} gt", spec.render(np.asarray(target), info)))
+        rows.append(row)
+    return mosaic(rows)
+
+
+def write_report(out_dir: Path, metrics: dict[str, dict[str, float]], context: dict[str, Any]
+                 ) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = {"format_version": METRICS_FORMAT_VERSION, **context, "metrics": metrics}
+    path = out_dir / "metrics.json"
+    path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="densemtl-eval", description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint")
+    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
+    parser.add_argument("--out", default=None, help="output folder (default: next to checkpoint)")
+    parser.add_argument("--length", type=int, default=None,
+                        help="number of samples (synthetic data; default: the checkpoint's config)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--scale", type=int, default=0, help="output scale to score (0 = final)")
+    parser.add_argument("--mosaic-samples", type=int, default=4)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--data-root", default=None, help="dataset root (overrides the checkpoint)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    device = resolve_device(args.device)
+    try:
+        model, metadata = load_checkpoint(args.checkpoint, device=device)
+    except CheckpointError as error:
+        print(f"densemtl-eval: {error}", file=sys.stderr)
+        return 2
+    data_cfg = metadata.config.data
+    overrides: dict[str, Any] = {}
+    if args.length is not None:
+        overrides[f"{args.split}_length"] = args.length
+    if args.data_root is not None:
+        overrides["root"] = args.data_root
+    data_cfg = dataclasses.replace(data_cfg, **overrides)
+    dataset = build_dataset(data_cfg, args.split, train=False)
+    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False,
+                        num_workers=data_cfg.num_workers)
+    if args.scale not in metadata.config.model.output_scales:
+        print(f"densemtl-eval: scale {args.scale} is not an output of this model "
+              f"(scales {list(metadata.config.model.output_scales)})", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    metrics = evaluate(model, loader, metadata.config.model, device=device, scale=args.scale)
+    seconds = time.perf_counter() - start
+    out_dir = Path(args.out) if args.out else Path(args.checkpoint).with_suffix("") / args.split
+    report = write_report(out_dir, metrics, {
+        "checkpoint": str(args.checkpoint), "split": args.split, "samples": len(dataset),
+        "scale": args.scale, "seconds": round(seconds, 3), "dataset": data_cfg.dataset})
+    count = min(args.mosaic_samples, len(dataset))
+    picture = save_png(out_dir / "predictions.png",
+                       prediction_mosaic(model, dataset, metadata, range(count), device))
+    for task, values in metrics.items():
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+        print(f"{task:8s} {shown}")
+    print(f"wrote {report} and {picture}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

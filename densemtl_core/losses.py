@@ -1,0 +1,180 @@
+"""Training losses: one function per task, multi-scale supervision and task weighting.
+
+Every per-task loss takes the raw network output already resized to the label resolution and the
+batch target in the library's data conventions (METHOD.md sections 2 and 3). ``MultiTaskLoss``
+resizes each supervised scale, averages the scales of a task and combines the tasks through a
+:class:`TaskWeighting`.
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import LossConfig
+from .depth_coding import encode_inverse_depth
+
+IGNORE_INDEX = 250
+"""Semantic label of pixels that are neither supervised nor evaluated."""
+
+
+def resize_to_label(output: Tensor, size: Sequence[int]) -> Tensor:
+    """Bilinearly resize a BxCxhxw output to the label size (align_corners=True, as the method)."""
+    if tuple(output.shape[-2:]) == tuple(size):
+        return output
+    return F.interpolate(output, size=tuple(size), mode="bilinear", align_corners=True)
+
+
+def semseg_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """Cross-entropy averaged over the pixels whose label is not ``IGNORE_INDEX``.
+
+    Dividing the summed loss by the clamped pixel count (instead of PyTorch's mean) keeps a batch
+    without any labelled pixel at 0 with a valid gradient path instead of NaN.
+    """
+    target = target.long()
+    summed = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="sum")
+    labelled = (target != IGNORE_INDEX).sum().clamp_min(1)
+    return summed / labelled
+
+
+def berhu_loss(pred: Tensor, target: Tensor, mask: Tensor, threshold: float = 0.2) -> Tensor:
+    """Reverse Huber loss of METHOD.md section 3.1.
+
+    e = |target - pred| on masked pixels (0 elsewhere), c = ``threshold`` * max(e) over the whole
+    batch, treated as a constant; the loss is e below c and (e^2 + c^2) / (2c) above, averaged
+    over *all* pixels, so masked pixels count as zeros. When every error is zero (c = 0) the
+    quadratic branch is never taken and its denominator is kept away from zero, so neither the
+    value nor the gradient is NaN.
+    """
+    error = torch.where(mask.bool(), (target - pred).abs(), torch.zeros_like(pred))
+    c = threshold * error.max().detach()
+    quadratic = (error.square() + c.square()) / (2.0 * c).clamp_min(torch.finfo(pred.dtype).tiny)
+    return torch.where(error <= c, error, quadratic).mean()
+
+
+def depth_loss(pred_code: Tensor, depth_m: Tensor, threshold: float = 0.2) -> Tensor:
+    """BerHu on normalised inverse depth; the metric target is encoded here, depth 0 is masked."""
+    valid = depth_m > 0
+    return berhu_loss(pred_code, encode_inverse_depth(depth_m), valid, threshold)
+
+
+def normals_loss(pred: Tensor, target: Tensor) -> Tensor:
+    """Mean over valid pixels (target norm > 0.5) of 1 - cos(pred, target); only pred's direction
+    matters."""
+    target = target.detach()
+    valid = (target.norm(dim=1) > 0.5).to(pred.dtype)
+    cosine = (F.normalize(pred, dim=1) * F.normalize(target, dim=1)).sum(dim=1)
+    return ((1.0 - cosine) * valid).sum() / valid.sum().clamp_min(1)
+
+
+def edge_loss(logits: Tensor, target: Tensor,
+              class_weights: Sequence[float] = (0.05, 0.95)) -> Tensor:
+    """Two-class cross-entropy, weights (background, edge), PyTorch's weighted mean."""
+    weight = torch.as_tensor(class_weights, dtype=logits.dtype, device=logits.device)
+    return F.cross_entropy(logits, target.long(), weight=weight)
+
+
+TaskLoss = Callable[[Tensor, Tensor, LossConfig], Tensor]
+"""(raw output at label resolution, batch target, loss settings) -> scalar loss."""
+
+TASK_LOSSES: dict[str, TaskLoss] = {
+    "semseg": lambda output, target, cfg: semseg_loss(output, target),
+    "depth": lambda output, target, cfg: depth_loss(output, target, cfg.berhu_threshold),
+    "normals": lambda output, target, cfg: normals_loss(output, target),
+    "edges": lambda output, target, cfg: edge_loss(output, target, cfg.edge_class_weights),
+}
+"""The loss of each task; its target is ``batch[task]``."""
+
+
+def multiscale_loss(loss: Callable[[Tensor, Tensor], Tensor], outputs: Mapping[int, Tensor],
+                    target: Tensor) -> Tensor:
+    """Mean over the supervised scales of the loss of each output resized to the label size."""
+    size = target.shape[-2:]
+    per_scale = [loss(resize_to_label(output, size), target) for output in outputs.values()]
+    return torch.stack(per_scale).mean()
+
+
+class TaskWeighting(nn.Module):
+    """Combines the per-task losses into the scalar that is back-propagated."""
+
+    def forward(self, task_losses: dict[str, Tensor]) -> Tensor:
+        raise NotImplementedError
+
+
+class FixedWeighting(TaskWeighting):
+    """Total = sum_t w_t * L_t with constant weights; a task without a weight weighs 1."""
+
+    def __init__(self, weights: Mapping[str, float]) -> None:
+        super().__init__()
+        self.weights = dict(weights)
+
+    def forward(self, task_losses: dict[str, Tensor]) -> Tensor:
+        return sum(self.weights.get(task, 1.0) * loss for task, loss in task_losses.items())
+
+
+class UncertaintyWeighting(TaskWeighting):
+    """Homoscedastic-uncertainty weighting (Kendall, Gal and Cipolla, CVPR 2018).
+
+    One learned log-variance s_t = log sigma_t^2 per task, initialised to 0, and
+    total = sum_t 1/2 * (exp(-s_t) * L_t + s_t), i.e. L_t / (2 sigma_t^2) + log sigma_t: the paper's
+    regression form, used for every task. The s_t are ordinary parameters of this module (and so
+    of :class:`MultiTaskLoss`), to be given to the optimiser.
+    """
+
+    def __init__(self, tasks: Sequence[str]) -> None:
+        super().__init__()
+        self.log_variance = nn.ParameterDict(
+            {task: nn.Parameter(torch.zeros(())) for task in tasks})
+
+    def forward(self, task_losses: dict[str, Tensor]) -> Tensor:
+        return sum(0.5 * (torch.exp(-self.log_variance[task]) * loss + self.log_variance[task])
+                   for task, loss in task_losses.items())
+
+
+def build_weighting(loss_cfg: LossConfig, tasks: Sequence[str]) -> TaskWeighting:
+    """The weighting named by ``loss_cfg.weighting`` (``fixed`` or ``uncertainty``)."""
+    builders: dict[str, Callable[[], TaskWeighting]] = {
+        "fixed": partial(FixedWeighting, loss_cfg.task_weights),
+        "uncertainty": partial(UncertaintyWeighting, tasks),
+    }
+    if loss_cfg.weighting not in builders:
+        raise ValueError(f"unknown task weighting {loss_cfg.weighting!r}; "
+                         f"known: {sorted(builders)}")
+    return builders[loss_cfg.weighting]()
+
+
+class MultiTaskLoss(nn.Module):
+    """Total training loss of METHOD.md section 3.2: per task, the mean over its output scales;
+    across tasks, the configured weighting.
+
+    ``outputs[task][scale]`` is the raw output at 1/2^scale resolution, ``batch[task]`` its target.
+    Trainable weighting parameters (uncertainty weighting) are parameters of this module.
+    """
+
+    def __init__(self, tasks: Sequence[str], loss_cfg: LossConfig) -> None:
+        super().__init__()
+        unknown = [task for task in tasks if task not in TASK_LOSSES]
+        if unknown:
+            raise ValueError(f"no loss for task(s) {unknown}; known: {sorted(TASK_LOSSES)}")
+        self.tasks = tuple(tasks)
+        self.loss_cfg = loss_cfg
+        self.weighting = build_weighting(loss_cfg, self.tasks)
+
+    def forward(self, outputs: dict[str, dict[int, Tensor]], batch: dict[str, Tensor]
+                ) -> tuple[Tensor, dict[str, float]]:
+        """Return the total loss and a log of the unweighted per-task losses plus ``total``."""
+        missing = [task for task in self.tasks if task not in batch]
+        if missing:
+            raise KeyError(f"batch has no target for task(s) {missing}")
+        task_losses = {
+            task: multiscale_loss(partial(TASK_LOSSES[task], cfg=self.loss_cfg), outputs[task],
+                                  batch[task])
+            for task in self.tasks
+        }
+        total = self.weighting(task_losses)
+        # One device-to-host copy for the whole log instead of one per task.
+        values = torch.stack([*task_losses.values(), total]).detach().tolist()
+        return total, dict(zip([*task_losses, "total"], values))

@@ -1,0 +1,47 @@
+"""Optimisers and learning-rate schedules from ``OptimConfig``."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .config import OptimConfig
+
+
+def build_optimizer(groups: dict[str, list[torch.nn.Parameter]], cfg: OptimConfig
+                    ) -> torch.optim.Optimizer:
+    """One parameter group per entry; the ``backbone`` group gets ``backbone_lr`` if set.
+
+    Groups keep their name (``group["name"]``) so logs can show each learning rate.
+    """
+    param_groups = []
+    for name, params in groups.items():
+        if not params:
+            continue
+        lr = cfg.backbone_lr if name == "backbone" and cfg.backbone_lr is not None else cfg.lr
+        param_groups.append({"name": name, "params": params, "lr": lr})
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
+    optimizer_class = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return optimizer_class(param_groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(step: int, total_steps: int, cfg: OptimConfig) -> float:
+    """Multiplier of the base learning rate at ``step`` (stepped once per iteration)."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+    if cfg.scheduler == "step":
+        return cfg.gamma ** (step // cfg.step_size)
+    if cfg.scheduler == "poly":
+        return (1.0 - progress) ** cfg.poly_power
+    if cfg.scheduler == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, cfg: OptimConfig
+                    ) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total_steps, cfg))

@@ -1,0 +1,298 @@
+"""Training: ``densemtl-train --config config/train/<name>.yaml [section.key=value ...]``.
+
+Runs on one CPU/GPU, or on several GPUs (or CPU processes with gloo) under
+``torchrun --nproc_per_node=N -m densemtl_core.train ...``. Writes to ``train.output_dir``:
+the resolved config, a JSON-lines log, ``last.safetensors`` (+ resumable state) and
+``best.safetensors``, and the validation metrics.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+import yaml
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
+
+from .checkpoint import (CheckpointError, ModelMetadata, load_training_state, load_weights,
+                         save_checkpoint, save_training_state, training_state_path)
+from .config import ConfigError, ExperimentConfig, config_to_dict, load_config
+from .data import build_dataset
+from .distributed import DistContext, barrier, init_distributed, shutdown
+from .evaluate import evaluate, main_metric_summary
+from .losses import MultiTaskLoss
+from .metrics import MAIN_METRICS, delta_m
+from .models import build_model
+from .optim import build_optimizer, build_scheduler
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    """RNG states in types ``torch.load(weights_only=True)`` accepts."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state(),
+                             "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+                             "numpy_pos": int(np.random.get_state()[2]),
+                             "python": list(random.getstate()[1])}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32),
+                         state["numpy_pos"], 0, 0.0))
+    random.setstate((3, tuple(state["python"]), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    """Owns the model, optimiser and data of one run; ``fit`` trains to ``train.steps``."""
+
+    def __init__(self, config: ExperimentConfig, ctx: DistContext) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.device = ctx.device
+        self.out_dir = Path(config.train.output_dir)
+        seed_everything(config.train.seed + ctx.rank)
+        self.train_set = build_dataset(config.data, "train", train=True)
+        self.val_set = build_dataset(config.data, "val", train=False)
+        self._check_classes(self.train_set)
+        self.model = build_model(config.model).to(self.device)
+        self.criterion = MultiTaskLoss(config.model.tasks, config.loss).to(self.device)
+        groups = self.model.param_groups()
+        groups["weighting"] = list(self.criterion.parameters())
+        self.optimizer = build_optimizer(groups, config.optim)
+        self.scheduler = build_scheduler(self.optimizer, config.train.steps, config.optim)
+        self.use_amp = config.train.amp and self.device.type == "cuda"
+        self.amp_dtype = (torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported()
+                          else torch.float16)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp
+                                           and self.amp_dtype == torch.float16)
+        self.network: torch.nn.Module = self.model
+        if ctx.enabled:
+            self.network = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.step = 0
+        self.best_score: float | None = None
+        self.reference_metrics: dict[str, float] | None = None
+        self.history: list[dict[str, Any]] = []
+
+    def _check_classes(self, dataset: Dataset) -> None:
+        expected = getattr(dataset, "num_classes", None)
+        if "semseg" in self.config.model.tasks and expected not in (None,
+                                                                    self.config.model.num_classes):
+            raise ConfigError(f"model.num_classes={self.config.model.num_classes} but the "
+                              f"{self.config.data.dataset} dataset has {expected} classes")
+
+    # -- data -------------------------------------------------------------------------------
+    def _epoch_order(self, epoch: int) -> list[int]:
+        """This process's sample order for ``epoch``: a pure function of (seed, epoch, rank)."""
+        seed = self.config.train.seed
+        if self.ctx.enabled:
+            sampler = DistributedSampler(self.train_set, seed=seed, drop_last=True)
+            sampler.set_epoch(epoch)
+            return list(sampler)
+        generator = torch.Generator().manual_seed(seed + epoch)
+        return torch.randperm(len(self.train_set), generator=generator).tolist()
+
+    def _batches(self) -> Iterator[dict[str, torch.Tensor]]:
+        """Endless stream of training batches, starting exactly where ``self.step`` left off.
+
+        Sample order and worker seeds come from generators of their own, never from the global
+        RNG, so a resumed run sees the same batches and augmentations as an uninterrupted one.
+        """
+        batch_size = self.config.train.batch_size
+        per_epoch = len(self._epoch_order(0)) // batch_size
+        if per_epoch == 0:
+            raise ConfigError(f"train.batch_size={batch_size} exceeds the training set "
+                              f"({len(self.train_set)} samples per process)")
+        epoch, skip = divmod(self.step, per_epoch)
+        while True:
+            order = self._epoch_order(epoch)[skip * batch_size:]
+            yield from DataLoader(
+                self.train_set, batch_size=batch_size, sampler=order, drop_last=True,
+                num_workers=self.config.data.num_workers,
+                pin_memory=self.device.type == "cuda",
+                generator=torch.Generator().manual_seed(self.config.train.seed + epoch))
+            epoch, skip = epoch + 1, 0
+
+    def _val_loader(self) -> DataLoader:
+        sampler = (DistributedSampler(self.val_set, shuffle=False) if self.ctx.enabled else None)
+        return DataLoader(self.val_set, batch_size=self.config.train.batch_size, sampler=sampler,
+                          num_workers=self.config.data.num_workers,
+                          generator=torch.Generator().manual_seed(0))
+
+    # -- one step ---------------------------------------------------------------------------
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        autocast = (torch.autocast("cuda", dtype=self.amp_dtype) if self.use_amp
+                    else nullcontext())
+        with autocast:
+            outputs = self.network(batch["image"])
+        outputs = {t: {s: o.float() for s, o in by_scale.items()} for t, by_scale in outputs.items()}
+        total, logs = self.criterion(outputs, batch)
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"non-finite loss at step {self.step}: {logs}")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        if self.config.optim.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(
+                self.model.parameters(), self.config.optim.grad_clip))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return logs
+
+    # -- validation and checkpoints ---------------------------------------------------------
+    def validate(self) -> dict[str, dict[str, float]]:
+        metrics = evaluate(self.model, self._val_loader(), self.config.model, device=self.device,
+                           ctx=self.ctx, progress=False)
+        main = {task: values[MAIN_METRICS[task][0]] for task, values in metrics.items()}
+        if self.reference_metrics is None:
+            self.reference_metrics = main
+        score = delta_m(main, self.reference_metrics,
+                        {task: MAIN_METRICS[task][1] for task in main})
+        if self.ctx.is_main:
+            record = {"step": self.step, "val": metrics, "score": score}
+            self.history.append(record)
+            self._log(record)
+            tqdm.write(f"step {self.step}: {main_metric_summary(metrics)}")
+            self._save("last", metrics)
+            if self.best_score is None or score > self.best_score:
+                self.best_score = score
+                self._save("best", metrics)
+        barrier(self.ctx)
+        return metrics
+
+    def metadata(self, metrics: dict[str, Any]) -> ModelMetadata:
+        return ModelMetadata(config=self.config,
+                             class_names=tuple(getattr(self.train_set, "class_names", ())),
+                             class_colors=tuple(getattr(self.train_set, "class_colors", ())),
+                             metrics={"val": metrics}, step=self.step)
+
+    def _save(self, name: str, metrics: dict[str, Any]) -> None:
+        path = self.out_dir / f"{name}.safetensors"
+        save_checkpoint(path, self.model, self.metadata(metrics))
+        if name == "last":
+            save_training_state(path, {
+                "step": self.step, "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "criterion": self.criterion.state_dict(), "rng": _rng_state(),
+                "best_score": self.best_score, "reference": self.reference_metrics})
+
+    def resume(self, checkpoint: Path) -> None:
+        load_weights(checkpoint, self.model)
+        state = load_training_state(checkpoint)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.criterion.load_state_dict(state["criterion"])
+        _restore_rng(state["rng"])
+        self.step = int(state["step"])
+        self.best_score = state["best_score"]
+        self.reference_metrics = state["reference"]
+
+    def _log(self, record: dict[str, Any]) -> None:
+        with (self.out_dir / "train_log.jsonl").open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
+
+    # -- the loop ---------------------------------------------------------------------------
+    def fit(self) -> dict[str, dict[str, float]]:
+        cfg = self.config.train
+        if self.ctx.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.yaml").write_text(
+                yaml.safe_dump(config_to_dict(self.config), sort_keys=False), encoding="utf-8")
+        self.network.train()
+        batches = self._batches()
+        progress = tqdm(total=cfg.steps, initial=self.step, desc=self.config.name, unit="step",
+                        disable=not self.ctx.is_main, dynamic_ncols=True)
+        metrics: dict[str, dict[str, float]] = {}
+        start = time.perf_counter()
+        while self.step < cfg.steps:
+            logs = self.train_step(next(batches))
+            self.step += 1
+            progress.update(1)
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                lrs = {f"lr_{g['name']}": g["lr"] for g in self.optimizer.param_groups}
+                progress.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k != "grad_norm"})
+                if self.ctx.is_main:
+                    self._log({"step": self.step, "train": logs, **lrs,
+                               "seconds": round(time.perf_counter() - start, 2)})
+            if self.step == cfg.steps or (cfg.val_every and self.step % cfg.val_every == 0):
+                metrics = self.validate()
+            elif cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                if self.ctx.is_main:
+                    self._save("last", self.history[-1]["val"] if self.history else {})
+        progress.close()
+        if self.ctx.is_main:
+            (self.out_dir / "metrics_val.json").write_text(
+                json.dumps({"format_version": 1, "step": self.step, "metrics": metrics,
+                            "history": self.history}, indent=2) + "\n", encoding="utf-8")
+        return metrics
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="densemtl-train", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=None, help="YAML set-up (default: built-in defaults)")
+    parser.add_argument("--resume", default=None, metavar="CKPT|auto",
+                        help="continue from a checkpoint's training state; 'auto' takes "
+                             "<output_dir>/last.safetensors if it exists")
+    parser.add_argument("overrides", nargs="*", metavar="section.key=value",
+                        help="e.g. train.steps=200 model.width=0.5 optim.lr=1e-3")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config, args.overrides)
+    except ConfigError as error:
+        print(f"densemtl-train: {error}", file=sys.stderr)
+        return 2
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    ctx = init_distributed(config.train.device)
+    try:
+        trainer = Trainer(config, ctx)
+        if args.resume:
+            checkpoint = (trainer.out_dir / "last.safetensors" if args.resume == "auto"
+                          else Path(args.resume))
+            if checkpoint.is_file() and training_state_path(checkpoint).is_file():
+                trainer.resume(checkpoint)
+                if ctx.is_main:
+                    print(f"resumed from {checkpoint} at step {trainer.step}")
+            elif args.resume != "auto":
+                raise CheckpointError(f"cannot resume: {checkpoint} or its training state "
+                                      f"{training_state_path(checkpoint)} is missing")
+        metrics = trainer.fit()
+        if ctx.is_main:
+            print(f"final validation: {main_metric_summary(metrics)}")
+            print(f"checkpoints in {trainer.out_dir}")
+    except (ConfigError, CheckpointError) as error:
+        print(f"densemtl-train: {error}", file=sys.stderr)
+        return 2
+    finally:
+        shutdown(ctx)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,110 @@
+"""Colour maps and mosaics: how a person looks at the four dense outputs.
+
+All functions take numpy arrays at any resolution and return HxWx3 uint8 RGB images, so the
+evaluator, the ROS node and the bag tools colour predictions the same way.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+# A blue -> cyan -> green -> yellow -> red ramp (perceptually ordered, readable in print).
+_RAMP_POSITIONS = np.array([0.0, 0.15, 0.35, 0.5, 0.65, 0.85, 1.0])
+_RAMP_COLORS = np.array([
+    [48, 18, 59], [62, 101, 227], [27, 207, 212], [97, 252, 108],
+    [210, 233, 53], [251, 128, 34], [122, 4, 3]], dtype=np.float64)
+
+
+def apply_colormap(values: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """Map values in [0, 1] to RGB; pixels outside ``valid`` are black."""
+    values = np.clip(np.nan_to_num(values, nan=0.0), 0.0, 1.0)
+    rgb = np.stack([np.interp(values, _RAMP_POSITIONS, _RAMP_COLORS[:, c]) for c in range(3)], -1)
+    rgb = rgb.round().astype(np.uint8)
+    if valid is not None:
+        rgb[~valid] = 0
+    return rgb
+
+
+def colorize_segmentation(labels: np.ndarray, colors: Sequence[Sequence[int]]) -> np.ndarray:
+    """Class ids -> palette colours; ids without a colour (ignore label) are black."""
+    palette = np.zeros((max(len(colors), int(labels.max(initial=0)) + 1), 3), dtype=np.uint8)
+    palette[:len(colors)] = np.asarray(colors, dtype=np.uint8).reshape(-1, 3)
+    return palette[labels.astype(np.int64)]
+
+
+def colorize_depth(depth: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
+    """Metric depth -> colour on an inverse-depth scale (near objects get the most contrast).
+
+    Invalid pixels (NaN, zero or out of range) are black.
+    """
+    valid = np.isfinite(depth) & (depth > 0)
+    inverse = np.zeros_like(depth, dtype=np.float64)
+    inverse[valid] = 1.0 / np.clip(depth[valid], min_depth, max_depth)
+    lo, hi = 1.0 / max_depth, 1.0 / min_depth
+    return apply_colormap((inverse - lo) / (hi - lo), valid)
+
+
+def colorize_normals(normals: np.ndarray) -> np.ndarray:
+    """Unit normals (HxWx3, optical frame) -> RGB with the usual (n + 1) / 2 mapping.
+
+    Zero vectors (invalid) are black.
+    """
+    valid = np.linalg.norm(normals, axis=-1) > 0.5
+    rgb = ((np.clip(normals, -1.0, 1.0) + 1.0) * 127.5).round().astype(np.uint8)
+    rgb[~valid] = 0
+    return rgb
+
+
+def colorize_edges(probability: np.ndarray) -> np.ndarray:
+    """Edge probability in [0, 1] -> white edges on black."""
+    gray = (np.clip(probability, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    return np.repeat(gray[..., None], 3, axis=-1)
+
+
+def blend(base: np.ndarray, overlay: np.ndarray, alpha: float) -> np.ndarray:
+    """``alpha`` of the overlay over the base image (both HxWx3 uint8)."""
+    mixed = (1.0 - alpha) * base.astype(np.float32) + alpha * overlay.astype(np.float32)
+    return mixed.round().astype(np.uint8)
+
+
+def mosaic(rows: Sequence[Sequence[tuple[str, np.ndarray]]], tile_height: int | None = None
+           ) -> np.ndarray:
+    """Grid of captioned tiles: ``rows[r][c] = (caption, HxWx3 uint8)``.
+
+    Tiles are resized to one height so inputs at different resolutions line up.
+    """
+    first = rows[0][0][1]
+    height = tile_height or first.shape[0]
+    caption_height = 14
+    tiles: list[list[np.ndarray]] = []
+    for row in rows:
+        rendered = []
+        for caption, image in row:
+            scale = height / image.shape[0]
+            width = max(1, round(image.shape[1] * scale))
+            tile = Image.fromarray(image).resize((width, height), Image.NEAREST)
+            canvas = Image.new("RGB", (width, height + caption_height), (255, 255, 255))
+            canvas.paste(tile, (0, caption_height))
+            ImageDraw.Draw(canvas).text((2, 1), caption, fill=(0, 0, 0))
+            rendered.append(np.asarray(canvas))
+        tiles.append(rendered)
+    width = max(sum(t.shape[1] for t in row) + 2 * (len(row) - 1) for row in tiles)
+    out = np.full((len(tiles) * (height + caption_height + 2), width, 3), 255, dtype=np.uint8)
+    y = 0
+    for row in tiles:
+        x = 0
+        for tile in row:
+            out[y:y + tile.shape[0], x:x + tile.shape[1]] = tile
+            x += tile.shape[1] + 2
+        y += height + caption_height + 2
+    return out
+
+
+def save_png(path: str | Path, image: np.ndarray) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path)
+    return path
