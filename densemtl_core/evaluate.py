@@ -166,13 +166,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = write_report(out_dir, metrics, {
         "checkpoint": str(args.checkpoint), "split": args.split, "samples": len(dataset),
         "scale": args.scale, "seconds": round(seconds, 3), "dataset": data_cfg.dataset})
-    count = min(args.mosaic_samples, len(dataset))
-    picture = save_png(out_dir / "predictions.png",
-                       prediction_mosaic(model, dataset, metadata, range(count), device))
     for task, values in metrics.items():
         shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
         print(f"{task:8s} {shown}")
-    print(f"wrote {report} and {picture}")
+    print(f"wrote {report}")
+    count = min(args.mosaic_samples, len(dataset))
+    if count > 0:
+        picture = prediction_mosaic(model, dataset, metadata, range(count), device)
+        print(f"wrote {save_png(out_dir / 'predictions.png', picture)}")
     return 0
 
 

@@ -239,12 +239,23 @@ class NormalsMeter(Meter):
         }
 
 
+def _dilate_values(values: Tensor, radius: int) -> Tensor:
+    """Maximum of a BxHxW map over a (2 radius + 1)² window around each pixel."""
+    if radius == 0:
+        return values
+    return F.max_pool2d(values[:, None].float(), 2 * radius + 1, stride=1, padding=radius)[:, 0]
+
+
+def _count_at_least(values: Tensor, thresholds: Tensor) -> Tensor:
+    """For each ascending threshold t_i, how many ``values`` are >= t_i (one pass, no loop)."""
+    passed = torch.bucketize(values.reshape(-1), thresholds, right=True)  # thresholds <= value
+    histogram = torch.bincount(passed, minlength=len(thresholds) + 1)
+    return histogram.flip(0).cumsum(0).flip(0)[1:]
+
+
 def _dilate(mask: Tensor, radius: int) -> Tensor:
     """Grow a BxHxW boolean mask by ``radius`` pixels in Chebyshev distance (square window)."""
-    if radius == 0:
-        return mask
-    grown = F.max_pool2d(mask[:, None].float(), 2 * radius + 1, stride=1, padding=radius)
-    return grown[:, 0].bool()
+    return _dilate_values(mask.float(), radius).bool() if radius else mask
 
 
 # Zhang-Suen neighbours P2..P9, clockwise from north, as (row, column) offsets.
@@ -309,7 +320,7 @@ class EdgeMeter(Meter):
             thresholds = torch.linspace(0.0, 1.0, thresholds + 2)[1:-1].tolist()
         if tolerance_px < 0:
             raise ValueError("tolerance_px must be >= 0")
-        self.thresholds = [float(t) for t in thresholds]
+        self.thresholds = sorted(float(t) for t in thresholds)
         self.tolerance_px = tolerance_px
         self.thin = thin
         super().__init__()
@@ -331,17 +342,30 @@ class EdgeMeter(Meter):
         decided = edge_prob > 0.5
         confusion = torch.bincount((truth.long() * 2 + decided.long()).reshape(-1), minlength=4)
         truth_zone = _dilate(truth, self.tolerance_px)
+        if self.thin:
+            counts = self._thinned_counts(edge_prob, truth, truth_zone)
+        else:
+            # Dilation commutes with thresholding (max-pool is monotone), so one max-pool of the
+            # probabilities serves every threshold, and one histogram counts them all.
+            prob_zone = _dilate_values(edge_prob, self.tolerance_px)
+            thresholds = torch.tensor(self.thresholds, dtype=edge_prob.dtype,
+                                      device=edge_prob.device)
+            counts = {"matched_pred": _count_at_least(edge_prob[truth_zone], thresholds),
+                      "total_pred": _count_at_least(edge_prob, thresholds),
+                      "matched_gt": _count_at_least(prob_zone[truth], thresholds),
+                      "total_gt": truth.sum().expand(len(self.thresholds))}
+        self._accumulate(confusion=confusion.reshape(2, 2), **counts)
+
+    def _thinned_counts(self, edge_prob: Tensor, truth: Tensor, truth_zone: Tensor
+                        ) -> dict[str, Tensor]:
         counts: dict[str, list[Tensor]] = {name: [] for name in self._PER_THRESHOLD}
         for threshold in self.thresholds:
-            edges = edge_prob >= threshold
-            if self.thin:
-                edges = thin_edges(edges)
+            edges = thin_edges(edge_prob >= threshold)
             counts["matched_pred"].append((edges & truth_zone).sum())
             counts["total_pred"].append(edges.sum())
             counts["matched_gt"].append((truth & _dilate(edges, self.tolerance_px)).sum())
             counts["total_gt"].append(truth.sum())
-        self._accumulate(confusion=confusion.reshape(2, 2),
-                         **{name: torch.stack(values) for name, values in counts.items()})
+        return {name: torch.stack(values) for name, values in counts.items()}
 
     def compute(self) -> dict[str, float]:
         confusion = self._state["confusion"].double()

@@ -328,3 +328,22 @@ def test_main_metrics_name_keys_the_meters_produce():
         assert key in results[task]
     assert [MAIN_METRICS[t][1] for t in ("semseg", "depth", "normals", "edges")] == [
         True, False, False, True]
+
+
+def test_ods_counts_equal_the_per_threshold_definition():
+    """The one-histogram counting gives, threshold by threshold, the textbook counts."""
+    torch.manual_seed(3)
+    prob = torch.rand(2, 17, 23)
+    truth = torch.rand(2, 17, 23) > 0.85
+    meter = EdgeMeter(thresholds=9, tolerance_px=1)
+    meter.update(prob, truth.long())
+    state = meter.state()
+    pool = torch.nn.functional.max_pool2d
+    def grow(mask):
+        return pool(mask[:, None].float(), 3, stride=1, padding=1)[:, 0].bool()
+    for i, threshold in enumerate(meter.thresholds):
+        edges = prob >= threshold
+        assert state["matched_pred"][i] == (edges & grow(truth)).sum()
+        assert state["total_pred"][i] == edges.sum()
+        assert state["matched_gt"][i] == (truth & grow(edges)).sum()
+        assert state["total_gt"][i] == truth.sum()

@@ -1,0 +1,57 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from densemtl_core.checkpoint import ModelMetadata, save_checkpoint
+from densemtl_core.config import load_config
+from densemtl_core.data.synthetic import SYNTHETIC_CLASSES, SYNTHETIC_COLORS
+from densemtl_core.evaluate import main
+from densemtl_core.models import build_model
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    config = load_config("config/train/synthetic_densemtl_sdne.yaml",
+                         ["model.width=0.125", "data.image_size=[48, 64]", "data.test_length=6"])
+    torch.manual_seed(0)
+    model = build_model(config.model).eval()
+    path = tmp_path_factory.mktemp("ckpt") / "model.safetensors"
+    return save_checkpoint(path, model, ModelMetadata(config, SYNTHETIC_CLASSES, SYNTHETIC_COLORS))
+
+
+def test_cli_writes_metrics_and_mosaic(tmp_path, checkpoint, capsys):
+    assert main(["--checkpoint", str(checkpoint), "--out", str(tmp_path), "--batch-size", "4",
+                 "--mosaic-samples", "2"]) == 0
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    assert report["format_version"] == 1 and report["samples"] == 6 and report["split"] == "test"
+    metrics = report["metrics"]
+    assert set(metrics) == {"semseg", "depth", "normals", "edges"}
+    assert 0.0 <= metrics["semseg"]["miou"] <= 1.0
+    assert metrics["depth"]["rmse"] > 0 and 0 <= metrics["depth"]["delta1"] <= 1
+    assert 0 <= metrics["normals"]["mean"] <= 180
+    assert 0 <= metrics["edges"]["ods_f"] <= 1
+    picture = np.asarray(Image.open(tmp_path / "predictions.png"))
+    # two samples; input + prediction and ground truth for four tasks = 9 tiles of 64 px
+    assert picture.shape[0] > 2 * 48 and picture.shape[1] >= 9 * 64
+    assert "semseg" in capsys.readouterr().out
+
+
+def test_scale_one_is_scored_at_label_resolution(tmp_path, checkpoint):
+    assert main(["--checkpoint", str(checkpoint), "--out", str(tmp_path), "--scale", "1",
+                 "--mosaic-samples", "0"]) == 0
+    assert json.loads((tmp_path / "metrics.json").read_text())["scale"] == 1
+
+
+def test_unknown_scale_is_refused(tmp_path, checkpoint, capsys):
+    assert main(["--checkpoint", str(checkpoint), "--out", str(tmp_path), "--scale", "3"]) == 2
+    assert "not an output" in capsys.readouterr().err
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a checkpoint at all")
+    assert main(["--checkpoint", str(bad), "--out", str(tmp_path)]) == 2
+    assert "not a readable safetensors checkpoint" in capsys.readouterr().err
