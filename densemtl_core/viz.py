@@ -36,15 +36,16 @@ def colorize_segmentation(labels: np.ndarray, colors: Sequence[Sequence[int]]) -
 
 
 def colorize_depth(depth: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
-    """Metric depth -> colour on an inverse-depth scale (near objects get the most contrast).
+    """Metric depth -> colour on a logarithmic scale, near warm and far cool.
 
-    Invalid pixels (NaN, zero or out of range) are black.
+    A log scale keeps contrast both in a 1 m room and down a 50 m street. Invalid pixels (NaN,
+    zero or negative) are black.
     """
     valid = np.isfinite(depth) & (depth > 0)
-    inverse = np.zeros_like(depth, dtype=np.float64)
-    inverse[valid] = 1.0 / np.clip(depth[valid], min_depth, max_depth)
-    lo, hi = 1.0 / max_depth, 1.0 / min_depth
-    return apply_colormap((inverse - lo) / (hi - lo), valid)
+    log_depth = np.zeros_like(depth, dtype=np.float64)
+    log_depth[valid] = np.log(np.clip(depth[valid], min_depth, max_depth))
+    lo, hi = np.log(min_depth), np.log(max_depth)
+    return apply_colormap(1.0 - (log_depth - lo) / (hi - lo), valid)
 
 
 def colorize_normals(normals: np.ndarray) -> np.ndarray:
