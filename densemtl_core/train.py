@@ -33,6 +33,7 @@ from .losses import MultiTaskLoss
 from .metrics import MAIN_METRICS, delta_m
 from .models import build_model
 from .optim import build_optimizer, build_scheduler
+from .viz import plot_curves, save_png
 
 
 def seed_everything(seed: int) -> None:
@@ -209,6 +210,21 @@ class Trainer:
         self.best_score = state["best_score"]
         self.reference_metrics = state["reference"]
 
+    def _plot_curves(self) -> None:
+        """``curves.png``: each task's training loss and validation main metric over steps."""
+        series: dict[str, list[tuple[float, float]]] = {}
+        with (self.out_dir / "train_log.jsonl").open(encoding="utf-8") as handle:
+            for record in map(json.loads, handle):
+                for task in self.config.model.tasks:
+                    if "train" in record:
+                        series.setdefault(f"{task} loss", []).append(
+                            (record["step"], record["train"][task]))
+                    if "val" in record:
+                        key = MAIN_METRICS[task][0]
+                        series.setdefault(f"{task} val {key}", []).append(
+                            (record["step"], record["val"][task][key]))
+        save_png(self.out_dir / "curves.png", plot_curves(series))
+
     def _log(self, record: dict[str, Any]) -> None:
         with (self.out_dir / "train_log.jsonl").open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, sort_keys=True) + "\n")
@@ -243,6 +259,7 @@ class Trainer:
                     self._save("last", self.history[-1]["val"] if self.history else {})
         progress.close()
         if self.ctx.is_main:
+            self._plot_curves()
             (self.out_dir / "metrics_val.json").write_text(
                 json.dumps({"format_version": 1, "step": self.step, "metrics": metrics,
                             "history": self.history}, indent=2) + "\n", encoding="utf-8")

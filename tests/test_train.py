@@ -5,7 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 import torch
 
 from densemtl_core.config import load_config
@@ -44,6 +46,8 @@ def test_short_run_lowers_every_task_loss(tmp_path):
     log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 80 and "val" in log[-1]
     assert (tmp_path / "best.safetensors").is_file() and (tmp_path / "last.safetensors").is_file()
+    curves = np.asarray(Image.open(tmp_path / "curves.png"))
+    assert curves.shape[1] == 8 * 240  # a loss and a validation panel per task
 
 
 def test_resume_continues_bit_exactly(tmp_path):

@@ -41,3 +41,11 @@ def test_mosaic_lines_up_tiles_of_different_sizes():
     assert grid.dtype == np.uint8
     assert grid.shape[1] == 40 + 20 + 2  # 40 px (resized small) + 20 px + gap
     assert grid.shape[0] == 2 * (20 + 14 + 2)
+
+
+def test_curves_draw_one_panel_per_series_and_skip_non_finite_points():
+    image = viz.plot_curves({"loss": [(0, 3.0), (1, 2.0), (2, float("nan")), (3, 1.0)],
+                             "metric": [(5, 0.5)]}, panel_size=(100, 60))
+    assert image.shape == (60, 200, 3)
+    left = image[:, :100]
+    assert ((left[..., 2] > 150) & (left[..., 0] < 60)).any()  # the blue line was drawn
