@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .checkpoint import CheckpointError, ModelMetadata, load_checkpoint
@@ -23,7 +23,7 @@ from .data import build_dataset
 from .distributed import DistContext, all_reduce_sum_, resolve_device
 from .losses import resize_to_label
 from .metrics import MAIN_METRICS
-from .tasks import TASKS
+from .tasks import TASKS, decode_outputs
 from .viz import mosaic, save_png
 
 METRICS_FORMAT_VERSION = 1
@@ -36,10 +36,6 @@ def outputs_at_scale(outputs: dict[str, dict[int, torch.Tensor]], scale: int,
     for task, by_scale in outputs.items():
         resized[task] = resize_to_label(by_scale[scale], size)
     return resized
-
-
-def decode_outputs(raw: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    return {task: TASKS[task].decode(value, cfg) for task, value in raw.items()}
 
 
 @torch.no_grad()

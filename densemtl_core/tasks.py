@@ -101,3 +101,7 @@ TASKS: dict[str, TaskSpec] = {
 }
 assert tuple(TASKS) == TASK_NAMES
 
+
+def decode_outputs(raw: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """Raw outputs of one scale, keyed by task -> each task's user-facing prediction."""
+    return {task: TASKS[task].decode(value, cfg) for task, value in raw.items()}

@@ -11,7 +11,7 @@ from densemtl_core.config import ExperimentConfig, ModelConfig, validate
 from densemtl_core.models.backbone import ResNetEncoder, load_torchvision_weights, scaled_width
 from densemtl_core.models.heads import DeepLabHead, UNetDecoder
 from densemtl_core.models.xtam import ATTENTION_DOWNSAMPLE, ExchangeBlock
-from densemtl_core.tasks import TASKS
+from densemtl_core.tasks import TASKS, decode_outputs
 
 
 class MultiTaskNet(nn.Module):
@@ -100,13 +100,11 @@ class MultiTaskNet(nn.Module):
         edge probability (B x 1 x H x W). Raw outputs are resized before decoding, as the
         losses and metrics do.
         """
-        decoded = {}
-        for task, by_scale in outputs.items():
-            raw = by_scale[0]
-            if size is not None:
-                raw = F.interpolate(raw, size=tuple(size), mode="bilinear", align_corners=False)
-            decoded[task] = TASKS[task].decode(raw, self.cfg)
-        return decoded
+        raw = {task: by_scale[0] for task, by_scale in outputs.items()}
+        if size is not None:
+            raw = {task: F.interpolate(value, size=tuple(size), mode="bilinear",
+                                       align_corners=False) for task, value in raw.items()}
+        return decode_outputs(raw, self.cfg)
 
 
 def build_model(cfg: ModelConfig) -> MultiTaskNet:
