@@ -255,7 +255,7 @@ def _count_at_least(values: Tensor, thresholds: Tensor) -> Tensor:
 
 def _dilate(mask: Tensor, radius: int) -> Tensor:
     """Grow a BxHxW boolean mask by ``radius`` pixels in Chebyshev distance (square window)."""
-    return _dilate_values(mask.float(), radius).bool() if radius else mask
+    return _dilate_values(mask.float(), radius).bool()
 
 
 # Zhang-Suen neighbours P2..P9, clockwise from north, as (row, column) offsets.

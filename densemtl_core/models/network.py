@@ -97,8 +97,10 @@ class MultiTaskNet(nn.Module):
 
         Each task decodes as ``TASKS[task].decode`` defines: ``semseg`` class probabilities,
         ``depth`` metres clamped to [min_depth, max_depth], ``normals`` unit vectors, ``edges``
-        edge probability (B x 1 x H x W). Raw outputs are resized before decoding, as the
-        losses and metrics do.
+        edge probability (B x 1 x H x W). Raw outputs are resized before decoding (so class
+        probabilities and inverse depth are interpolated, not labels or metres), with
+        ``align_corners=False`` as image resizing does; the losses and metrics instead follow
+        the method's ``align_corners=True`` at label resolution.
         """
         raw = {task: by_scale[0] for task, by_scale in outputs.items()}
         if size is not None:
