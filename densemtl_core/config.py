@@ -18,6 +18,9 @@ import yaml
 TASK_NAMES: tuple[str, ...] = ("semseg", "depth", "normals", "edges")
 """Every task the library knows, in the canonical order used for fusion and outputs."""
 
+DATASET_NAMES: tuple[str, ...] = ("synthetic", "nyudv2", "cityscapes", "vkitti2", "synthia")
+"""Every dataset ``densemtl_core.data.build_dataset`` can read."""
+
 
 class ConfigError(ValueError):
     """A configuration file or override is invalid; the message says which key and why."""
@@ -55,6 +58,9 @@ class ModelConfig:
     """How each target fuses its incoming directional features: ``add``, ``prod`` or ``concat``."""
     attention_downsample: int | None = None
     """SxTAM down-sampling factor r; ``None`` takes the method's value for ``exchange_scale``."""
+    sxtam_alpha_init: float = 0.0
+    """Initial per-channel SxTAM scale alpha. The method starts at 0; SxTAM without SA only
+    trains from a non-zero start (see ``densemtl_core.models.xtam.XTAM``)."""
     input_mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
     input_std: tuple[float, float, float] = (0.225, 0.225, 0.225)
     min_depth: float = 0.1
@@ -69,13 +75,18 @@ class DataConfig:
 
     dataset: str = "synthetic"
     root: str | None = None
+    """Root folder of a public dataset (unused by ``synthetic``)."""
+    label_set: str | None = None
+    """Named class set of the dataset; ``None`` is its default (Cityscapes: ``trainid19``, the
+    official 19 classes; ``method16`` gives the method's 16)."""
     image_size: tuple[int, int] = (128, 160)
     """Network input size (H, W); both must be divisible by 16."""
     train_length: int = 2000
     val_length: int = 100
     test_length: int = 200
     seed: int = 0
-    """Dataset seed: which scenes exist (independent of the training seed)."""
+    """Dataset seed: which scenes exist (synthetic) or how the 80/20 train/val split of
+    Synthia and Virtual KITTI 2 falls; independent of the training seed."""
     hflip: bool = True
     color_jitter: float = 0.0
     scale_range: tuple[float, float] = (1.0, 1.0)
@@ -304,6 +315,11 @@ def validate(config: ExperimentConfig) -> None:
         raise ConfigError("model.exchange_scale must be in 0..4")
     if not 0 < model.min_depth < model.max_depth:
         raise ConfigError("model.min_depth and model.max_depth need 0 < min < max")
+    if data.dataset not in DATASET_NAMES:
+        raise ConfigError(f"data.dataset must be one of {list(DATASET_NAMES)}, "
+                          f"got {data.dataset!r}")
+    if data.dataset != "synthetic" and not data.root:
+        raise ConfigError(f"data.root must name the {data.dataset} root folder")
     height, width = data.image_size
     if height % 16 or width % 16 or height <= 0 or width <= 0:
         raise ConfigError(f"data.image_size {data.image_size} must be positive multiples of 16")

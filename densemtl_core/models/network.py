@@ -66,7 +66,8 @@ class MultiTaskNet(nn.Module):
                              f"with dilation {cfg.dilation}, not {2 ** scale}")
         downsample = cfg.attention_downsample or ATTENTION_DOWNSAMPLE[scale]
         channels = scaled_width(cfg.decoder_channels[scale], cfg.width)
-        return ExchangeBlock(self.tasks, channels, cfg.exchange_branches, cfg.fusion, downsample)
+        return ExchangeBlock(self.tasks, channels, cfg.exchange_branches, cfg.fusion, downsample,
+                             cfg.sxtam_alpha_init)
 
     def normalize_input(self, image: Tensor) -> Tensor:
         return (image - self.input_mean) / self.input_std

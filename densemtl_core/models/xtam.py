@@ -59,14 +59,14 @@ class SxTAM(nn.Module):
     The spatial size of the inputs must be divisible by r.
     """
 
-    def __init__(self, channels: int, downsample: int) -> None:
+    def __init__(self, channels: int, downsample: int, alpha_init: float = 0.0) -> None:
         super().__init__()
         self.channels = channels
         self.downsample = downsample
         self.query = conv_bn_relu(channels, channels)
         self.key = conv_bn_relu(channels, channels)
         self.value = conv_bn_relu(channels, channels)
-        self.alpha = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.alpha = nn.Parameter(torch.full((1, channels, 1, 1), float(alpha_init)))
 
     def attend(self, target: Tensor, source: Tensor) -> tuple[Tensor, Tensor]:
         """The module's output and the attention matrix B x N_target x N_source (rows sum to 1)."""
@@ -92,18 +92,19 @@ class XTAM(nn.Module):
     ``branches`` is a non-empty subset of ``("sa", "sxtam")``; the projection (1x1 conv + BN +
     ReLU back to C channels) takes the concatenation of the present branches, SA first.
     With ``sxtam`` alone and ``alpha == 0`` the projection sees only zeros, and the ReLU after it
-    passes no gradient at 0, so that configuration cannot leave its initial state in training.
+    passes no gradient at 0, so that configuration cannot leave its initial state in training;
+    ``alpha_init`` > 0 lets it train.
     """
 
     def __init__(self, channels: int, branches: Sequence[str] = BRANCHES,
-                 downsample: int = 4) -> None:
+                 downsample: int = 4, alpha_init: float = 0.0) -> None:
         super().__init__()
         unknown = set(branches) - set(BRANCHES)
         if not branches or unknown:
             raise ValueError(f"branches must be a non-empty subset of {BRANCHES}, got {branches}")
         self.extractor = Extractor(channels)
         self.self_attention = SelfAttentionGate(channels) if "sa" in branches else None
-        self.cross_attention = SxTAM(channels, downsample) if "sxtam" in branches else None
+        self.cross_attention = SxTAM(channels, downsample, alpha_init) if "sxtam" in branches else None
         projected = (channels // 2 if self.self_attention is not None else 0) + \
             (channels if self.cross_attention is not None else 0)
         self.project = conv_bn_relu(projected, channels)
@@ -128,7 +129,7 @@ class ExchangeBlock(nn.Module):
     """
 
     def __init__(self, tasks: Sequence[str], channels: int, branches: Sequence[str] = BRANCHES,
-                 fusion: str = "add", downsample: int = 4) -> None:
+                 fusion: str = "add", downsample: int = 4, alpha_init: float = 0.0) -> None:
         super().__init__()
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
@@ -137,7 +138,7 @@ class ExchangeBlock(nn.Module):
         self.tasks = tuple(t for t in TASK_NAMES if t in tasks)
         self.fusion = fusion
         self.xtams = nn.ModuleDict({
-            f"{source}_to_{target}": XTAM(channels, branches, downsample)
+            f"{source}_to_{target}": XTAM(channels, branches, downsample, alpha_init)
             for target in self.tasks for source in self.sources(target)})
         fused_inputs = len(self.tasks) if fusion == "concat" else len(self.tasks) - 1
         self.fusions = nn.ModuleDict(

@@ -151,3 +151,13 @@ def test_unknown_fusion_and_branches_are_rejected():
         XTAM(8, ("cxtam",))
     with pytest.raises(ValueError, match="branches"):
         XTAM(8, ())
+
+
+@pytest.mark.parametrize("alpha_init, trains", [(0.0, False), (0.1, True)])
+def test_sxtam_alone_trains_only_from_a_non_zero_alpha(alpha_init, trains):
+    torch.manual_seed(0)
+    xtam = XTAM(8, branches=("sxtam",), downsample=2, alpha_init=alpha_init).train()
+    target, source = torch.randn(2, 8, 8, 8), torch.randn(2, 8, 8, 8)
+    xtam(target, source).square().sum().backward()
+    gradient = xtam.cross_attention.alpha.grad.abs().sum().item()
+    assert (gradient > 0) is trains

@@ -1,0 +1,125 @@
+"""Run the synthetic study and write its report (docs/RESULTS.md).
+
+``python scripts/study.py run`` trains and evaluates every (row, seed) of the study spec that has
+no test metrics yet, ``--jobs`` at a time with one thread each (small models use two cores better
+as two processes than as one process with two threads); it can be stopped and started again.
+``python scripts/study.py report`` gathers the test metrics, measures size, FLOPs and CPU latency
+of each row's network and writes the Markdown report, a JSON file with every number and a
+picture of Δm per row.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    name: str
+    config: str
+    group: str
+    seeds: tuple[int, ...]
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    output_dir: Path
+    test_length: int
+    rows: tuple[StudyRow, ...] = field(default_factory=tuple)
+
+    def run_dir(self, row: StudyRow, seed: int) -> Path:
+        return self.output_dir / row.name / f"seed{seed}"
+
+
+def load_spec(path: Path) -> StudySpec:
+    with open(path, encoding="utf-8") as stream:
+        raw = yaml.safe_load(stream)
+    default_seeds = tuple(raw["seeds"])
+    rows = tuple(StudyRow(name=r["name"], config=r["config"], group=r["group"],
+                          seeds=tuple(r.get("seeds", default_seeds)),
+                          overrides=tuple(r.get("overrides", ())))
+                 for r in raw["rows"])
+    names = [row.name for row in rows]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{path}: row names must be unique")
+    return StudySpec(output_dir=REPO / raw["output_dir"], test_length=int(raw["test_length"]),
+                     rows=rows)
+
+
+def train_command(spec: StudySpec, row: StudyRow, seed: int) -> list[str]:
+    return ["densemtl-train", "--config", row.config, *row.overrides, f"train.seed={seed}",
+            f"train.output_dir={_relative(spec.run_dir(row, seed))}"]
+
+
+def eval_command(spec: StudySpec, row: StudyRow, seed: int) -> list[str]:
+    run_dir = _relative(spec.run_dir(row, seed))
+    return ["densemtl-eval", "--checkpoint", f"{run_dir}/last.safetensors", "--split", "test",
+            "--length", str(spec.test_length), "--out", f"{run_dir}/test"]
+
+
+def _relative(path: Path) -> str:
+    return str(path.relative_to(REPO))
+
+
+def _executable(command: list[str]) -> list[str]:
+    """The console script from the interpreter running this file (the project's venv)."""
+    return [str(Path(sys.executable).with_name(command[0])), *command[1:]]
+
+
+def run_one(spec: StudySpec, row: StudyRow, seed: int) -> str:
+    run_dir = spec.run_dir(row, seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    start = time.perf_counter()
+    with open(run_dir / "study.log", "w", encoding="utf-8") as log:
+        for command in (train_command(spec, row, seed), eval_command(spec, row, seed)):
+            full = _executable(command)
+            if command[0] == "densemtl-train":
+                full.append("train.threads=1")
+            result = subprocess.run(full, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+            if result.returncode != 0:
+                return f"FAILED {row.name} seed {seed} (see {run_dir / 'study.log'})"
+    return f"done {row.name} seed {seed} in {time.perf_counter() - start:.0f} s"
+
+
+def run(spec: StudySpec, jobs: int, only: set[str] | None) -> int:
+    pending = [(row, seed) for row in spec.rows for seed in row.seeds
+               if (only is None or row.name in only)
+               and not (spec.run_dir(row, seed) / "test" / "metrics.json").exists()]
+    print(f"{len(pending)} runs to do, {jobs} at a time", flush=True)
+    failures = 0
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for index, message in enumerate(pool.map(lambda job: run_one(spec, *job), pending), 1):
+            failures += message.startswith("FAILED")
+            print(f"[{index}/{len(pending)}] {message}", flush=True)
+    return 1 if failures else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=("run", "report"))
+    parser.add_argument("--spec", type=Path, default=REPO / "config/study/synthetic.yaml")
+    parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (run)")
+    parser.add_argument("--only", nargs="*", help="row names to run (default: all)")
+    parser.add_argument("--out", type=Path, default=REPO / "docs", help="report folder (report)")
+    args = parser.parse_args(argv)
+    spec = load_spec(args.spec)
+    if args.action == "run":
+        return run(spec, args.jobs, set(args.only) if args.only else None)
+    from study_report import write_report
+    return write_report(spec, args.out)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,225 @@
+"""The report of the synthetic study: tables in docs/RESULTS.md, docs/study_results.json and a
+picture of Δm per row.
+
+Only the part of RESULTS.md between the ``generated`` markers is rewritten, so the discussion
+written around the tables survives a regeneration. Δm of every run is taken against the mean of
+the single-task runs over all seeds; a row's figures are the mean ± standard deviation over its
+seeds. Size, FLOPs and latency are measured here, on the machine running the report, with one
+thread and a batch of one at the study's input size.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from torch.utils.flop_counter import FlopCounterMode
+
+from densemtl_core.config import load_config
+from densemtl_core.metrics import MAIN_METRICS, delta_m
+from densemtl_core.models import build_model
+from densemtl_core.viz import save_png
+from study import StudyRow, StudySpec, eval_command, train_command
+
+BEGIN, END = "<!-- generated:begin -->", "<!-- generated:end -->"
+RESULTS_FORMAT_VERSION = 1
+TASK_LETTERS = {"semseg": "S", "depth": "D", "normals": "N", "edges": "E"}
+
+
+def _seed_metrics(spec: StudySpec, row: StudyRow) -> dict[int, dict[str, dict[str, float]]]:
+    found = {}
+    for seed in row.seeds:
+        path = spec.run_dir(row, seed) / "test" / "metrics.json"
+        if path.exists():
+            found[seed] = json.loads(path.read_text(encoding="utf-8"))["metrics"]
+    return found
+
+
+def _stl_baselines(spec: StudySpec, results: dict[str, dict[int, Any]]) -> dict[str, float]:
+    """Per task, the single-task runs' main metric averaged over seeds."""
+    baselines = {}
+    for row in spec.rows:
+        if row.group != "stl" or not results[row.name]:
+            continue
+        for task, (key, _) in MAIN_METRICS.items():
+            values = [m[task][key] for m in results[row.name].values() if task in m]
+            if values:
+                baselines[task] = statistics.fmean(values)
+    return baselines
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _cost(row: StudyRow, threads: int = 1, repeats: int = 30) -> dict[str, float]:
+    """Parameters, forward FLOPs and p50 CPU latency of the row's network (batch 1)."""
+    cfg = load_config(row.config, list(row.overrides))
+    model = build_model(cfg.model).eval()
+    image = torch.rand(1, 3, *cfg.data.image_size)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            counter = FlopCounterMode(display=False)
+            with counter:
+                model(image)
+            for _ in range(5):
+                model(image)
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                model(image)
+                times.append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(previous_threads)
+    return {"params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+            "gflops": counter.get_total_flops() / 1e9,
+            "latency_ms": 1000 * float(np.median(times))}
+
+
+def gather(spec: StudySpec) -> dict[str, Any]:
+    results = {row.name: _seed_metrics(spec, row) for row in spec.rows}
+    baselines = _stl_baselines(spec, results)
+    rows = []
+    for row in spec.rows:
+        runs = results[row.name]
+        if not runs:
+            continue
+        tasks = list(next(iter(runs.values())))
+        metric_names = {task: sorted(next(iter(runs.values()))[task]) for task in tasks}
+        summary = {task: {name: _mean_std([m[task][name] for m in runs.values()])
+                          for name in metric_names[task]} for task in tasks}
+        deltas = []
+        if all(task in baselines for task in tasks):
+            deltas = [delta_m({t: m[t][MAIN_METRICS[t][0]] for t in tasks}, baselines)
+                      for m in runs.values()]
+        rows.append({
+            "name": row.name, "group": row.group, "config": row.config,
+            "overrides": list(row.overrides), "tasks": tasks, "seeds": sorted(runs),
+            "metrics": summary, "delta_m": _mean_std(deltas) if deltas else None,
+            "cost": _cost(row),
+            "commands": [[" ".join(train_command(spec, row, seed)),
+                          " ".join(eval_command(spec, row, seed))] for seed in sorted(runs)]})
+    return {"format_version": RESULTS_FORMAT_VERSION, "stl_baselines": baselines,
+            "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
+            "test_scenes": spec.test_length, "rows": rows}
+
+
+def _cell(value: tuple[float, float] | None, digits: int, scale: float = 1.0) -> str:
+    if value is None:
+        return "–"
+    mean, std = value
+    return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
+
+
+def _main_table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = ["| row | tasks | seeds | mIoU % ↑ | depth RMSE m ↓ | normals mean ° ↓ | edge F1 % ↑ "
+             "| Δm % ↑ | params M | GFLOPs | CPU ms |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        metric = row["metrics"]
+        cells = [
+            _cell(metric["semseg"]["miou"], 1, 100) if "semseg" in metric else "",
+            _cell(metric["depth"]["rmse"], 3) if "depth" in metric else "",
+            _cell(metric["normals"]["mean"], 2) if "normals" in metric else "",
+            _cell(metric["edges"]["f1"], 1, 100) if "edges" in metric else ""]
+        cost = row["cost"]
+        letters = "".join(TASK_LETTERS[t] for t in row["tasks"])
+        lines.append(f"| {row['name']} | {letters} | {len(row['seeds'])} | " + " | ".join(cells)
+                     + f" | {_cell(row['delta_m'], 2)} | {cost['params_m']:.2f} "
+                     f"| {cost['gflops']:.3f} | {cost['latency_ms']:.1f} |")
+    return lines
+
+
+def _all_metrics_tables(rows: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for task in TASK_LETTERS:
+        having = [row for row in rows if task in row["metrics"]]
+        if not having:
+            continue
+        names = sorted(having[0]["metrics"][task])
+        lines += ["", f"**{task}** (mean ± std over seeds)", "",
+                  "| row | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for row in having:
+            values = row["metrics"][task]
+            lines.append(f"| {row['name']} | "
+                         + " | ".join(_cell(values[name], 4) for name in names) + " |")
+    return lines
+
+
+def _commands(rows: list[dict[str, Any]]) -> list[str]:
+    lines = ["", "Commands that regenerate every run (from the repository root, in the venv):", "",
+             "```bash"]
+    for row in rows:
+        for train, evaluate in row["commands"]:
+            lines += [train, evaluate]
+    return lines + ["```"]
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    rows = report["rows"]
+    groups = [("Single-task baselines and multi-task models", ("stl", "main")),
+              ("Ablation of the exchange (SDNE)", ("ablation",))]
+    lines = [BEGIN, "", f"Test split: {report['test_scenes']} scenes. Cost columns measured on "
+             f"{report['machine']}, 1 thread, batch 1.", ""]
+    for title, wanted in groups:
+        chosen = [row for row in rows if row["group"] in wanted]
+        if chosen:
+            lines += [f"#### {title}", "", *_main_table(chosen), ""]
+    lines += ["#### Every metric", *_all_metrics_tables(rows), *_commands(rows), "", END]
+    return "\n".join(lines)
+
+
+def delta_m_picture(rows: list[dict[str, Any]], bar_height: int = 22) -> np.ndarray:
+    """Horizontal bars of Δm (mean, with a ±std whisker), one per multi-task row."""
+    shown = [row for row in rows if row["delta_m"] is not None and row["group"] != "stl"]
+    width, label_width = 720, 230
+    height = bar_height * len(shown) + 40
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    extent = max([abs(r["delta_m"][0]) + r["delta_m"][1] for r in shown] + [1.0])
+    zero = label_width + (width - label_width - 20) / 2
+    scale = (width - label_width - 30) / 2 / extent
+    draw.line([(zero, 10), (zero, height - 20)], fill=(0, 0, 0))
+    for index, row in enumerate(shown):
+        mean, std = row["delta_m"]
+        top = 12 + index * bar_height
+        colour = (44, 160, 44) if mean >= 0 else (214, 39, 40)
+        draw.rectangle([min(zero, zero + mean * scale), top, max(zero, zero + mean * scale),
+                        top + bar_height - 6], fill=colour)
+        middle = top + (bar_height - 6) / 2
+        draw.line([(zero + (mean - std) * scale, middle), (zero + (mean + std) * scale, middle)],
+                  fill=(0, 0, 0))
+        draw.text((4, top + 2), f"{row['name']}  {mean:+.2f}", fill=(0, 0, 0))
+    draw.text((label_width, height - 16), f"Δm % vs single-task (axis ±{extent:.1f})",
+              fill=(0, 0, 0))
+    return np.asarray(canvas)
+
+
+def write_report(spec: StudySpec, out_dir: Path) -> int:
+    report = gather(spec)
+    if not report["rows"]:
+        print("no finished runs to report")
+        return 1
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "study_results.json").write_text(json.dumps(report, indent=2) + "\n",
+                                                 encoding="utf-8")
+    markdown_path = out_dir / "RESULTS.md"
+    text = markdown_path.read_text(encoding="utf-8") if markdown_path.exists() else \
+        f"# Results\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"{markdown_path} lacks the markers {BEGIN} and {END}")
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    markdown_path.write_text(head + render_markdown(report) + tail, encoding="utf-8")
+    save_png(out_dir / "study_delta_m.png", delta_m_picture(report["rows"]))
+    print(f"wrote {markdown_path}, {out_dir / 'study_results.json'}, "
+          f"{out_dir / 'study_delta_m.png'}")
+    return 0
