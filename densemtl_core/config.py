@@ -92,7 +92,7 @@ class DataConfig:
     scale_range: tuple[float, float] = (1.0, 1.0)
     num_workers: int = 0
     cache: bool = True
-    """Keep rendered/decoded samples in memory after first use."""
+    """Keep rendered samples of the synthetic scenes in memory after first use."""
 
 
 @dataclass(frozen=True)

@@ -3,21 +3,36 @@ from __future__ import annotations
 
 from torch.utils.data import Dataset
 
-from ..config import DataConfig
+from ..config import DATASET_NAMES, DataConfig
+from .cityscapes import Cityscapes
+from .common import DatasetLayoutError, PublicDataset
+from .nyudv2 import NYUDv2
+from .synthetic import SyntheticScenes
+from .synthia import Synthia
+from .transforms import build_transforms
+from .vkitti2 import VirtualKitti2
+
+PUBLIC_DATASETS: dict[str, type[PublicDataset]] = {
+    cls.name: cls for cls in (NYUDv2, Cityscapes, VirtualKitti2, Synthia)}
+assert ("synthetic", *PUBLIC_DATASETS) == DATASET_NAMES
+
+__all__ = ["DatasetLayoutError", "PUBLIC_DATASETS", "build_dataset"]
 
 
 def build_dataset(cfg: DataConfig, split: str, train: bool = False) -> Dataset:
     """The dataset named by ``cfg.dataset`` for ``split``, with training augmentation if asked.
 
-    Datasets expose ``num_classes``, ``class_names`` and ``class_colors``.
+    Every dataset goes through the same ``build_transforms`` and exposes ``num_classes``,
+    ``class_names`` and ``class_colors``. The public datasets have labels for train and val
+    only, so ``test`` reads their val split.
     """
-    from .synthetic import SyntheticScenes
-    from .transforms import build_transforms
-
+    transform = build_transforms(cfg, train=train)
+    if cfg.dataset in PUBLIC_DATASETS:
+        return PUBLIC_DATASETS[cfg.dataset].from_config(cfg, split, transform)
     if cfg.dataset != "synthetic":
-        raise ValueError(f"unknown dataset {cfg.dataset!r}; available: synthetic")
+        raise ValueError(f"unknown dataset {cfg.dataset!r}; available: {list(DATASET_NAMES)}")
     lengths = {"train": cfg.train_length, "val": cfg.val_length, "test": cfg.test_length}
     if split not in lengths:
         raise ValueError(f"unknown split {split!r}; expected one of {sorted(lengths)}")
     return SyntheticScenes(split, lengths[split], size=cfg.image_size, seed=cfg.seed,
-                           transform=build_transforms(cfg, train=train), cache=cfg.cache)
+                           transform=transform, cache=cfg.cache)

@@ -78,21 +78,32 @@ class ColorJitter:
         return {**sample, "image": image.clamp(0.0, 1.0)}
 
 
+def scale_intrinsics(intrinsics: Tensor, from_size: Sequence[int], to_size: Sequence[int]
+                     ) -> Tensor:
+    """The intrinsics of an image of ``from_size`` (H, W) resized to ``to_size``, with pixel
+    centres at integer coordinates (so the principal point moves by the half-pixel offset)."""
+    scale = torch.tensor([to_size[1] / from_size[1], to_size[0] / from_size[0]],
+                         dtype=intrinsics.dtype)
+    scaled = intrinsics.clone()
+    scaled[:2, :2] *= scale[:, None]
+    scaled[:2, 2] = (intrinsics[:2, 2] + 0.5) * scale - 0.5
+    return scaled
+
+
 def _resize(sample: Sample, size: tuple[int, int]) -> Sample:
     """Resize every map to ``size`` (image bilinear, everything else nearest, both with pixel
     centres at half-pixel positions) and scale the intrinsics to match. Depth values stay in
-    metres: a larger image of the same view simply has a longer focal length."""
+    metres: a larger image of the same view simply has a longer focal length. Maps may come at
+    another resolution than the image (a dataset's native files); each is resized on its own,
+    and the intrinsics follow the image."""
     height, width = sample["image"].shape[-2:]
-    if (height, width) == tuple(size):
+    if all(tuple(value.shape[-2:]) == tuple(size)
+           for key, value in sample.items() if key != "intrinsics"):
         return sample
     resized = {}
     for key, value in sample.items():
         if key == "intrinsics":
-            scale = torch.tensor([size[1] / width, size[0] / height], dtype=value.dtype)
-            intrinsics = value.clone()
-            intrinsics[:2, :2] *= scale[:, None]
-            intrinsics[:2, 2] = (value[:2, 2] + 0.5) * scale - 0.5
-            resized[key] = intrinsics
+            resized[key] = scale_intrinsics(value, (height, width), size)
         elif key == "image":
             resized[key] = F.interpolate(value[None], size=size, mode="bilinear",
                                          align_corners=False, antialias=True)[0]

@@ -1,0 +1,111 @@
+"""Cityscapes: semantic labels, depth from stereo disparity, normals derived from that depth.
+
+Layout (METHOD.md section 6.1), ``<stem>`` = ``<city>_<seq>_<frame>``::
+
+    <root>/leftImg8bit/<split>/<city>/<stem>_leftImg8bit.png     (or leftImg8bit_small/, used
+    <root>/gtFine/<split>/<city>/<stem>_gtFine_labelIds.png       when present: pre-shrunk copies)
+    <root>/disparity/<split>/<city>/<stem>_disparity.png
+    <root>/camera/<split>/<city>/<stem>_camera.json
+
+* classes: the official 19 training ids by default (``label_set: trainid19``); the method's 16
+  (those 19 without terrain, truck and train, ``label_set: method16``) on request; every other
+  label id is ignored;
+* depth: z = baseline * fx / ((p - 1) / 256) from the 16-bit disparity p and the image's camera
+  file; p <= 1 (no disparity) is invalid (0). Disparities count full-resolution pixels whatever
+  the PNG's size, so the full-resolution fx is the right one;
+* intrinsics: the camera file's, for the 2048x1024 frame, scaled to the image read;
+* splits: the official train / val (test labels are not public: ``test`` reads val).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .common import (ClassSet, LabelMap, PublicDataset, Record, Sample, first_existing,
+                     intrinsics_matrix, read_json, read_png, read_rgb, single_channel)
+from .transforms import scale_intrinsics
+
+TRAINID_CLASSES = ClassSet(
+    names=("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
+           "traffic sign", "vegetation", "terrain", "sky", "person", "rider", "car", "truck",
+           "bus", "train", "motorcycle", "bicycle"),
+    colors=((128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153),
+            (153, 153, 153), (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152),
+            (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100),
+            (0, 80, 100), (0, 0, 230), (119, 11, 32)))
+"""The official 19 evaluation classes (trainIds 0..18) with the official palette."""
+
+METHOD16_CLASSES = TRAINID_CLASSES.subset(("terrain", "truck", "train"))
+"""The method's 16 classes, also the order Synthia is mapped to."""
+
+LABEL_ID_TO_NAME: dict[int, str] = {
+    7: "road", 8: "sidewalk", 11: "building", 12: "wall", 13: "fence", 17: "pole",
+    19: "traffic light", 20: "traffic sign", 21: "vegetation", 22: "terrain", 23: "sky",
+    24: "person", 25: "rider", 26: "car", 27: "truck", 28: "bus", 31: "train",
+    32: "motorcycle", 33: "bicycle"}
+"""Cityscapes label ids (``*_labelIds.png``) of the 19 evaluation classes."""
+
+FULL_SIZE = (1024, 2048)
+"""(H, W) of the frames the camera files describe."""
+
+IMAGE_FOLDERS = ("leftImg8bit_small", "leftImg8bit")
+"""Image folders by preference: pre-shrunk copies (what the method reads) when present."""
+
+
+def _label_map(classes: ClassSet) -> LabelMap:
+    return LabelMap({label_id: classes.names.index(name)
+                     for label_id, name in LABEL_ID_TO_NAME.items() if name in classes.names})
+
+
+class Cityscapes(PublicDataset):
+    name = "cityscapes"
+    layout = """\
+leftImg8bit/{train,val}/<city>/<stem>_leftImg8bit.png   (or leftImg8bit_small/)
+gtFine/{train,val}/<city>/<stem>_gtFine_labelIds.png
+disparity/{train,val}/<city>/<stem>_disparity.png
+camera/{train,val}/<city>/<stem>_camera.json"""
+    label_sets = {"trainid19": TRAINID_CLASSES, "method16": METHOD16_CLASSES}
+    _label_maps = {name: _label_map(classes) for name, classes in label_sets.items()}
+
+    def find_records(self) -> list[Record]:
+        images = first_existing([self.root / folder / self.split for folder in IMAGE_FOLDERS])
+        if not images.is_dir():
+            raise self.layout_error(self.root / IMAGE_FOLDERS[-1] / self.split, "is missing")
+        suffix = "_leftImg8bit.png"
+        records = []
+        for image in sorted(images.glob(f"*/*{suffix}")):
+            city, stem = image.parent.name, image.name[: -len(suffix)]
+            records.append({
+                "image": image,
+                "semseg": self.root / "gtFine" / self.split / city / f"{stem}_gtFine_labelIds.png",
+                "disparity": self.root / "disparity" / self.split / city / f"{stem}_disparity.png",
+                "camera": self.root / "camera" / self.split / city / f"{stem}_camera.json",
+            })
+        return records
+
+    def decode(self, record: Record) -> Sample:
+        image = read_rgb(record["image"])
+        baseline, fx, fy, cx, cy = self._camera(record["camera"])
+        disparity = single_channel(read_png(record["disparity"]), record["disparity"])
+        disparity = (disparity.astype(np.float64) - 1.0) / 256.0
+        depth = np.where(disparity > 0, baseline * fx / np.maximum(disparity, 1e-12), 0.0)
+        raw_labels = single_channel(read_png(record["semseg"]), record["semseg"])
+        return {
+            "image": image,
+            "semseg": self._label_maps[self.label_set](raw_labels),
+            "depth": torch.from_numpy(depth.astype(np.float32))[None],
+            "intrinsics": scale_intrinsics(intrinsics_matrix(fx, fy, cx, cy), FULL_SIZE,
+                                           image.shape[-2:]),
+        }
+
+    def _camera(self, path: Path) -> tuple[float, float, float, float, float]:
+        """Stereo baseline (m) and fx, fy, u0, v0 (full-resolution pixels) of a camera file."""
+        camera = read_json(path)
+        try:
+            return (float(camera["extrinsic"]["baseline"]),
+                    *(float(camera["intrinsic"][key]) for key in ("fx", "fy", "u0", "v0")))
+        except (KeyError, TypeError, ValueError) as error:
+            raise self.layout_error(path, "lacks extrinsic.baseline or intrinsic.fx/fy/u0/v0"
+                                    ) from error
