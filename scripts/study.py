@@ -2,7 +2,8 @@
 
 ``python scripts/study.py run`` trains and evaluates every (row, seed) of the study spec that has
 no test metrics yet, ``--jobs`` at a time with one thread each (small models use two cores better
-as two processes than as one process with two threads); it can be stopped and started again.
+as two processes than as one process with two threads). It can be stopped and started again: an
+interrupted run resumes from its last checkpoint (every 100 steps), bit-exactly.
 ``python scripts/study.py report`` gathers the test metrics, measures size, FLOPs and CPU latency
 of each row's network and writes the Markdown report, a JSON file with every number and a
 picture of Δm per row.
@@ -58,7 +59,8 @@ def load_spec(path: Path) -> StudySpec:
 
 
 def train_command(spec: StudySpec, row: StudyRow, seed: int) -> list[str]:
-    return ["densemtl-train", "--config", row.config, *row.overrides, f"train.seed={seed}",
+    return ["densemtl-train", "--config", row.config, "--resume", "auto", *row.overrides,
+            f"train.seed={seed}",
             f"train.output_dir={_relative(spec.run_dir(row, seed))}"]
 
 
@@ -85,8 +87,8 @@ def run_one(spec: StudySpec, row: StudyRow, seed: int) -> str:
     with open(run_dir / "study.log", "w", encoding="utf-8") as log:
         for command in (train_command(spec, row, seed), eval_command(spec, row, seed)):
             full = _executable(command)
-            if command[0] == "densemtl-train":
-                full.append("train.threads=1")
+            if command[0] == "densemtl-train":  # execution details that leave results unchanged
+                full += ["train.threads=1", "train.checkpoint_every=100"]
             result = subprocess.run(full, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
             if result.returncode != 0:
                 return f"FAILED {row.name} seed {seed} (see {run_dir / 'study.log'})"
