@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .checkpoint import CheckpointError, ModelMetadata, load_checkpoint
-from .config import ModelConfig
+from .config import ConfigError, ModelConfig
 from .data import build_dataset
 from .distributed import DistContext, all_reduce_sum_, resolve_device
 from .losses import resize_to_label
@@ -148,7 +148,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.data_root is not None:
         overrides["root"] = args.data_root
     data_cfg = dataclasses.replace(data_cfg, **overrides)
-    dataset = build_dataset(data_cfg, args.split, train=False)
+    try:
+        dataset = build_dataset(data_cfg, args.split, train=False)
+    except ConfigError as error:
+        print(f"densemtl-eval: {error}", file=sys.stderr)
+        return 2
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False,
                         num_workers=data_cfg.num_workers)
     if args.scale not in metadata.config.model.output_scales:

@@ -55,3 +55,14 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, capsys):
     bad.write_bytes(b"not a checkpoint at all")
     assert main(["--checkpoint", str(bad), "--out", str(tmp_path)]) == 2
     assert "not a readable safetensors checkpoint" in capsys.readouterr().err
+
+
+def test_missing_dataset_root_is_a_clear_error(tmp_path, capsys):
+    config = load_config("config/train/nyudv2_densemtl_sd.yaml",
+                         ["model.backbone=resnet18", "model.width=0.125",
+                          "data.image_size=[32, 48]"])
+    path = save_checkpoint(tmp_path / "nyud.safetensors", build_model(config.model),
+                           ModelMetadata(config))
+    missing = tmp_path / "no_such_root"
+    assert main(["--checkpoint", str(path), "--data-root", str(missing), "--split", "val"]) == 2
+    assert str(missing) in capsys.readouterr().err
