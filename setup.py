@@ -48,6 +48,9 @@ setup(
         "Pillow>=9",
         "safetensors>=0.4",
         "tqdm>=4.60",
+        "opencv-python-headless>=4.8",  # 16-bit multi-channel PNGs (Synthia labels)
+        "onnx>=1.15",
+        "onnxruntime>=1.16",
     ],
     extras_require={
         # torch is left to the platform (JetPack wheels on Jetson); this repository's
@@ -60,6 +63,7 @@ setup(
         "console_scripts": [
             "densemtl-train = densemtl_core.train:main",
             "densemtl-eval = densemtl_core.evaluate:main",
+            "densemtl-export = densemtl_core.export.cli:main",
         ],
     },
 )

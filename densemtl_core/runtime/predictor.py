@@ -1,0 +1,94 @@
+"""The Predictor: uint8 camera image in, metric predictions at the image's resolution out.
+
+It validates and resizes the image, runs a backend (PyTorch, ONNX Runtime or TensorRT) at the
+network resolution and finishes the outputs, with the same pre- and post-processing whatever the
+backend (``densemtl_core.runtime.processing``). ``densemtl_core.runtime.loading`` builds one from
+a model file.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..checkpoint import ModelMetadata
+from .backend import Backend
+from .prediction import Prediction
+from .processing import as_rgb, finish_outputs, prepare_batch, single_threaded
+
+
+@dataclass(frozen=True)
+class StageTimings:
+    """Seconds spent by one ``predict``/``predict_batch`` call in each stage."""
+
+    preprocess: float
+    network: float
+    postprocess: float
+
+    @property
+    def total(self) -> float:
+        return self.preprocess + self.network + self.postprocess
+
+    @property
+    def processing_share(self) -> float:
+        """Fraction of the time spent outside the network (pre- plus post-processing)."""
+        return (self.preprocess + self.postprocess) / self.total if self.total > 0 else 0.0
+
+
+class Predictor:
+    """A backend plus the shared pre/post-processing and the model's metadata.
+
+    ``last_timings`` holds the stage timings of the latest call (for benchmarks and diagnostics).
+    """
+
+    def __init__(self, backend: Backend, metadata: ModelMetadata) -> None:
+        self.backend = backend
+        self.metadata = metadata
+        self.last_timings: StageTimings | None = None
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """The network resolution every image is resized to."""
+        return tuple(self.backend.input_size)
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return self.metadata.tasks
+
+    def predict(self, rgb: np.ndarray, *, probabilities: bool = False) -> Prediction:
+        """Predict every task of the model for one uint8 image (HxWx3 RGB; HxW, HxWx1 grey and
+        HxWx4 RGBA are converted). ``probabilities`` also returns the class probabilities."""
+        return self.predict_batch([rgb], probabilities=probabilities)[0]
+
+    def predict_batch(self, images: Sequence[np.ndarray], *, probabilities: bool = False
+                      ) -> list[Prediction]:
+        """:meth:`predict` for several images (sizes may differ), run in batches as large as
+        the backend takes."""
+        began = time.perf_counter()
+        rgbs = [as_rgb(image) for image in images]  # all checked before any runs
+        spent = [time.perf_counter() - began, 0.0, 0.0]
+        step = self.backend.max_batch or max(len(rgbs), 1)
+        predictions = []
+        with torch.inference_mode():
+            for start in range(0, len(rgbs), step):
+                chunk = rgbs[start:start + step]
+                began = time.perf_counter()
+                with single_threaded():
+                    batch = prepare_batch(chunk, self.input_size)
+                prepared = time.perf_counter()
+                outputs = self.backend.run(batch)
+                ran = time.perf_counter()
+                with single_threaded():
+                    for index, rgb in enumerate(chunk):
+                        decoded = {task: value[index] for task, value in outputs.items()}
+                        fields = finish_outputs(decoded, rgb.shape[:2], probabilities)
+                        predictions.append(Prediction(metadata=self.metadata, **fields))
+                finished = time.perf_counter()
+                spent[0] += prepared - began
+                spent[1] += ran - prepared
+                spent[2] += finished - ran
+        self.last_timings = StageTimings(*spent)
+        return predictions

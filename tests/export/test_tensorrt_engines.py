@@ -1,0 +1,188 @@
+"""Engine sidecars, compatibility checks and calibration feeding run here; building and running
+engines needs TensorRT and a GPU."""
+import dataclasses
+import importlib.util
+import json
+import shlex
+
+import numpy as np
+import pytest
+
+from densemtl_core.export.cli import build_parser
+from densemtl_core.export.onnx import read_onnx_info
+from densemtl_core.export.sidecar import (BuildEnvironment, BuildSettings, EngineSidecar,
+                                         environment_mismatches, read_sidecar, rebuild_command,
+                                         recorded_settings, sha256_file, sidecar_path,
+                                         verify_engine, write_sidecar)
+from densemtl_core.export.tensorrt import calibration_batches
+from densemtl_core.runtime import EngineMismatchError, ModelFileError
+from densemtl_core.runtime.processing import prepare_batch
+
+ORIN = BuildEnvironment("10.3.0", "Orin", "8.7")
+
+
+@pytest.fixture
+def engine(tmp_path, four_task_onnx):
+    """A stand-in engine file next to a copy of the ONNX file, with a matching sidecar."""
+    folder = tmp_path / "trt_engines"
+    folder.mkdir()
+    onnx_path = folder / "model.onnx"
+    onnx_path.write_bytes(four_task_onnx.read_bytes())
+    path = folder / "model_fp16.engine"
+    path.write_bytes(b"serialized engine bytes")
+    write_sidecar(path, EngineSidecar(
+        engine_sha256=sha256_file(path), onnx_sha256=sha256_file(onnx_path),
+        onnx_path="model.onnx", environment=ORIN, settings=BuildSettings(workspace_mib=512),
+        input_shape=(1, 3, 64, 80), model=read_onnx_info(onnx_path), created="now"))
+    return path
+
+
+def test_sidecar_round_trip(engine):
+    assert sidecar_path(engine).name == "model_fp16.engine.json"
+    sidecar = read_sidecar(engine)
+    values = json.loads(sidecar_path(engine).read_text())
+    assert values["format"] == "densemtl-engine" and values["format_version"] == 1
+    assert values["tensorrt_version"] == "10.3.0" and values["compute_capability"] == "8.7"
+    assert values["settings"]["precision"] == "fp16" and values["input_shape"] == [1, 3, 64, 80]
+    assert len(values["onnx_sha256"]) == 64
+    assert sidecar.environment == ORIN and sidecar.settings.workspace_mib == 512
+    assert sidecar.model.tasks == ("semseg", "depth", "normals", "edges")
+
+
+def test_sha256_of_a_known_file(tmp_path):
+    path = tmp_path / "abc"
+    path.write_bytes(b"abc")
+    assert sha256_file(path) == ("ba7816bf8f01cfea414140de5dae2223"
+                                 "b00361a396177a9cb410ff61f20015ad")
+
+
+def test_environment_mismatches_list_each_difference():
+    assert environment_mismatches(ORIN, ORIN) == []
+    desktop = BuildEnvironment("10.7.0", "NVIDIA GeForce RTX 4090", "8.9")
+    problems = environment_mismatches(ORIN, desktop)
+    assert problems == ["TensorRT version 10.3.0 != 10.7.0",
+                        "GPU compute capability 8.7 != 8.9",
+                        "GPU 'Orin' != 'NVIDIA GeForce RTX 4090'"]
+    same_arch = BuildEnvironment("10.3.0", "Jetson AGX Orin", "8.7")
+    assert environment_mismatches(ORIN, same_arch) == ["GPU 'Orin' != 'Jetson AGX Orin'"]
+
+
+def test_matching_engine_passes(engine):
+    verify_engine(engine, read_sidecar(engine), ORIN)
+
+
+def test_engine_for_another_machine_is_refused_with_the_rebuild_command(engine):
+    sidecar = read_sidecar(engine)
+    with pytest.raises(EngineMismatchError) as caught:
+        verify_engine(engine, sidecar, BuildEnvironment("10.7.0", "Orin", "8.7"))
+    message = str(caught.value)
+    assert "TensorRT version 10.3.0 != 10.7.0" in message
+    assert rebuild_command(engine, sidecar) in message and "rebuild=True" in message
+
+
+def test_rebuild_command_is_a_valid_export_call_with_the_recorded_settings(engine):
+    sidecar = read_sidecar(engine)
+    settings = BuildSettings(precision="int8", workspace_mib=256, dla_core=1, max_batch=4,
+                             calibration_cache="model_int8.cache")
+    sidecar = dataclasses.replace(sidecar, settings=settings)
+    words = shlex.split(rebuild_command(engine, sidecar))
+    assert words[0] == "densemtl-export"
+    args = build_parser().parse_args(words[1:])
+    assert (args.onnx, args.engine) == (str(engine.parent / "model.onnx"), str(engine))
+    assert (args.precision, args.workspace_mib, args.dla_core, args.max_batch) == ("int8", 256, 1, 4)
+    assert args.calib_cache == str(engine.parent / "model_int8.cache")
+    assert recorded_settings(engine, sidecar).calibration_cache == args.calib_cache
+
+
+def test_corrupt_engine_is_reported_as_such(engine):
+    sidecar = read_sidecar(engine)
+    engine.write_bytes(b"serialized engine by")  # truncated copy
+    with pytest.raises(ModelFileError, match="model_fp16.engine is corrupt or was replaced") as caught:
+        verify_engine(engine, sidecar, ORIN)
+    assert not isinstance(caught.value, EngineMismatchError)
+
+
+def test_engine_older_than_its_onnx_file_needs_a_rebuild(engine):
+    sidecar = read_sidecar(engine)
+    (engine.parent / "model.onnx").write_bytes(b"re-exported")
+    with pytest.raises(EngineMismatchError, match="model.onnx changed since the engine was built"):
+        verify_engine(engine, sidecar, ORIN)
+
+
+def test_missing_or_unreadable_sidecar(engine, tmp_path):
+    text = sidecar_path(engine).read_text()
+    sidecar_path(engine).write_text("{not json")
+    with pytest.raises(ModelFileError, match="model_fp16.engine.json is not a readable JSON"):
+        read_sidecar(engine)
+    newer = json.loads(text)
+    newer["format_version"] = 99
+    sidecar_path(engine).write_text(json.dumps(newer))
+    with pytest.raises(ModelFileError, match="format version 99 is newer"):
+        read_sidecar(engine)
+    sidecar_path(engine).unlink()
+    with pytest.raises(ModelFileError, match="has no sidecar .*rebuild it with densemtl-export"):
+        read_sidecar(engine)
+    with pytest.raises(ModelFileError, match="absent.engine does not exist"):
+        read_sidecar(tmp_path / "absent.engine")
+
+
+def test_calibration_batches_use_the_predictor_preprocessing():
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (48 + i, 60, 3), dtype=np.uint8) for i in range(5)]
+    images[1] = images[1][:, :, 0]  # grayscale frames are converted like the predictor does
+    batches = list(calibration_batches(iter(images), (64, 80), batch_size=2))
+    assert len(batches) == 2  # the fifth image would make an incomplete batch
+    for index, batch in enumerate(batches):
+        assert batch.shape == (2, 3, 64, 80) and batch.dtype == np.float32
+        assert batch.flags.c_contiguous
+        pair = [np.dstack([im] * 3) if im.ndim == 2 else im for im in images[2 * index:2 * index + 2]]
+        np.testing.assert_array_equal(batch, prepare_batch(pair, (64, 80)).numpy())
+
+
+def test_build_settings_are_validated():
+    with pytest.raises(ValueError, match="precision must be one of"):
+        BuildSettings(precision="int4")
+    with pytest.raises(ValueError, match="DLA cores run fp16 or int8"):
+        BuildSettings(precision="fp32", dla_core=0)
+    with pytest.raises(ValueError, match="positive"):
+        BuildSettings(workspace_mib=0)
+
+
+def _tensorrt_with_gpu() -> bool:
+    if importlib.util.find_spec("tensorrt") is None:
+        return False
+    from densemtl_core.runtime.loading import tensorrt_unavailable_reason
+    return tensorrt_unavailable_reason() is None
+
+
+needs_tensorrt = pytest.mark.skipif(not _tensorrt_with_gpu(), reason="needs tensorrt and a CUDA GPU")
+
+
+@needs_tensorrt
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_built_engine_matches_onnx_runtime(tmp_path, four_task_onnx, precision):
+    from densemtl_core.export.accuracy import compare_backends
+    from densemtl_core.export.samples import synthetic_frames
+    from densemtl_core.export.tensorrt import build_engine
+    from densemtl_core.runtime import load_predictor
+
+    path = tmp_path / f"model_{precision}.engine"
+    calibration = [f["image"] for f in synthetic_frames(8, (64, 80), "train")]
+    sidecar = build_engine(four_task_onnx, path, BuildSettings(precision=precision), calibration)
+    assert read_sidecar(path) == sidecar
+    engine = load_predictor(path, backend="tensorrt")
+    reference = load_predictor(four_task_onnx, backend="onnxruntime", device="cpu")
+    report = compare_backends(reference, engine, synthetic_frames(2, (64, 80)))
+    threshold = {"fp32": 0.999, "fp16": 0.98, "int8": 0.8}[precision]
+    assert report.agreement["semseg"]["label_agreement"] > threshold
+    prediction = engine.predict(np.zeros((37, 53, 3), np.uint8))
+    assert prediction.depth.shape == (37, 53)
+
+
+@needs_tensorrt
+def test_corrupt_engine_file_fails_to_load_with_its_name(engine):
+    from densemtl_core.runtime import load_predictor
+
+    engine.write_bytes(b"garbage")
+    with pytest.raises(ModelFileError, match="model_fp16.engine"):
+        load_predictor(engine, backend="tensorrt")
