@@ -2,7 +2,7 @@
 
     python benchmarks/model_speed.py [--configs small resnet101] [--steps 5] [--threads N]
 
-"small" is config/train/synthetic_densemtl_sdne.yaml (ResNet-18, width 0.25, 128x160);
+"small" is config/train/synthetic_densemtl_sdne.yaml (ResNet-18, width 0.25, 64x80);
 "resnet101" is the method's network (ResNet-101, width 1) on the same SDNE task set at 256x320.
 Prints one line per configuration; figures depend on the machine, nothing is asserted.
 """

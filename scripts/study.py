@@ -71,7 +71,8 @@ def eval_command(spec: StudySpec, row: StudyRow, seed: int) -> list[str]:
 
 
 def _relative(path: Path) -> str:
-    return str(path.relative_to(REPO))
+    """``path`` as the commands show it: relative to the repository when inside it."""
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def _executable(command: list[str]) -> list[str]:

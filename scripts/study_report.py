@@ -112,11 +112,13 @@ def gather(spec: StudySpec) -> dict[str, Any]:
             "test_scenes": spec.test_length, "rows": rows}
 
 
-def _cell(value: tuple[float, float] | None, digits: int, scale: float = 1.0) -> str:
+def _cell(value: tuple[float, float] | None, digits: int, scale: float = 1.0,
+          signed: bool = False) -> str:
     if value is None:
         return "–"
     mean, std = value
-    return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
+    sign = "+" if signed else ""
+    return f"{round(mean * scale, digits) + 0.0:{sign}.{digits}f} ± {std * scale:.{digits}f}"
 
 
 def _main_table(rows: list[dict[str, Any]]) -> list[str]:
@@ -133,7 +135,7 @@ def _main_table(rows: list[dict[str, Any]]) -> list[str]:
         cost = row["cost"]
         letters = "".join(TASK_LETTERS[t] for t in row["tasks"])
         lines.append(f"| {row['name']} | {letters} | {len(row['seeds'])} | " + " | ".join(cells)
-                     + f" | {_cell(row['delta_m'], 2)} | {cost['params_m']:.2f} "
+                     + f" | {_cell(row['delta_m'], 2, signed=True)} | {cost['params_m']:.2f} "
                      f"| {cost['gflops']:.3f} | {cost['latency_ms']:.1f} |")
     return lines
 

@@ -1,0 +1,88 @@
+"""The synthetic study's bookkeeping: spec, commands, Δm against the STL runs, the report."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import study  # noqa: E402
+import study_report  # noqa: E402
+
+SPEC = """
+output_dir: {out}
+test_length: 10
+seeds: [1, 2]
+rows:
+  - {{name: stl_semseg, config: config/train/synthetic_stl_semseg.yaml, group: stl}}
+  - {{name: stl_depth, config: config/train/synthetic_stl_depth.yaml, group: stl}}
+  - {{name: densemtl_sd, config: config/train/synthetic_densemtl_sd.yaml, group: main}}
+  - name: densemtl_sd_prod
+    config: config/train/synthetic_densemtl_sd.yaml
+    overrides: ["model.fusion=prod"]
+    group: ablation
+    seeds: [1]
+"""
+
+
+@pytest.fixture()
+def spec(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text(SPEC.format(out=tmp_path / "runs"))
+    return study.load_spec(path)
+
+
+def _write_metrics(spec, name, seed, metrics):
+    row = next(r for r in spec.rows if r.name == name)
+    folder = spec.run_dir(row, seed) / "test"
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"metrics": metrics}))
+
+
+def test_spec_rows_seeds_and_commands(spec):
+    assert [r.name for r in spec.rows] == ["stl_semseg", "stl_depth", "densemtl_sd",
+                                           "densemtl_sd_prod"]
+    assert spec.rows[0].seeds == (1, 2) and spec.rows[-1].seeds == (1,)
+    prod = spec.rows[-1]
+    train = study.train_command(spec, prod, 1)
+    assert train[:5] == ["densemtl-train", "--config", prod.config, "--resume", "auto"]
+    assert "model.fusion=prod" in train and "train.seed=1" in train
+    assert study.eval_command(spec, prod, 1)[-1].endswith("densemtl_sd_prod/seed1/test")
+
+
+def test_duplicate_row_names_are_refused(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text(SPEC.format(out=tmp_path).replace("name: stl_depth", "name: stl_semseg"))
+    with pytest.raises(ValueError, match="unique"):
+        study.load_spec(path)
+
+
+def test_delta_m_is_taken_against_the_mean_of_the_stl_seeds(spec):
+    for seed, (miou, rmse) in {1: (0.30, 1.0), 2: (0.50, 1.0)}.items():
+        _write_metrics(spec, "stl_semseg", seed, {"semseg": {"miou": miou}})
+        _write_metrics(spec, "stl_depth", seed, {"depth": {"rmse": rmse}})
+    # +10 % on mIoU (0.44 vs 0.40) and +10 % on RMSE (0.9 vs 1.0): Δm = +10 %.
+    _write_metrics(spec, "densemtl_sd", 1, {"semseg": {"miou": 0.44}, "depth": {"rmse": 0.9}})
+    report = study_report.gather(spec)
+    rows = {row["name"]: row for row in report["rows"]}
+    assert set(rows) == {"stl_semseg", "stl_depth", "densemtl_sd"}   # unfinished rows are left out
+    assert report["stl_baselines"] == pytest.approx({"semseg": 0.40, "depth": 1.0})
+    assert rows["densemtl_sd"]["delta_m"] == pytest.approx((10.0, 0.0))
+    assert rows["stl_semseg"]["metrics"]["semseg"]["miou"][0] == pytest.approx(0.40)
+    assert rows["densemtl_sd"]["cost"]["params_m"] > rows["stl_semseg"]["cost"]["params_m"]
+
+
+def test_report_rewrites_only_the_generated_part(spec, tmp_path):
+    _write_metrics(spec, "stl_semseg", 1, {"semseg": {"miou": 0.4}})
+    out = tmp_path / "docs"
+    out.mkdir()
+    results = out / "RESULTS.md"
+    results.write_text(f"intro\n{study_report.BEGIN}\nold table\n{study_report.END}\noutro\n")
+    assert study_report.write_report(spec, out) == 0
+    text = results.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "old table" not in text
+    assert "| stl_semseg | S | 1 | 40.0 ± 0.0 |" in text
+    assert json.loads((out / "study_results.json").read_text())["rows"][0]["name"] == "stl_semseg"
+    assert (out / "study_delta_m.png").stat().st_size > 0
