@@ -55,15 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--row", default="densemtl_sdne")
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL)
     args = parser.parse_args(argv)
-    source = args.checkpoint or choose_by_validation(args.spec, args.row)
+    source = (args.checkpoint or choose_by_validation(args.spec, args.row)).resolve()
+    shown = str(source.relative_to(REPO) if source.is_relative_to(REPO) else source)
     model, metadata = load_checkpoint(source)
-    shipped_metadata = dataclasses.replace(metadata, metrics={"source": str(source)})
+    shipped_metadata = dataclasses.replace(metadata, metrics={"source": shown})
     save_checkpoint(args.out, model, shipped_metadata, dtype=torch.float16)
     # Measure the half-precision weights as users will load them.
     half_model, _ = load_checkpoint(args.out)
     print(f"measuring {args.out} on the test split ...", file=sys.stderr)
     records = {
-        "source": str(source),
+        "source": shown,
         "test": {"scenes": metadata.config.data.test_length,
                  "metrics": measure(half_model, metadata)},
         "regression": {"scenes": REGRESSION_SCENES,

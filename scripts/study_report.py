@@ -92,7 +92,7 @@ def gather(spec: StudySpec) -> dict[str, Any]:
         runs = results[row.name]
         if not runs:
             continue
-        tasks = list(next(iter(runs.values())))
+        tasks = [task for task in TASK_LETTERS if task in next(iter(runs.values()))]
         metric_names = {task: sorted(next(iter(runs.values()))[task]) for task in tasks}
         summary = {task: {name: _mean_std([m[task][name] for m in runs.values()])
                           for name in metric_names[task]} for task in tasks}
