@@ -203,7 +203,7 @@ def delta_m_picture(rows: list[dict[str, Any]], bar_height: int = 22) -> np.ndar
         draw.line([(zero + (mean - std) * scale, middle), (zero + (mean + std) * scale, middle)],
                   fill=(0, 0, 0))
         draw.text((4, top + 2), f"{row['name']}  {mean:+.2f}", fill=(0, 0, 0))
-    draw.text((label_width, height - 16), f"Δm % vs single-task (axis ±{extent:.1f})",
+    draw.text((label_width, height - 16), f"delta-m (%) against single-task, axis +-{extent:.1f}",
               fill=(0, 0, 0))
     return np.asarray(canvas)
 
