@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ..distributed import resolve_device
+from ..pretrained import DEFAULT_MODEL
 from .errors import ModelFileError, PredictorError
 from .predictor import Predictor
 
@@ -17,15 +18,6 @@ ONNX_SUFFIXES = (".onnx",)
 ENGINE_SUFFIXES = (".engine", ".plan")
 
 _log = logging.getLogger(__name__)
-
-
-def _default_model() -> Path:
-    try:
-        from ..pretrained import DEFAULT_MODEL
-    except ImportError as error:
-        raise PredictorError("this installation ships no default model; pass the path of a "
-                             "checkpoint, ONNX file or TensorRT engine") from error
-    return Path(DEFAULT_MODEL)
 
 
 def _file_kind(path: Path) -> str:
@@ -150,7 +142,7 @@ def load_predictor(path: str | Path | None = None, backend: str = "auto", device
     """
     if backend not in BACKENDS:
         raise PredictorError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
-    path = _default_model() if path is None else Path(path)
+    path = DEFAULT_MODEL if path is None else Path(path)
     kind = _file_kind(path)
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist")
