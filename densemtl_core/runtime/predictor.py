@@ -8,7 +8,7 @@ a model file.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,15 +58,30 @@ class Predictor:
     def tasks(self) -> tuple[str, ...]:
         return self.metadata.tasks
 
-    def predict(self, rgb: np.ndarray, *, probabilities: bool = False) -> Prediction:
-        """Predict every task of the model for one uint8 image (HxWx3 RGB; HxW, HxWx1 grey and
-        HxWx4 RGBA are converted). ``probabilities`` also returns the class probabilities."""
-        return self.predict_batch([rgb], probabilities=probabilities)[0]
+    def predict(self, rgb: np.ndarray, *, probabilities: bool = False,
+                output_size: tuple[int, int] | None = None,
+                tasks: Collection[str] | None = None) -> Prediction:
+        """Predict the model's tasks for one uint8 image (HxWx3 RGB; HxW, HxWx1 grey and HxWx4
+        RGBA are converted).
 
-    def predict_batch(self, images: Sequence[np.ndarray], *, probabilities: bool = False
-                      ) -> list[Prediction]:
+        ``probabilities`` also returns the class probabilities. ``output_size`` (height, width)
+        gives the maps another resolution than the image's, e.g. the network's. ``tasks``
+        finishes only those tasks (the others are ``None``): up-sampling is most of the
+        post-processing cost, so a consumer that needs two maps should not pay for four.
+        """
+        return self.predict_batch([rgb], probabilities=probabilities, output_size=output_size,
+                                  tasks=tasks)[0]
+
+    def predict_batch(self, images: Sequence[np.ndarray], *, probabilities: bool = False,
+                      output_size: tuple[int, int] | None = None,
+                      tasks: Collection[str] | None = None) -> list[Prediction]:
         """:meth:`predict` for several images (sizes may differ), run in batches as large as
         the backend takes."""
+        unknown = set(tasks or ()) - set(self.tasks)
+        if unknown:
+            raise ValueError(f"the model has no task {sorted(unknown)}; its tasks: {self.tasks}")
+        if output_size is not None and (len(output_size) != 2 or min(output_size) < 1):
+            raise ValueError(f"output_size must be (height, width) >= 1, got {output_size}")
         began = time.perf_counter()
         rgbs = [as_rgb(image) for image in images]  # all checked before any runs
         spent = [time.perf_counter() - began, 0.0, 0.0]
@@ -83,8 +98,10 @@ class Predictor:
                 ran = time.perf_counter()
                 with single_threaded():
                     for index, rgb in enumerate(chunk):
-                        decoded = {task: value[index] for task, value in outputs.items()}
-                        fields = finish_outputs(decoded, rgb.shape[:2], probabilities)
+                        decoded = {task: value[index] for task, value in outputs.items()
+                                   if tasks is None or task in tasks}
+                        size = tuple(output_size or rgb.shape[:2])
+                        fields = finish_outputs(decoded, size, probabilities)
                         predictions.append(Prediction(metadata=self.metadata, **fields))
                 finished = time.perf_counter()
                 spent[0] += prepared - began

@@ -88,6 +88,21 @@ def test_batch_of_mixed_sizes_matches_single_predictions(exported_in_memory, fra
     assert 0 < timings.processing_share < 1
 
 
+def test_output_size_and_task_subset(predictors, frames):
+    predictor = predictors["onnxruntime"]
+    full = predictor.predict(frames[0])
+    subset = predictor.predict(frames[0], tasks=("depth", "semseg"), output_size=(64, 80))
+    assert subset.normals is None and subset.edges is None
+    assert subset.depth.shape == (64, 80) and subset.segmentation.shape == (64, 80)
+    assert not np.allclose(subset.depth, full.depth[:64, :80])  # a resize, not a crop
+    same_size = predictor.predict(frames[0], tasks=("depth",), output_size=frames[0].shape[:2])
+    np.testing.assert_array_equal(same_size.depth, full.depth)
+    with pytest.raises(ValueError, match="no task"):
+        predictor.predict(frames[0], tasks=("flow",))
+    with pytest.raises(ValueError, match="output_size"):
+        predictor.predict(frames[0], output_size=(0, 80))
+
+
 def test_tasks_the_model_lacks_are_absent(two_task_checkpoint):
     predictor = load_predictor(two_task_checkpoint, backend="torch", device="cpu")
     assert predictor.tasks == ("semseg", "depth")
