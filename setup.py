@@ -64,6 +64,7 @@ setup(
             "densemtl-train = densemtl_core.train:main",
             "densemtl-eval = densemtl_core.evaluate:main",
             "densemtl-export = densemtl_core.export.cli:main",
+            "densemtl-node = densemtl_ros.node:console_main",
         ],
     },
 )

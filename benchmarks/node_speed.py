@@ -1,0 +1,268 @@
+"""The ROS node's throughput and added latency against the bare Predictor, on camera frames.
+
+    python benchmarks/node_speed.py [--backend onnxruntime] [--seconds 20] [--rate 60]
+                                    [--outputs segmentation,depth,normals,edges] [--json OUT]
+
+1. The bare Predictor (``load_predictor(None, backend)``) predicts 640x480 rgb8 frames back to
+   back in this process: its throughput and latency.
+2. The node runs in its own process (``python -m densemtl_ros.node``, the ``densemtl-node``
+   console script) on the same model and backend. This process publishes 640x480 rgb8 frames
+   and camera_info over Fast DDS and subscribes to ``--outputs`` (the node computes only
+   subscribed outputs).
+   - Throughput: frames are published at ``--rate`` Hz, faster than the node infers, so it
+     always has a frame waiting; its throughput is the rate at which complete output sets
+     arrive here, after a warm-up.
+   - Added latency: the node's own measurement (``/diagnostics``) of the time it spends on a
+     frame outside inference (message conversion, building output messages, publishing), p50
+     and p95 over the latest frames under that load. End-to-end latency (publish here ->
+     last output received here) is also measured at 5 Hz, where no frame waits.
+Figures depend on the machine; nothing is asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+CAMERA_SIZE = (480, 640)
+JSON_FORMAT_VERSION = 1
+WARM_UP_SECONDS = 3.0
+SLOW_RATE_HZ = 5.0
+
+
+def _frames(count: int = 4) -> list[np.ndarray]:
+    from densemtl_core.data.synthetic import render_scene
+
+    return [render_scene(seed, CAMERA_SIZE)["image"] for seed in range(count)]
+
+
+def _percentiles(values: list[float]) -> tuple[float, float]:
+    p50, p95 = np.percentile(values, (50, 95))
+    return float(p50), float(p95)
+
+
+def bare_predictor(backend: str, seconds: float, frames: list[np.ndarray]) -> dict:
+    """Back-to-back ``predict`` calls: the throughput the node is compared with."""
+    from densemtl_core.runtime import load_predictor
+
+    predictor = load_predictor(None, backend=backend)
+    for frame in frames:
+        predictor.predict(frame)
+    latencies = []
+    began = time.perf_counter()
+    while time.perf_counter() - began < seconds:
+        start = time.perf_counter()
+        predictor.predict(frames[len(latencies) % len(frames)])
+        latencies.append(time.perf_counter() - start)
+    p50, p95 = _percentiles(latencies)
+    return {"backend": predictor.backend.name, "fps": len(latencies) / sum(latencies),
+            "p50_ms": p50 * 1e3, "p95_ms": p95 * 1e3, "frames": len(latencies)}
+
+
+class Bench:
+    """This process's side: a camera publisher and subscribers to the node's outputs."""
+
+    def __init__(self, outputs: list[str]) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import CameraInfo, Image
+
+        from densemtl_ros.outputs import OUTPUT_SPECS
+
+        self.node = Node("densemtl_benchmark")
+        reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        self.image = self.node.create_publisher(Image, "/bench/image_raw", reliable)
+        self.info = self.node.create_publisher(CameraInfo, "/bench/camera_info", reliable)
+        self.outputs = outputs
+        self.lock = threading.Lock()
+        self.arrivals: dict[tuple[int, int], dict[str, float]] = {}
+        self.diagnostics: list = []
+        for name in outputs:
+            spec = OUTPUT_SPECS[name]
+            self.node.create_subscription(spec.message_type, "/densemtl" + spec.topic[1:],
+                                          self._recorder(name), QoSProfile(depth=10))
+        self.node.create_subscription(DiagnosticArray, "/diagnostics",
+                                      self.diagnostics.append, 10)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _recorder(self, name: str):
+        def record(message) -> None:
+            now = time.monotonic()
+            key = (message.header.stamp.sec, message.header.stamp.nanosec)
+            with self.lock:
+                self.arrivals.setdefault(key, {})[name] = now
+        return record
+
+    def connected(self) -> bool:
+        return (self.image.get_subscription_count() > 0
+                and all(self.node.count_publishers("/densemtl/" + name.replace("_", "/")) > 0
+                        for name in self.outputs))
+
+    def complete(self) -> dict[tuple[int, int], float]:
+        """Stamp -> arrival of the frame's last output, for frames with every output."""
+        with self.lock:
+            return {key: max(times.values()) for key, times in self.arrivals.items()
+                    if len(times) == len(self.outputs)}
+
+    def publish_for(self, seconds: float, rate: float, messages: list) -> dict:
+        """Publish at ``rate`` Hz for ``seconds``; stamp -> send time."""
+        from builtin_interfaces.msg import Time
+
+        sent = {}
+        period, began = 1.0 / rate, time.monotonic()
+        index = 0
+        while time.monotonic() - began < seconds:
+            image, info = messages[index % len(messages)]
+            stamp = Time(sec=int(time.time()), nanosec=index)
+            image.header.stamp = info.header.stamp = stamp
+            sent[(stamp.sec, stamp.nanosec)] = time.monotonic()
+            self.info.publish(info)
+            self.image.publish(image)
+            index += 1
+            time.sleep(max(0.0, began + index * period - time.monotonic()))
+        return sent
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=5.0)
+        self.node.destroy_node()
+
+
+def _messages(frames: list[np.ndarray]) -> list:
+    from sensor_msgs.msg import CameraInfo
+    from std_msgs.msg import Header
+
+    from densemtl_ros.conversions import rgb_to_msg
+
+    height, width = CAMERA_SIZE
+    messages = []
+    for frame in frames:
+        header = Header(frame_id="camera_optical")
+        info = CameraInfo(header=Header(frame_id="camera_optical"), height=height, width=width)
+        info.k = [500.0, 0.0, width / 2, 0.0, 500.0, height / 2, 0.0, 0.0, 1.0]
+        info.p = [500.0, 0.0, width / 2, 0.0, 0.0, 500.0, height / 2, 0.0, 0.0, 0.0, 1.0, 0.0]
+        messages.append((rgb_to_msg(frame, header), info))
+    return messages
+
+
+def _node_diagnostics(bench: Bench) -> dict[str, str]:
+    from densemtl_ros.diagnostics import STATUS_NAME
+
+    for array in reversed(bench.diagnostics):
+        for status in array.status:
+            if status.name == STATUS_NAME:
+                return {item.key: item.value for item in status.values}
+    return {}
+
+
+def run_node(backend: str, outputs: list[str], seconds: float, rate: float,
+             frames: list[np.ndarray]) -> dict:
+    import rclpy
+
+    from densemtl_ros.outputs import OUTPUT_SPECS
+
+    disabled = [f"publish.{name}:=false" for name in OUTPUT_SPECS if name not in outputs]
+    command = [sys.executable, "-m", "densemtl_ros.node", "--ros-args",
+               "-p", f"model.backend:={backend}", "-r", "image:=/bench/image_raw",
+               "-r", "camera_info:=/bench/camera_info"]
+    for override in disabled:
+        command += ["-p", override]
+    node = subprocess.Popen(command, cwd=REPOSITORY, env=os.environ.copy())
+    rclpy.init()
+    bench = Bench(outputs)
+    try:
+        deadline = time.monotonic() + 60
+        while not bench.connected():
+            if time.monotonic() > deadline or node.poll() is not None:
+                raise RuntimeError("the node did not come up within 60 s")
+            time.sleep(0.1)
+        messages = _messages(frames)
+        bench.publish_for(WARM_UP_SECONDS, rate, messages)
+        time.sleep(1.0)
+        sent = bench.publish_for(seconds, rate, messages)
+        time.sleep(0.5)
+        arrived = {key: time for key, time in bench.complete().items() if key in sent}
+        load = _node_diagnostics(bench)
+        times = sorted(arrived.values())
+        fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+        slow = bench.publish_for(10.0, SLOW_RATE_HZ, messages)
+        time.sleep(1.0)
+        complete = bench.complete()
+        latencies = [complete[key] - sent_at for key, sent_at in slow.items() if key in complete]
+        end_to_end = _percentiles(latencies) if latencies else (float("nan"),) * 2
+        return {"fps": fps, "frames_sent": len(sent), "frames_out": len(arrived),
+                "added_p50_ms": float(load.get("added latency p50 (ms)", "nan")),
+                "added_p95_ms": float(load.get("added latency p95 (ms)", "nan")),
+                "stages_ms": {key: float(value) for key, value in load.items()
+                              if key.endswith("(ms)")},
+                "end_to_end_p50_ms": end_to_end[0] * 1e3,
+                "end_to_end_p95_ms": end_to_end[1] * 1e3}
+    finally:
+        bench.close()
+        rclpy.try_shutdown()
+        node.send_signal(signal.SIGINT)
+        try:
+            node.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            node.kill()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backend", default="onnxruntime",
+                        choices=("onnxruntime", "torch", "tensorrt"))
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--rate", type=float, default=60.0, help="input rate under load (Hz)")
+    parser.add_argument("--outputs", default="segmentation,depth,normals,edges",
+                        help="comma-separated outputs subscribed to (see config/densemtl.yaml)")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    outputs = [name.strip() for name in args.outputs.split(",") if name.strip()]
+    frames = _frames()
+    print(f"bare Predictor, {args.seconds:.0f} s ...", flush=True)
+    bare = bare_predictor(args.backend, args.seconds, frames)
+    print(f"node at {args.rate:.0f} Hz input, {args.seconds:.0f} s, then at {SLOW_RATE_HZ:.0f} Hz"
+          f" ...", flush=True)
+    node = run_node(args.backend, outputs, args.seconds, args.rate, frames)
+    height, width = CAMERA_SIZE
+    print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
+          f"{width}x{height} rgb8; backend {bare['backend']}; outputs {', '.join(outputs)}")
+    print(f"bare Predictor:  {bare['fps']:.1f} fps (p50 {bare['p50_ms']:.1f} ms, "
+          f"p95 {bare['p95_ms']:.1f} ms)")
+    print(f"node:            {node['fps']:.1f} fps = {100 * node['fps'] / bare['fps']:.1f} % of "
+          f"the bare Predictor ({node['frames_out']} of {node['frames_sent']} frames at "
+          f"{args.rate:.0f} Hz)")
+    print(f"added latency:   p50 {node['added_p50_ms']:.2f} ms, p95 {node['added_p95_ms']:.2f} "
+          f"ms (convert + build messages + publish, under load)")
+    for stage in ("wait", "convert", "infer", "postprocess", "publish"):
+        print(f"  {stage:<12} p50 {node['stages_ms'].get(f'{stage} p50 (ms)', float('nan')):7.2f}"
+              f" ms  p95 {node['stages_ms'].get(f'{stage} p95 (ms)', float('nan')):7.2f} ms")
+    print(f"end to end at {SLOW_RATE_HZ:.0f} Hz: p50 {node['end_to_end_p50_ms']:.1f} ms, p95 "
+          f"{node['end_to_end_p95_ms']:.1f} ms (publish -> last output received, across "
+          f"processes)")
+    if args.json:
+        args.json.write_text(json.dumps({"format_version": JSON_FORMAT_VERSION,
+                                         "frame_size": CAMERA_SIZE, "outputs": outputs,
+                                         "input_rate_hz": args.rate, "bare": bare,
+                                         "node": node}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""The node's health as ``diagnostic_msgs/DiagnosticArray`` for ``/diagnostics``.
+
+One status per report: its level says whether frames flow and whether any were refused or
+failed since the previous report; its values give rates, counters and per-stage latency
+percentiles (what ``rqt_runtime_monitor`` and the diagnostic aggregator show).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from std_msgs.msg import Header
+
+from .telemetry import TelemetrySnapshot
+
+STATUS_NAME = "densemtl: dense multi-task inference"
+
+
+def _level_and_message(now: TelemetrySnapshot, before: TelemetrySnapshot | None
+                       ) -> tuple[bytes, str]:
+    failed = now.failed - (before.failed if before else 0)
+    refused = now.refused - (before.refused if before else 0)
+    if now.received == 0 or now.input_rate == 0.0:
+        return DiagnosticStatus.WARN, "no images received recently"
+    if failed:
+        return DiagnosticStatus.ERROR, f"{failed} frames failed in inference since last report"
+    if refused:
+        return DiagnosticStatus.WARN, f"{refused} frames refused since last report"
+    return DiagnosticStatus.OK, f"processing {now.output_rate:.1f} Hz of {now.input_rate:.1f} Hz"
+
+
+def _milliseconds(seconds: float) -> str:
+    return f"{seconds * 1e3:.2f}"
+
+
+class DiagnosticsReporter:
+    """Builds successive reports; remembers the previous one to report what changed."""
+
+    def __init__(self, hardware_id: str, static_values: Mapping[str, str]) -> None:
+        self._hardware_id = hardware_id
+        self._static = dict(static_values)
+        self._previous: TelemetrySnapshot | None = None
+
+    def report(self, snapshot: TelemetrySnapshot, stamp: Time) -> DiagnosticArray:
+        level, message = _level_and_message(snapshot, self._previous)
+        self._previous = snapshot
+        values = {
+            "input rate (Hz)": f"{snapshot.input_rate:.2f}",
+            "output rate (Hz)": f"{snapshot.output_rate:.2f}",
+            "frames received": str(snapshot.received),
+            "frames processed": str(snapshot.processed),
+            "frames dropped (replaced while waiting)": str(snapshot.dropped),
+            "frames refused": str(snapshot.refused),
+            "frames failed": str(snapshot.failed),
+            "frames skipped (no subscriber)": str(snapshot.skipped),
+            "added latency p50 (ms)": _milliseconds(snapshot.added_latency[0]),
+            "added latency p95 (ms)": _milliseconds(snapshot.added_latency[1]),
+        }
+        for stage, (p50, p95) in snapshot.latency.items():
+            values[f"{stage} p50 (ms)"] = _milliseconds(p50)
+            values[f"{stage} p95 (ms)"] = _milliseconds(p95)
+        for reason, count in sorted(snapshot.refused_by_reason.items()):
+            values[f"refused: {reason}"] = str(count)
+        values.update(self._static)
+        status = DiagnosticStatus(
+            level=level, name=STATUS_NAME, message=message, hardware_id=self._hardware_id,
+            values=[KeyValue(key=key, value=value) for key, value in values.items()])
+        return DiagnosticArray(header=Header(stamp=stamp),
+                               status=[status])

@@ -1,0 +1,261 @@
+"""The ``densemtl`` ROS 2 node: camera images in; segmentation, depth, normals, edges out.
+
+    ros2 launch densemtl_ros camera.launch.py                              # on a ROS 2 install
+    densemtl-node --ros-args --params-file config/densemtl.yaml -r image:=/camera/image_raw
+
+Threads: the executor runs the subscription callbacks, which only check a message's header and
+leave it in a keep-latest slot (:mod:`densemtl_ros.latest_frame`); one processing thread takes
+the newest frame, converts it, runs the Predictor and publishes. A slow model therefore drops
+frames (counted) instead of queueing them, and a bad frame is refused, logged (throttled) and
+counted without disturbing the frames around it.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+from densemtl_core.runtime import Predictor, load_predictor
+
+from .conversions import ImageConversionError, check_image, compressed_to_rgb, image_to_rgb
+from .diagnostics import DiagnosticsReporter
+from .latest_frame import LatestFrame
+from .outputs import FrameOutputs, OutputPublishers, camera_info_for, resize_rgb
+from .parameters import PARAMETERS, SPECS, NodeSettings, check_parameters
+from .telemetry import Telemetry
+
+NODE_NAME = "densemtl"
+
+
+class StartupError(RuntimeError):
+    """The node cannot start (a model that does not load, an invalid parameter)."""
+
+
+@dataclass(frozen=True)
+class _Frame:
+    message: Image | CompressedImage
+    received: float  # time.perf_counter() in the callback
+
+
+def _qos(reliability: str, depth: int) -> QoSProfile:
+    policy = (ReliabilityPolicy.RELIABLE if reliability == "reliable"
+              else ReliabilityPolicy.BEST_EFFORT)
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=policy)
+
+
+def load_node_predictor(settings: NodeSettings) -> Predictor:
+    """The Predictor the parameters ask for; StartupError with the reason when it cannot load."""
+    path = settings.engine_path or settings.model_path or None
+    try:
+        return load_predictor(path, backend=settings.backend, device=settings.device,
+                              threads=settings.threads or None, rebuild=settings.rebuild_engine)
+    except Exception as error:  # a model that does not load ends the node with one message
+        raise StartupError(f"cannot load the model {path or '(shipped default)'} with backend "
+                           f"{settings.backend}: {error}") from error
+
+
+class DenseMTLNode(Node):
+    """Dense multi-task inference on a camera stream (see the module docstring)."""
+
+    def __init__(self, **node_options) -> None:
+        super().__init__(NODE_NAME, **node_options)
+        self._values: dict[str, object] = {}
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        try:
+            for spec in PARAMETERS:
+                declared = self.declare_parameter(spec.name, spec.default, spec.descriptor())
+                self._values[spec.name] = declared.value
+        except (InvalidParameterValueException, InvalidParameterTypeException) as error:
+            raise StartupError(f"invalid parameter: {error}") from error
+        self.settings = NodeSettings.from_values(self._values)
+        self.predictor = load_node_predictor(self.settings)
+        self.telemetry = Telemetry()
+        self._latest: LatestFrame[_Frame] = LatestFrame()
+        self._camera_info: CameraInfo | None = None
+        self._last_warning: dict[str, float] = {}
+        self.outputs = OutputPublishers(self, self.predictor.metadata,
+                                         _qos(self.settings.output_reliability,
+                                              self.settings.output_depth))
+        self._subscribe()
+        self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._reporter = DiagnosticsReporter(
+            hardware_id=f"{self.predictor.backend.name} ({self.settings.device})",
+            static_values=self._static_diagnostics())
+        self.create_timer(self.settings.diagnostics_period, self._report)
+        self._running = True
+        self._worker = threading.Thread(target=self._process_frames, name="densemtl-inference",
+                                        daemon=True)
+        self._worker.start()
+        metadata = self.predictor.metadata
+        self.get_logger().info(
+            f"ready: {self.predictor.backend.name} backend, tasks {', '.join(metadata.tasks)}, "
+            f"network input {self.predictor.input_size[1]}x{self.predictor.input_size[0]}, "
+            f"listening on {self._image_topic}")
+
+    # -- set-up -----------------------------------------------------------------------------
+
+    def _subscribe(self) -> None:
+        qos = _qos(self.settings.input_reliability, self.settings.input_depth)
+        image_topic = self.resolve_topic_name("image")
+        if self.settings.compressed:
+            image_topic += "/compressed"  # the image_transport naming convention
+            self.create_subscription(CompressedImage, image_topic, self._on_image, qos)
+        else:
+            self.create_subscription(Image, image_topic, self._on_image, qos)
+        self._image_topic = image_topic
+        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info,
+                                 _qos(self.settings.input_reliability, 1))
+
+    def _static_diagnostics(self) -> dict[str, str]:
+        metadata = self.predictor.metadata
+        return {"backend": self.predictor.backend.name,
+                "model": self.settings.engine_path or self.settings.model_path or "shipped default",
+                "tasks": ", ".join(metadata.tasks),
+                "network input": "x".join(map(str, self.predictor.input_size[::-1])),
+                "image topic": self._image_topic}
+
+    def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
+        """Validate (at declaration and on ``ros2 param set``) and apply atomically."""
+        values = {parameter.name: parameter.value for parameter in parameters}
+        reason = check_parameters(values)
+        if reason is not None:
+            return SetParametersResult(successful=False, reason=reason)
+        self._values.update(values)
+        if len(self._values) == len(SPECS):  # not during the initial declarations
+            self.settings = NodeSettings.from_values(self._values)
+        return SetParametersResult(successful=True)
+
+    # -- callbacks (executor thread): cheap, never raise ------------------------------------
+
+    def _on_image(self, message: Image | CompressedImage) -> None:
+        """Refuse a malformed header at once (so that it cannot displace a good waiting
+        frame); leave the pixels' conversion to the processing thread."""
+        self.telemetry.frame_received()
+        if isinstance(message, Image):
+            try:
+                check_image(message, max_pixels=self.settings.max_pixels)
+            except ImageConversionError as error:
+                self._refuse(error)
+                return
+        if self._latest.put(_Frame(message, time.perf_counter())):
+            self.telemetry.frame_dropped()
+
+    def _on_camera_info(self, message: CameraInfo) -> None:
+        self._camera_info = message
+
+    def _refuse(self, error: ImageConversionError) -> None:
+        self.telemetry.frame_refused(error.kind)
+        self._warn(f"refused:{error.kind}", f"frame refused: {error}")
+
+    def _warn(self, kind: str, text: str) -> None:
+        """Warn at most once per ``log_throttle`` seconds for each kind of problem."""
+        now = time.monotonic()
+        if now - self._last_warning.get(kind, -float("inf")) >= self.settings.log_throttle:
+            self._last_warning[kind] = now
+            snapshot = self.telemetry.snapshot()
+            self.get_logger().warning(f"{text} [refused {snapshot.refused}, failed "
+                                      f"{snapshot.failed} so far]")
+
+    def _report(self) -> None:
+        self._diagnostics.publish(self._reporter.report(self.telemetry.snapshot(),
+                                                        self.get_clock().now().to_msg()))
+
+    # -- processing thread ------------------------------------------------------------------
+
+    def _process_frames(self) -> None:
+        while self._running:
+            frame = self._latest.take(timeout=0.5)
+            if frame is None:
+                continue
+            try:
+                self._process(frame)
+            except Exception as error:  # one bad frame must not end the node
+                self.telemetry.frame_failed()
+                self._warn(f"failed:{type(error).__name__}",
+                           f"frame failed: {type(error).__name__}: {error}")
+
+    def _convert(self, message: Image | CompressedImage, settings: NodeSettings):
+        if isinstance(message, CompressedImage):
+            return compressed_to_rgb(message, max_pixels=settings.max_pixels)
+        return image_to_rgb(message, max_pixels=settings.max_pixels,
+                            mono16_bits=settings.mono16_bits)
+
+    def _process(self, frame: _Frame) -> None:
+        settings = self.settings
+        started = time.perf_counter()
+        try:
+            rgb = self._convert(frame.message, settings)
+        except ImageConversionError as error:
+            self._refuse(error)
+            return
+        converted = time.perf_counter()
+        active = self.outputs.active(settings, self._camera_info is not None)
+        if not active:
+            self.telemetry.frame_skipped()
+            return
+        size = self.predictor.input_size if settings.resolution == "network" else rgb.shape[:2]
+        prediction = self.predictor.predict(rgb, tasks=self.outputs.needed_tasks(active),
+                                            output_size=size)
+        inferred = time.perf_counter()
+        if rgb.shape[:2] != tuple(size):
+            rgb = resize_rgb(rgb, size)
+        model = self.predictor.metadata.config.model
+        outputs = FrameOutputs(header=frame.message.header, rgb=rgb, prediction=prediction,
+                               camera_info=camera_info_for(self._camera_info,
+                                                           frame.message.header, *size),
+                               depth_range=(model.min_depth, model.max_depth))
+        building, sending = self.outputs.publish(active, outputs, settings)
+        self.telemetry.frame_processed({
+            "wait": started - frame.received, "convert": converted - started,
+            "infer": inferred - converted, "postprocess": building, "publish": sending})
+
+    # -- shutdown ---------------------------------------------------------------------------
+
+    def destroy_node(self) -> None:
+        self._running = False
+        if hasattr(self, "_worker"):  # rclpy's shutdown also destroys a node whose start failed
+            self._latest.close()
+            if self._worker.is_alive():
+                self._worker.join(timeout=5.0)
+        super().destroy_node()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: ``densemtl-node [--ros-args ...]``."""
+    rclpy.init(args=sys.argv if argv is None else argv)
+    logger = rclpy.logging.get_logger(NODE_NAME)
+    try:
+        node = DenseMTLNode()
+    except StartupError as error:
+        logger.fatal(str(error))
+        rclpy.try_shutdown()
+        return 1
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def console_main() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    console_main()

@@ -1,0 +1,161 @@
+"""The node's output topics: which exist, which are wanted now, and turning a Prediction into them.
+
+An output exists when the model has its task; it is produced for a frame only when its
+``publish.*`` parameter is on and someone subscribes, and the Predictor is asked only for the
+tasks those outputs need (up-sampling a map nobody reads is most of the post-processing cost).
+Every message carries the input image's header unchanged.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from functools import cached_property
+
+import cv2
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
+
+from densemtl_core.checkpoint import ModelMetadata
+from densemtl_core.runtime import Prediction
+from densemtl_core.viz import colorize_normals, colorize_segmentation
+
+from .conversions import (depth_to_msg, labels_to_msg, normals_to_msg, probability_to_msg,
+                          rgb_to_msg, scale_camera_info)
+from .parameters import OUTPUTS, NodeSettings
+from .pointcloud import make_pointcloud
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    topic: str
+    message_type: type
+    tasks: tuple[str, ...]  # the model tasks the output is computed from
+
+
+OUTPUT_SPECS: dict[str, OutputSpec] = {
+    "segmentation": OutputSpec("~/segmentation", Image, ("semseg",)),
+    "segmentation_color": OutputSpec("~/segmentation/color", Image, ("semseg",)),
+    "depth": OutputSpec("~/depth", Image, ("depth",)),
+    "normals": OutputSpec("~/normals", Image, ("normals",)),
+    "normals_color": OutputSpec("~/normals/color", Image, ("normals",)),
+    "edges": OutputSpec("~/edges", Image, ("edges",)),
+    "camera_info": OutputSpec("~/camera_info", CameraInfo, ()),
+    "points": OutputSpec("~/points", PointCloud2, ("depth",)),
+}
+assert tuple(OUTPUT_SPECS) == OUTPUTS
+
+
+@dataclass
+class FrameOutputs:
+    """Everything one frame's outputs are made of, at the output resolution."""
+
+    header: Header
+    rgb: np.ndarray
+    prediction: Prediction
+    camera_info: CameraInfo | None
+    depth_range: tuple[float, float]
+
+    @cached_property
+    def depth(self) -> np.ndarray:
+        """Depth for ``~/depth`` and ``~/points`` (REP 118): metres, NaN where invalid.
+
+        The network's depth is clamped to the model's range, so a pixel at either limit is a
+        measurement the model could not make: it is marked invalid rather than reported at
+        the limit."""
+        low, high = self.depth_range
+        depth = self.prediction.depth
+        return np.where((depth > low * (1 + 1e-4)) & (depth < high * (1 - 1e-4)), depth,
+                        np.float32(np.nan)).astype(np.float32, copy=False)
+
+
+class OutputPublishers:
+    """The publishers of one node, and the work of filling them for a frame."""
+
+    def __init__(self, node: Node, metadata: ModelMetadata, qos: QoSProfile) -> None:
+        self.metadata = metadata
+        tasks = set(metadata.tasks)
+        self.publishers = {
+            name: node.create_publisher(spec.message_type, spec.topic, qos)
+            for name, spec in OUTPUT_SPECS.items() if set(spec.tasks) <= tasks}
+        self._logger = node.get_logger()
+
+    def active(self, settings: NodeSettings, have_camera_info: bool) -> frozenset[str]:
+        """The outputs to produce now: enabled, subscribed and computable."""
+        active = {name for name, publisher in self.publishers.items()
+                  if name in settings.publish and publisher.get_subscription_count() > 0}
+        if not have_camera_info:
+            active -= {"camera_info", "points"}
+        return frozenset(active)
+
+    def needed_tasks(self, active: frozenset[str]) -> frozenset[str]:
+        """Model tasks the Predictor must finish for ``active`` outputs (the cloud's points
+        carry class labels when the model segments)."""
+        tasks = {task for name in active for task in OUTPUT_SPECS[name].tasks}
+        if "points" in active and "semseg" in self.metadata.tasks:
+            tasks.add("semseg")
+        return frozenset(tasks)
+
+    def _segmentation_color(self, frame: FrameOutputs, settings: NodeSettings) -> Image:
+        colors = colorize_segmentation(frame.prediction.segmentation, self.metadata.class_colors)
+        if settings.overlay_alpha < 1.0:
+            colors = cv2.addWeighted(colors, settings.overlay_alpha, frame.rgb,
+                                     1.0 - settings.overlay_alpha, 0.0)
+        return rgb_to_msg(colors, frame.header)
+
+    def _points(self, frame: FrameOutputs, settings: NodeSettings) -> PointCloud2:
+        return make_pointcloud(frame.header, frame.depth, frame.camera_info, rgb=frame.rgb,
+                               labels=frame.prediction.segmentation,
+                               stride=settings.points_stride,
+                               max_depth=settings.points_max_depth)
+
+    def _message(self, name: str, frame: FrameOutputs, settings: NodeSettings):
+        prediction, header = frame.prediction, frame.header
+        builders = {
+            "segmentation": lambda: labels_to_msg(prediction.segmentation, header),
+            "segmentation_color": lambda: self._segmentation_color(frame, settings),
+            "depth": lambda: depth_to_msg(frame.depth, header),
+            "normals": lambda: normals_to_msg(prediction.normals, header),
+            "normals_color": lambda: rgb_to_msg(colorize_normals(prediction.normals), header),
+            "edges": lambda: probability_to_msg(prediction.edges, header),
+            "camera_info": lambda: frame.camera_info,
+            "points": lambda: self._points(frame, settings),
+        }
+        return builders[name]()
+
+    def publish(self, active: frozenset[str], frame: FrameOutputs, settings: NodeSettings
+                ) -> tuple[float, float]:
+        """Build and publish the ``active`` outputs of one frame; returns the seconds spent
+        building messages and publishing them."""
+        building = sending = 0.0
+        for name in OUTPUTS:
+            if name not in active:
+                continue
+            began = time.perf_counter()
+            message = self._message(name, frame, settings)
+            built = time.perf_counter()
+            self.publishers[name].publish(message)
+            building += built - began
+            sending += time.perf_counter() - built
+        return building, sending
+
+
+def camera_info_for(info: CameraInfo | None, header: Header, height: int, width: int
+                    ) -> CameraInfo | None:
+    """The latest camera_info described at the output resolution, with the frame's header."""
+    if info is None:
+        return None
+    if (info.height, info.width) != (height, width):
+        info = scale_camera_info(info, height, width)
+    else:
+        info = copy.copy(info)  # the stored message is shared with the subscription thread
+    info.header = header
+    return info
+
+
+def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The input image at the output resolution (for overlays and point colours)."""
+    return cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_AREA)

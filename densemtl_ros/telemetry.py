@@ -1,0 +1,121 @@
+"""What the node measures about itself: counters, rates and per-stage latency percentiles.
+
+Kept free of ROS types so that the bookkeeping is tested on its own; ``diagnostics.py`` turns a
+:class:`TelemetrySnapshot` into a ``diagnostic_msgs/DiagnosticStatus``.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+STAGES = ("wait", "convert", "infer", "postprocess", "publish")
+"""Per frame: waiting in the keep-latest slot, message -> RGB, the Predictor (with its own
+resizing), building the output messages, publishing them."""
+
+
+@dataclass(frozen=True)
+class TelemetrySnapshot:
+    received: int
+    processed: int
+    dropped: int
+    refused: int
+    failed: int
+    skipped: int
+    input_rate: float
+    output_rate: float
+    latency: dict[str, tuple[float, float]]  # stage -> (p50, p95) seconds
+    added_latency: tuple[float, float]  # convert + postprocess + publish, (p50, p95) seconds
+    refused_by_reason: dict[str, int] = field(default_factory=dict)
+
+
+class Telemetry:
+    """Thread-safe counters fed by the callback and processing threads.
+
+    Rates count events over the last ``horizon`` seconds; latency percentiles use the latest
+    ``window`` processed frames, so a report describes the node now, not since start.
+    """
+
+    def __init__(self, window: int = 300, horizon: float = 5.0,
+                 clock=time.monotonic) -> None:
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._horizon = horizon
+        self._arrivals: deque[float] = deque()
+        self._outputs: deque[float] = deque()
+        self._stages = {stage: deque(maxlen=window) for stage in STAGES}
+        self._added: deque[float] = deque(maxlen=window)
+        self._reasons: Counter[str] = Counter()
+        self.received = self.processed = self.dropped = self.failed = self.skipped = 0
+
+    def _trim(self, times: deque[float], now: float) -> None:
+        while times and times[0] < now - self._horizon:
+            times.popleft()
+
+    def frame_received(self) -> None:
+        """Every message the subscription delivers; each then ends up processed, dropped,
+        refused, failed or skipped (or is in flight)."""
+        with self._lock:
+            now = self._clock()
+            self.received += 1
+            self._arrivals.append(now)
+            self._trim(self._arrivals, now)
+
+    def frame_dropped(self) -> None:
+        """A frame replaced by a newer one before the processing thread took it."""
+        with self._lock:
+            self.dropped += 1
+
+    def frame_refused(self, reason: str) -> None:
+        with self._lock:
+            self._reasons[reason] += 1
+
+    def frame_skipped(self) -> None:
+        """A frame taken while no output had a subscriber: nothing to compute."""
+        with self._lock:
+            self.skipped += 1
+
+    def frame_failed(self) -> None:
+        with self._lock:
+            self.failed += 1
+
+    def frame_processed(self, stage_seconds: dict[str, float]) -> None:
+        with self._lock:
+            now = self._clock()
+            self.processed += 1
+            self._outputs.append(now)
+            self._trim(self._outputs, now)
+            for stage in STAGES:
+                self._stages[stage].append(stage_seconds.get(stage, 0.0))
+            self._added.append(sum(stage_seconds.get(stage, 0.0)
+                                   for stage in ("convert", "postprocess", "publish")))
+
+    @staticmethod
+    def _percentiles(samples: deque[float]) -> tuple[float, float]:
+        if not samples:
+            return (float("nan"), float("nan"))
+        p50, p95 = np.percentile(np.fromiter(samples, float), (50, 95))
+        return (float(p50), float(p95))
+
+    def _rate(self, times: deque[float], now: float) -> float:
+        self._trim(times, now)
+        if len(times) < 2:
+            return 0.0
+        return (len(times) - 1) / max(times[-1] - times[0], 1e-9)
+
+    def snapshot(self) -> TelemetrySnapshot:
+        with self._lock:
+            now = self._clock()
+            return TelemetrySnapshot(
+                received=self.received, processed=self.processed, dropped=self.dropped,
+                refused=sum(self._reasons.values()), failed=self.failed,
+                skipped=self.skipped,
+                input_rate=self._rate(self._arrivals, now),
+                output_rate=self._rate(self._outputs, now),
+                latency={stage: self._percentiles(samples)
+                         for stage, samples in self._stages.items()},
+                added_latency=self._percentiles(self._added),
+                refused_by_reason=dict(self._reasons))

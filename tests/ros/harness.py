@@ -1,0 +1,147 @@
+"""A test-side camera: publishes images and camera_info to a node, records what comes back.
+
+Everything is real rclpy over Fast DDS; the node under test and this camera spin in one
+background executor while the test thread publishes and waits.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import Header
+
+from densemtl_ros.outputs import OUTPUT_SPECS
+
+StampKey = tuple[int, int]
+
+
+def stamp_key(header: Header) -> StampKey:
+    return (header.stamp.sec, header.stamp.nanosec)
+
+
+def image_message(pixels: np.ndarray, encoding: str, header: Header) -> Image:
+    """A sensor_msgs/Image holding ``pixels`` (already in ``encoding``'s channel order)."""
+    pixels = np.ascontiguousarray(pixels)
+    height, width = pixels.shape[:2]
+    return Image(header=header, height=height, width=width, encoding=encoding, is_bigendian=0,
+                 step=pixels.strides[0], data=pixels.tobytes())
+
+
+def camera_info(header: Header, height: int, width: int, focal: float = 100.0) -> CameraInfo:
+    info = CameraInfo(header=header, height=height, width=width, distortion_model="plumb_bob")
+    info.d = [0.0] * 5
+    info.k = [focal, 0.0, (width - 1) / 2, 0.0, focal, (height - 1) / 2, 0.0, 0.0, 1.0]
+    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    info.p = [focal, 0.0, (width - 1) / 2, 0.0, 0.0, focal, (height - 1) / 2, 0.0,
+              0.0, 0.0, 1.0, 0.0]
+    return info
+
+
+class TestCamera(Node):
+    """Publishes on ``<prefix>/image_raw`` (or ``/compressed``) and ``<prefix>/camera_info``;
+    subscribes to every output of the node living under ``node_namespace``."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, name: str, prefix: str, node_namespace: str = "/densemtl",
+                 compressed: bool = False, outputs: Iterable[str] = tuple(OUTPUT_SPECS)) -> None:
+        super().__init__(name)
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        image_type = CompressedImage if compressed else Image
+        suffix = "/image_raw/compressed" if compressed else "/image_raw"
+        self.image_publisher = self.create_publisher(image_type, prefix + suffix, reliable)
+        self.info_publisher = self.create_publisher(CameraInfo, prefix + "/camera_info", reliable)
+        self._lock = threading.Lock()
+        self.received: dict[str, dict[StampKey, object]] = defaultdict(dict)
+        self.arrivals: dict[str, list[tuple[StampKey, float]]] = defaultdict(list)
+        self.diagnostics: list[DiagnosticArray] = []
+        for output in outputs:
+            spec = OUTPUT_SPECS[output]
+            topic = node_namespace + spec.topic[1:]
+            self.create_subscription(spec.message_type, topic,
+                                     self._recorder(output), QoSProfile(depth=50))
+        self.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
+
+    def _recorder(self, output: str) -> Callable[[object], None]:
+        def record(message) -> None:
+            with self._lock:
+                key = stamp_key(message.header)
+                self.received[output][key] = message
+                self.arrivals[output].append((key, time.monotonic()))
+        return record
+
+    def outputs_for(self, key: StampKey, names: Iterable[str]) -> dict[str, object] | None:
+        with self._lock:
+            if all(key in self.received[name] for name in names):
+                return {name: self.received[name][key] for name in names}
+        return None
+
+    def send(self, message, info: CameraInfo | None = None) -> None:
+        if info is not None:
+            self.info_publisher.publish(info)
+        self.image_publisher.publish(message)
+
+
+class Spinner:
+    """Spins nodes in a background thread until closed."""
+
+    def __init__(self, *nodes: Node) -> None:
+        self.executor = MultiThreadedExecutor(num_threads=2)
+        for node in nodes:
+            self.executor.add_node(node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=5.0)
+        self.thread.join(timeout=5.0)
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
+    """Poll ``condition`` until it returns something truthy; AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.01)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+_next_stamp = [1000]
+
+
+def fresh_header(frame_id: str = "test_camera_optical") -> Header:
+    """A header with a stamp never used before in this process."""
+    _next_stamp[0] += 1
+    return Header(stamp=Time(sec=_next_stamp[0], nanosec=123_456_789), frame_id=frame_id)
+
+
+def exchange(camera: TestCamera, make_message: Callable[[Header], object],
+             names: Iterable[str], info: Callable[[Header], CameraInfo] | None = None,
+             timeout: float = 30.0) -> dict[str, object]:
+    """Publish one frame (again every second: best-effort input may lose one) and return the
+    node's outputs ``names`` for its stamp."""
+    header = fresh_header()
+    message = make_message(header)
+    key = stamp_key(header)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        camera.send(message, info(header) if info else None)
+        resend = time.monotonic() + 1.0
+        while time.monotonic() < min(resend, deadline):
+            outputs = camera.outputs_for(key, names)
+            if outputs is not None:
+                return outputs
+            time.sleep(0.01)
+    raise AssertionError(f"no outputs {sorted(names)} for stamp {key} within {timeout} s; "
+                         f"got {[name for name in names if key in camera.received[name]]}")

@@ -1,0 +1,242 @@
+"""The console script as users start it: a real process, seen from this one over DDS.
+
+``densemtl-node`` is the console script of setup.py (``densemtl_ros.node:console_main``). An
+editable install made before the entry point existed lacks ``.venv/bin/densemtl-node``; then
+the same ``console_main`` runs through ``python -m densemtl_ros.node``.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rcl_interfaces.msg import Parameter as ParameterMessage
+from rcl_interfaces.msg import ParameterType, ParameterValue
+from rcl_interfaces.srv import GetParameters, SetParameters
+from rclpy.node import Node
+from rclpy.parameter import parameter_value_to_python
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = Path(sys.executable).parent / "densemtl-node"
+NODE_COMMAND = ([str(SCRIPT)] if SCRIPT.is_file()
+                else [sys.executable, "-m", "densemtl_ros.node"])
+CONFIG = REPO / "config" / "densemtl.yaml"
+IMAGE_TOPIC = "/test_camera/image_raw"
+READY = re.compile(r"\[densemtl\]: ready\b")
+START_TIMEOUT = 60.0
+
+
+class NodeProcess:
+    """``densemtl-node`` in a subprocess; its merged stdout/stderr collected line by line."""
+
+    def __init__(self, *ros_args: str) -> None:
+        env = dict(os.environ)  # the session's private ROS_DOMAIN_ID (tests/ros/conftest.py)
+        env["PYTHONUNBUFFERED"] = "1"
+        env["RCUTILS_LOGGING_BUFFERED_STREAM"] = "0"
+        self.command = [*NODE_COMMAND, "--ros-args", *ros_args]
+        self.process = subprocess.Popen(self.command, cwd=REPO, env=env, text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self._lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            with self._changed:
+                self._lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        with self._changed:
+            return "".join(self._lines)
+
+    def wait_for_line(self, pattern: re.Pattern, timeout: float) -> str | None:
+        """The first output line matching ``pattern``; None once the process ended or the
+        time is up."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self._lines:
+                    if pattern.search(line):
+                        return line
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.process.poll() is not None
+                                      and not self._reader.is_alive()):
+                    return None
+                self._changed.wait(min(remaining, 0.5))
+
+    def wait(self, timeout: float) -> int:
+        code = self.process.wait(timeout=timeout)
+        self._reader.join(timeout=5.0)
+        return code
+
+    def stop(self) -> None:
+        """Kill it if a failed test left it running."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10.0)
+        self._reader.join(timeout=5.0)
+
+
+@pytest.fixture
+def start_node():
+    started: list[NodeProcess] = []
+
+    def start(*ros_args: str) -> NodeProcess:
+        node = NodeProcess(*ros_args)
+        started.append(node)
+        return node
+
+    yield start
+    for node in started:
+        node.stop()
+
+
+@pytest.fixture
+def probe(ros):
+    node = Node("densemtl_console_probe")
+    yield node
+    node.destroy_node()
+
+
+def wait_until(condition, timeout: float, node: Node | None = None):
+    """Poll ``condition`` (spinning ``node`` meanwhile) until it returns a truthy value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            return value
+        if node is not None:
+            rclpy.spin_once(node, timeout_sec=0.1)
+        else:
+            time.sleep(0.1)
+
+
+def call(probe: Node, service_type, name: str, request):
+    client = probe.create_client(service_type, name)
+    try:
+        assert client.wait_for_service(timeout_sec=15.0), f"{name} is not offered"
+        future = client.call_async(request)
+        rclpy.spin_until_future_complete(probe, future, timeout_sec=15.0)
+        assert future.done(), f"{name} did not answer"
+        return future.result()
+    finally:
+        probe.destroy_client(client)
+
+
+def get_parameters(probe: Node, names: list[str]) -> list:
+    response = call(probe, GetParameters, "/densemtl/get_parameters",
+                    GetParameters.Request(names=names))
+    return [parameter_value_to_python(value) for value in response.values]
+
+
+def set_parameter(probe: Node, name: str, value: ParameterValue):
+    request = SetParameters.Request(parameters=[ParameterMessage(name=name, value=value)])
+    (result,) = call(probe, SetParameters, "/densemtl/set_parameters", request).results
+    return result
+
+
+def test_node_runs_is_visible_and_stops_on_sigint(start_node, probe):
+    gc.collect()  # in-process nodes of earlier tests whose start failed leave the graph
+    alone = wait_until(lambda: "densemtl" not in probe.get_node_names(), 10.0)
+    assert alone, ("another node named densemtl is in this test domain: the graph checks "
+                   "below could not tell it from the process under test")
+    node = start_node("--params-file", str(CONFIG), "-r", f"image:={IMAGE_TOPIC}")
+    ready = node.wait_for_line(READY, START_TIMEOUT)
+    assert ready is not None, (f"no 'ready' line within {START_TIMEOUT:.0f} s from "
+                               f"{node.command}:\n{node.output}")
+    assert IMAGE_TOPIC in ready, ready  # the remapping reached the subscription
+
+    names = wait_until(lambda: "densemtl" in probe.get_node_names(), 20.0)
+    assert names, f"node densemtl not discovered; nodes: {probe.get_node_names()}"
+    expected = {
+        "/densemtl/segmentation": "sensor_msgs/msg/Image",
+        "/densemtl/segmentation/color": "sensor_msgs/msg/Image",
+        "/densemtl/depth": "sensor_msgs/msg/Image",
+        "/densemtl/camera_info": "sensor_msgs/msg/CameraInfo",
+        "/densemtl/points": "sensor_msgs/msg/PointCloud2",
+        "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
+        IMAGE_TOPIC: "sensor_msgs/msg/Image",
+        "/camera_info": "sensor_msgs/msg/CameraInfo",
+    }
+
+    def topics():
+        return dict(probe.get_topic_names_and_types())
+
+    wait_until(lambda: expected.keys() <= topics().keys(), 20.0)
+    found = topics()
+    for topic, message_type in expected.items():
+        assert topic in found, f"{topic} missing; topics: {sorted(found)}"
+        assert message_type in found[topic], (topic, found[topic])
+    publishers = probe.get_publisher_names_and_types_by_node("densemtl", "/")
+    assert "/densemtl/segmentation" in dict(publishers)
+    subscriptions = dict(probe.get_subscriber_names_and_types_by_node("densemtl", "/"))
+    assert IMAGE_TOPIC in subscriptions and "/camera_info" in subscriptions
+
+    # The params file was read, and the parameters answer over the ROS services.
+    assert get_parameters(probe, ["points.stride", "model.device", "color.overlay_alpha"]) == [
+        4, "auto", 0.5]
+    refused = set_parameter(probe, "output.resolution",
+                            ParameterValue(type=ParameterType.PARAMETER_STRING,
+                                           string_value="half"))
+    assert not refused.successful and "output.resolution" in refused.reason
+    accepted = set_parameter(probe, "points.stride",
+                             ParameterValue(type=ParameterType.PARAMETER_INTEGER,
+                                            integer_value=8))
+    assert accepted.successful, accepted.reason
+    assert get_parameters(probe, ["points.stride"]) == [8]
+
+    # Diagnostics flow, and say that no image arrived.
+    reports: list[DiagnosticArray] = []
+    subscription = probe.create_subscription(DiagnosticArray, "/diagnostics", reports.append,
+                                             10)
+    wait_until(lambda: any(status.name.startswith("densemtl") for report in reports
+                           for status in report.status), 10.0, node=probe)
+    probe.destroy_subscription(subscription)
+    statuses = [status for report in reports for status in report.status
+                if status.name.startswith("densemtl")]
+    assert statuses, "no /diagnostics report from the node"
+    assert statuses[-1].level == DiagnosticStatus.WARN
+    assert "no images" in statuses[-1].message
+
+    node.process.send_signal(signal.SIGINT)
+    try:
+        code = node.wait(timeout=15.0)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the node did not stop within 15 s of SIGINT:\n{node.output}")
+    assert code == 0, node.output
+    assert "Traceback" not in node.output, node.output
+    gone = wait_until(lambda: "densemtl" not in probe.get_node_names(), 10.0)
+    assert gone, "the node is still in the graph after it exited"
+
+
+@pytest.mark.parametrize("ros_args, named", [
+    (("-p", "points.stride:=0"), "points.stride"),
+    (("-p", "model.path:=/nonexistent/model.onnx"), "/nonexistent/model.onnx"),
+    (("-p", "output.resolution:=half"), "output.resolution"),
+    (("-p", "color.overlay_alpha:=1"), "color.overlay_alpha"),  # an integer for a double
+], ids=["out-of-range", "missing-model", "bad-choice", "wrong-type"])
+def test_invalid_start_exits_with_one_clear_error(start_node, ros_args, named):
+    node = start_node("--params-file", str(CONFIG), *ros_args)
+    try:
+        code = node.wait(timeout=60.0)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{node.command} still runs after 60 s:\n{node.output}")
+    output = node.output
+    assert code == 1, output
+    assert named in output, output
+    assert "Traceback" not in output, output
+    assert not READY.search(output), output

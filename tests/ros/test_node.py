@@ -1,0 +1,344 @@
+"""The densemtl node end to end: real images over Fast DDS in, every output back out."""
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CompressedImage, Image
+
+from densemtl_core.data.synthetic import render_scene
+from densemtl_ros.conversions import message_to_array
+from densemtl_ros.diagnostics import STATUS_NAME
+from densemtl_ros.node import DenseMTLNode, StartupError
+from densemtl_ros.outputs import OUTPUT_SPECS
+from densemtl_ros.pointcloud import read_points
+from tests.ros.harness import (Spinner, TestCamera, camera_info, exchange, fresh_header,
+                               image_message, stamp_key, wait_for)
+
+ALL_OUTPUTS = tuple(OUTPUT_SPECS)
+
+
+def _remapped(prefix: str) -> list[str]:
+    return ["--ros-args", "-r", f"image:={prefix}/image_raw",
+            "-r", f"camera_info:={prefix}/camera_info"]
+
+
+def _connected(node: DenseMTLNode, camera: TestCamera) -> bool:
+    return (camera.image_publisher.get_subscription_count() > 0
+            and all(publisher.get_subscription_count() > 0
+                    for publisher in node.outputs.publishers.values()))
+
+
+@pytest.fixture(scope="module")
+def system(ros):
+    node = DenseMTLNode(cli_args=_remapped("/node_test"))
+    camera = TestCamera("node_test_camera", "/node_test")
+    spinner = Spinner(node, camera)
+    wait_for(lambda: _connected(node, camera), 30, "discovery between node and test camera")
+    yield node, camera
+    spinner.close()
+    node.destroy_node()
+    camera.destroy_node()
+
+
+@pytest.fixture
+def set_parameters(system):
+    """Set node parameters for one test and restore them after it."""
+    node, _ = system
+    saved = []
+
+    def apply(**values):
+        names = [name.replace("__", ".") for name in values]
+        saved.extend(node.get_parameters(names))
+        results = node.set_parameters([Parameter(name, value=value)
+                                       for name, value in zip(names, values.values())])
+        assert all(result.successful for result in results), results
+    yield apply
+    node.set_parameters(saved)
+
+
+def _scene(height: int, width: int, seed: int = 5) -> np.ndarray:
+    return render_scene(seed, (height, width))["image"]
+
+
+def _as_encoding(rgb: np.ndarray, encoding: str) -> tuple[np.ndarray, np.ndarray]:
+    """(pixels in ``encoding``, the RGB image the node should see)."""
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    alpha = np.full(rgb.shape[:2] + (1,), 200, np.uint8)
+    if encoding == "mono8":
+        return grey, np.dstack([grey] * 3)
+    if encoding == "mono16":
+        wide = grey.astype(np.uint16) << 8 | 0x5A  # low byte must not matter
+        return wide, np.dstack([grey] * 3)
+    pixels = {"rgb8": rgb, "bgr8": rgb[..., ::-1], "rgba8": np.dstack([rgb, alpha]),
+              "bgra8": np.dstack([rgb[..., ::-1], alpha])}[encoding]
+    return pixels, rgb
+
+
+def _check_header(outputs: dict, frame_id: str, key) -> None:
+    for name, message in outputs.items():
+        assert stamp_key(message.header) == key, name
+        assert message.header.frame_id == frame_id, name
+
+
+@pytest.mark.parametrize("encoding,size", [("rgb8", (120, 160)), ("bgr8", (97, 131)),
+                                           ("rgba8", (64, 80)), ("bgra8", (120, 160)),
+                                           ("mono8", (75, 99)), ("mono16", (120, 160))])
+def test_every_output_for_every_encoding(system, encoding, size):
+    node, camera = system
+    pixels, expected_rgb = _as_encoding(_scene(*size), encoding)
+    height, width = size
+    outputs = exchange(camera, lambda header: image_message(pixels, encoding, header),
+                       ALL_OUTPUTS, info=lambda header: camera_info(header, height, width))
+    key = stamp_key(outputs["depth"].header)
+    _check_header(outputs, "test_camera_optical", key)
+    expected = node.predictor.predict(expected_rgb)
+    metadata = node.predictor.metadata
+
+    segmentation = message_to_array(outputs["segmentation"])
+    assert outputs["segmentation"].encoding == "mono8" and outputs["segmentation"].step == width
+    assert segmentation.shape == (height, width) and segmentation.dtype == np.uint8
+    assert segmentation.max() < len(metadata.class_names)
+    assert np.mean(segmentation == expected.segmentation) > 0.999
+
+    depth_message = outputs["depth"]
+    assert (depth_message.encoding, depth_message.step) == ("32FC1", 4 * width)
+    depth = message_to_array(depth_message)
+    finite = np.isfinite(depth)
+    assert finite.mean() > 0.5
+    np.testing.assert_allclose(depth[finite], expected.depth[finite], rtol=1e-5)
+    low, high = metadata.config.model.min_depth, metadata.config.model.max_depth
+    saturated = (expected.depth <= low * 1.0001) | (expected.depth >= high * 0.9999)
+    assert not (~finite & ~saturated).any()  # NaN only where the network hit its range limit
+
+    normals = message_to_array(outputs["normals"])
+    assert (outputs["normals"].encoding, outputs["normals"].step) == ("32FC3", 12 * width)
+    assert normals.shape == (height, width, 3)
+    np.testing.assert_allclose(np.linalg.norm(normals, axis=-1), 1.0, atol=1e-3)
+    np.testing.assert_allclose(normals, expected.normals, atol=1e-5)
+
+    edges = message_to_array(outputs["edges"])
+    assert outputs["edges"].encoding == "mono8"
+    assert np.abs(edges.astype(int) - np.round(expected.edges * 255)).max() <= 1
+
+    for name in ("segmentation_color", "normals_color"):
+        message = outputs[name]
+        assert (message.encoding, message.height, message.width, message.step) == (
+            "rgb8", height, width, 3 * width)
+
+    info = outputs["camera_info"]
+    assert (info.height, info.width) == (height, width)
+    assert list(info.k) == list(camera_info(info.header, height, width).k)
+    assert outputs["points"].width > 0 and outputs["points"].height == 1
+
+
+def test_point_cloud_is_the_depth_back_projected(system, set_parameters):
+    node, camera = system
+    set_parameters(points__stride=3, points__max_depth=1000.0)
+    rgb = _scene(90, 120, seed=11)
+    outputs = exchange(camera, lambda header: image_message(rgb, "rgb8", header),
+                       ("points", "depth", "segmentation", "camera_info"),
+                       info=lambda header: camera_info(header, 90, 120, focal=70.0))
+    depth = message_to_array(outputs["depth"])
+    labels = message_to_array(outputs["segmentation"])
+    fx, _, cx, _, fy, cy = outputs["camera_info"].k[:6]
+    points = read_points(outputs["points"])
+    rows, cols = np.mgrid[0:90:3, 0:120:3]
+    assert len(points) == np.isfinite(depth[rows, cols]).sum()
+    column = np.round(points["x"] * fx / points["z"] + cx).astype(int)
+    row = np.round(points["y"] * fy / points["z"] + cy).astype(int)
+    assert (row % 3 == 0).all() and (column % 3 == 0).all()
+    np.testing.assert_allclose(points["z"], depth[row, column], rtol=1e-6)
+    np.testing.assert_array_equal(points["label"], labels[row, column])
+    packed = points["rgb"].view(np.uint32)
+    colours = np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], axis=-1)
+    np.testing.assert_array_equal(colours, rgb[row, column])
+
+
+def test_network_resolution_rescales_camera_info(system, set_parameters):
+    node, camera = system
+    set_parameters(output__resolution="network")
+    net_height, net_width = node.predictor.input_size
+    outputs = exchange(camera, lambda header: image_message(_scene(120, 160), "rgb8", header),
+                       ALL_OUTPUTS, info=lambda header: camera_info(header, 120, 160))
+    for name in ("segmentation", "depth", "normals", "edges", "segmentation_color"):
+        assert (outputs[name].height, outputs[name].width) == (net_height, net_width), name
+    info = outputs["camera_info"]
+    assert (info.height, info.width) == (net_height, net_width)
+    scale = net_width / 160
+    assert info.k[0] == pytest.approx(100.0 * scale)
+    assert info.k[2] == pytest.approx((79.5 + 0.5) * scale - 0.5)
+
+
+def test_overlay_alpha_one_gives_the_class_colours(system, set_parameters):
+    node, camera = system
+    set_parameters(color__overlay_alpha=1.0)
+    outputs = exchange(camera, lambda header: image_message(_scene(64, 80), "rgb8", header),
+                       ("segmentation", "segmentation_color"))
+    labels = message_to_array(outputs["segmentation"])
+    palette = np.array(node.predictor.metadata.class_colors, np.uint8)
+    np.testing.assert_array_equal(message_to_array(outputs["segmentation_color"]),
+                                  palette[labels])
+
+
+def test_disabled_outputs_are_not_published(system, set_parameters):
+    node, camera = system
+    set_parameters(publish__normals=False, publish__edges=False)
+    rgb = _scene(64, 80)
+    outputs = exchange(camera, lambda header: image_message(rgb, "rgb8", header), ("depth",))
+    time.sleep(0.5)
+    key = stamp_key(outputs["depth"].header)
+    assert key not in camera.received["normals"] and key not in camera.received["edges"]
+
+
+BAD_FRAMES = {
+    "unsupported encoding": dict(encoding="yuv422", height=4, width=4, step=8, data=bytes(32)),
+    "step shorter than a row": dict(encoding="rgb8", height=4, width=4, step=6, data=bytes(24)),
+    "truncated data": dict(encoding="rgb8", height=4, width=4, step=12, data=bytes(20)),
+    "zero size": dict(encoding="rgb8", height=0, width=0, step=0, data=b""),
+    "8000x8000": dict(encoding="rgb8", height=8000, width=8000, step=24000, data=bytes(64)),
+}
+
+
+def test_bad_frames_are_refused_counted_and_the_node_goes_on(system):
+    node, camera = system
+    for name, fields in BAD_FRAMES.items():
+        before = node.telemetry.snapshot().refused
+        message = Image(header=fresh_header(), **fields)
+
+        def counted():
+            camera.send(message)
+            return node.telemetry.snapshot().refused > before
+        wait_for(counted, 20, f"the {name} frame to be refused")
+        assert node.telemetry.snapshot().refused == before + 1, name
+    reasons = node.telemetry.snapshot().refused_by_reason
+    assert any("yuv422" in reason for reason in reasons), reasons
+    assert node._worker.is_alive()
+    outputs = exchange(camera, lambda header: image_message(_scene(64, 80), "rgb8", header),
+                       ("segmentation", "depth"))
+    assert outputs["depth"].height == 64
+
+
+def test_parameters_are_validated_at_runtime(system):
+    node, _ = system
+    for name, value in (("points.stride", 0), ("color.overlay_alpha", 1.5),
+                        ("output.resolution", "huge"), ("points.max_depth", float("nan")),
+                        ("log_throttle", "often")):
+        result = node.set_parameters([Parameter(name, value=value)])[0]
+        assert not result.successful, name
+        assert name in result.reason or "type" in result.reason, result.reason
+    read_only = node.set_parameters([Parameter("model.backend", value="torch")])[0]
+    assert not read_only.successful and "read-only" in read_only.reason
+    assert node.get_parameter("points.stride").value == 4
+    assert node.settings.points_stride == 4
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ([Parameter("points.stride", value=0)], "points.stride"),
+    ([Parameter("model.backend", value="tensorflow")], "model.backend"),
+    ([Parameter("model.path", value="/nonexistent/model.onnx")], "/nonexistent/model.onnx"),
+])
+def test_invalid_start_is_one_clear_error(ros, overrides, message):
+    with pytest.raises(StartupError, match=message.replace(".", r"\.")):
+        DenseMTLNode(parameter_overrides=overrides, namespace="/refused")
+
+
+def test_diagnostics_report_rates_latencies_and_counters(system):
+    node, camera = system
+    for _ in range(3):
+        exchange(camera, lambda header: image_message(_scene(64, 80), "rgb8", header),
+                 ("depth",))
+
+    def report():
+        for array in reversed(camera.diagnostics):
+            for status in array.status:
+                values = {item.key: item.value for item in status.values}
+                if status.name == STATUS_NAME and int(values["frames processed"]) >= 3:
+                    return values
+        return None
+    values = wait_for(report, 10, "a diagnostics report")
+    for stage in ("convert", "infer", "postprocess", "publish"):
+        assert float(values[f"{stage} p95 (ms)"]) >= float(values[f"{stage} p50 (ms)"]) > 0
+    assert values["backend"] == node.predictor.backend.name
+    assert int(values["frames refused"]) >= 0 and "input rate (Hz)" in values
+
+
+def _resident_mb() -> float:
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+def test_at_60_hz_frames_are_dropped_not_queued(system, set_parameters):
+    node, camera = system
+    set_parameters(**{f"publish__{name}": False for name in ALL_OUTPUTS if name != "depth"})
+    rgb = _scene(480, 640)
+    for _ in range(3):  # warm up at this size
+        exchange(camera, lambda header: image_message(rgb, "rgb8", header), ("depth",))
+    before = node.telemetry.snapshot()
+    memory_before = _resident_mb()
+    sent: dict = {}
+    stop = threading.Event()
+
+    def publish_at_60_hz():
+        next_time = time.monotonic()
+        while not stop.is_set():
+            header = fresh_header()
+            sent[stamp_key(header)] = time.monotonic()
+            camera.send(image_message(rgb, "rgb8", header))
+            next_time += 1 / 60
+            time.sleep(max(0.0, next_time - time.monotonic()))
+    publisher = threading.Thread(target=publish_at_60_hz)
+    publisher.start()
+    time.sleep(6.0)
+    stop.set()
+    publisher.join()
+    time.sleep(2.0)  # let the last frame finish
+    memory_after = _resident_mb()
+    after = node.telemetry.snapshot()
+
+    received = after.received - before.received
+    processed = after.processed - before.processed
+    dropped = after.dropped - before.dropped
+    assert received > 0.5 * len(sent)  # best-effort input on a busy CPU may lose a few
+    assert processed < received  # inference is slower than 60 Hz on this machine...
+    assert dropped == received - processed - (after.refused - before.refused) \
+        - (after.failed - before.failed) - (after.skipped - before.skipped)  # ...and drops count
+    latencies = [arrival - sent[key] for key, arrival in camera.arrivals["depth"] if key in sent]
+    assert len(latencies) >= 0.9 * processed
+    quarter = max(len(latencies) // 4, 1)
+    first, last = np.median(latencies[:quarter]), np.median(latencies[-quarter:])
+    assert last < 1.5 * first + 0.05, (first, last)  # latency does not grow with the backlog
+    assert memory_after - memory_before < 150, (memory_before, memory_after)
+
+
+@pytest.fixture(scope="module")
+def compressed_system(ros):
+    node = DenseMTLNode(cli_args=_remapped("/compressed_test"), namespace="/compressed",
+                        parameter_overrides=[Parameter("input.compressed", value=True)])
+    camera = TestCamera("compressed_test_camera", "/compressed_test",
+                        node_namespace="/compressed/densemtl", compressed=True,
+                        outputs=("segmentation", "depth"))
+    spinner = Spinner(node, camera)
+    wait_for(lambda: camera.image_publisher.get_subscription_count() > 0, 30, "discovery")
+    yield node, camera
+    spinner.close()
+    node.destroy_node()
+    camera.destroy_node()
+
+
+def test_compressed_input(compressed_system):
+    node, camera = compressed_system
+    rgb = _scene(96, 128)
+    png = cv2.imencode(".png", rgb[..., ::-1])[1].tobytes()
+    outputs = exchange(camera, lambda header: CompressedImage(header=header, format="png",
+                                                              data=png),
+                       ("segmentation", "depth"))
+    expected = node.predictor.predict(rgb)
+    np.testing.assert_allclose(message_to_array(outputs["depth"]), expected.depth, rtol=1e-5)
+    before = node.telemetry.snapshot().refused
+    wait_for(lambda: camera.send(CompressedImage(header=fresh_header(), format="jpeg",
+                                                 data=b"not a jpeg at all"))
+             or node.telemetry.snapshot().refused > before, 20, "a corrupt JPEG to be refused")

@@ -1,0 +1,288 @@
+"""The ament_python packaging: launch file, setup.py data files and package.xml agree.
+
+The launch file is read with ``ast`` (``launch``/``launch_ros`` are not on PyPI); where
+``launch_ros`` is installed it is also loaded and its description inspected.
+"""
+import ast
+import importlib.util
+import shutil
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import pytest
+import yaml
+
+from densemtl_ros.parameters import SPECS
+
+REPO = Path(__file__).resolve().parents[2]
+LAUNCH_FILE = REPO / "launch" / "camera.launch.py"
+SETUP_PY = REPO / "setup.py"
+PACKAGE_XML = REPO / "package.xml"
+LAUNCH_ARGUMENTS = {"camera", "image_topic", "params_file", "backend", "namespace",
+                    "use_sim_time"}
+ROS_BUILTIN_PARAMETERS = {"use_sim_time"}
+
+
+def parse(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+def module_constants(tree: ast.Module) -> dict[str, object]:
+    """Top-level ``NAME = <literal>`` assignments."""
+    constants = {}
+    for statement in tree.body:
+        if isinstance(statement, ast.Assign) and len(statement.targets) == 1 \
+                and isinstance(statement.targets[0], ast.Name):
+            try:
+                constants[statement.targets[0].id] = ast.literal_eval(statement.value)
+            except ValueError:
+                pass
+    return constants
+
+
+def called_name(call: ast.Call) -> str | None:
+    if isinstance(call.func, ast.Name):
+        return call.func.id
+    if isinstance(call.func, ast.Attribute):
+        return call.func.attr
+    return None
+
+
+def calls(tree: ast.AST, name: str) -> list[ast.Call]:
+    return [node for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and called_name(node) == name]
+
+
+def keyword(call: ast.Call, name: str) -> ast.expr:
+    for item in call.keywords:
+        if item.arg == name:
+            return item.value
+    raise AssertionError(f"{called_name(call)}() has no {name}= argument")
+
+
+def value_of(node: ast.expr, constants: dict[str, object]) -> object:
+    """A literal, or a module constant the expression names."""
+    if isinstance(node, ast.Name):
+        assert node.id in constants, f"{node.id} is not a literal module constant"
+        return constants[node.id]
+    return ast.literal_eval(node)
+
+
+class LaunchFile:
+    def __init__(self) -> None:
+        self.tree = parse(LAUNCH_FILE)
+        self.constants = module_constants(self.tree)
+        functions = {node.name: node for node in self.tree.body
+                     if isinstance(node, ast.FunctionDef)}
+        assert "generate_launch_description" in functions
+        self.function = functions["generate_launch_description"]
+        nodes = calls(self.function, "Node")
+        assert len(nodes) == 1, "the launch file starts one node"
+        self.node = nodes[0]
+
+    def node_argument(self, name: str) -> object:
+        return value_of(keyword(self.node, name), self.constants)
+
+
+@pytest.fixture(scope="module")
+def launch_file() -> LaunchFile:
+    return LaunchFile()
+
+
+def console_scripts() -> dict[str, str]:
+    """setup.py's console_scripts: name -> "module:function"."""
+    (setup_call,) = calls(parse(SETUP_PY), "setup")
+    entry_points = ast.literal_eval(keyword(setup_call, "entry_points"))
+    scripts = {}
+    for line in entry_points["console_scripts"]:
+        name, target = (part.strip() for part in line.split("="))
+        scripts[name] = target
+    return scripts
+
+
+def setup_keyword(name: str) -> object:
+    tree = parse(SETUP_PY)
+    (setup_call,) = calls(tree, "setup")
+    return value_of(keyword(setup_call, name), module_constants(tree))
+
+
+def package_xml() -> ElementTree.Element:
+    return ElementTree.parse(PACKAGE_XML).getroot()
+
+
+def package_name() -> str:
+    return package_xml().findtext("name")
+
+
+def setup_data_files() -> list[tuple[str, list[str]]]:
+    """setup.py's ``data_files()``, without running ``setup()``: the module is executed with
+    its top-level ``setup(...)`` call removed."""
+    tree = parse(SETUP_PY)
+    tree.body = [statement for statement in tree.body
+                 if not (isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call)
+                         and called_name(statement.value) == "setup")]
+    assert len(tree.body) < len(parse(SETUP_PY).body), "setup.py calls setup()"
+    namespace = {"__file__": str(SETUP_PY), "__name__": "setup_without_setup"}
+    exec(compile(tree, str(SETUP_PY), "exec"), namespace)
+    return namespace["data_files"]()
+
+
+# -- the launch file ----------------------------------------------------------------------------
+
+def test_launch_file_declares_its_arguments(launch_file):
+    declared = [value_of(call.args[0], launch_file.constants)
+                for call in calls(launch_file.function, "DeclareLaunchArgument")]
+    assert len(declared) == len(set(declared)), f"declared twice: {declared}"
+    assert set(declared) == LAUNCH_ARGUMENTS
+    for call in calls(launch_file.function, "DeclareLaunchArgument"):
+        assert any(item.arg == "description" for item in call.keywords), ast.unparse(call)
+        assert any(item.arg == "default_value" for item in call.keywords), ast.unparse(call)
+
+
+def test_launch_configurations_are_declared(launch_file):
+    used = {value_of(call.args[0], launch_file.constants)
+            for call in calls(launch_file.function, "LaunchConfiguration")}
+    assert used <= LAUNCH_ARGUMENTS, f"undeclared: {used - LAUNCH_ARGUMENTS}"
+    assert used == LAUNCH_ARGUMENTS, f"declared but unused: {LAUNCH_ARGUMENTS - used}"
+
+
+def test_launch_file_starts_the_console_script(launch_file):
+    scripts = console_scripts()
+    executable = launch_file.node_argument("executable")
+    assert executable in scripts, f"{executable} is not a console script of setup.py"
+    module, function = scripts[executable].split(":")
+    assert module == "densemtl_ros.node" and function == "console_main"
+    node_module = parse(REPO / "densemtl_ros" / "node.py")
+    assert function in {node.name for node in node_module.body
+                        if isinstance(node, ast.FunctionDef)}
+    assert launch_file.node_argument("package") == package_name() == "densemtl_ros"
+    # The node's own name, so that the params file's top-level key applies to it.
+    assert launch_file.node_argument("name") == module_constants(node_module)["NODE_NAME"]
+
+
+def test_console_scripts_are_installed_where_ros2_run_looks():
+    """ros2 run / launch_ros look for executables in lib/<package>."""
+    text = (REPO / "setup.cfg").read_text(encoding="utf-8")
+    assert f"script_dir=$base/lib/{package_name()}" in text
+    assert f"install_scripts=$base/lib/{package_name()}" in text
+
+
+def test_launch_file_params_file_exists(launch_file):
+    joined = [call for call in calls(launch_file.tree, "join")
+              if any(called_name(arg) == "get_package_share_directory"
+                     for arg in call.args if isinstance(arg, ast.Call))]
+    assert len(joined) == 1, "PARAMS_FILE = os.path.join(get_package_share_directory(...), ...)"
+    (share,) = [arg for arg in joined[0].args if isinstance(arg, ast.Call)]
+    assert value_of(share.args[0], launch_file.constants) == package_name()
+    relative = Path(*[arg.value for arg in joined[0].args if isinstance(arg, ast.Constant)])
+    assert relative == Path("config", "densemtl.yaml")
+    assert (REPO / relative).is_file()
+    installed = {(destination, source) for destination, sources in setup_data_files()
+                 for source in sources}
+    assert (f"share/{package_name()}/{relative.parent}", str(relative)) in installed
+    yaml.safe_load((REPO / relative).read_text(encoding="utf-8"))
+
+
+def test_launch_file_remaps_the_inputs(launch_file):
+    remappings = keyword(launch_file.node, "remappings")
+    assert isinstance(remappings, ast.List)
+    sources = [ast.literal_eval(pair.elts[0]) for pair in remappings.elts]
+    assert sorted(sources) == ["camera_info", "image"]
+
+
+def test_launch_file_parameter_overrides_are_node_parameters(launch_file):
+    parameters = keyword(launch_file.node, "parameters")
+    assert isinstance(parameters, ast.List)
+    overrides = [item for item in parameters.elts if isinstance(item, ast.Dict)]
+    assert overrides, "the backend and use_sim_time arguments reach the node"
+    names = {ast.literal_eval(key) for item in overrides for key in item.keys}
+    assert names == {"model.backend", "use_sim_time"}
+    assert names - ROS_BUILTIN_PARAMETERS <= set(SPECS)
+
+
+def install_prefix(prefix: Path) -> None:
+    """Copy setup.py's data files under ``prefix``, as ``colcon build`` would."""
+    for destination, sources in setup_data_files():
+        for source in sources:
+            target = prefix / destination / Path(source).name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(REPO / source, target)
+
+
+def test_launch_description_loads(tmp_path, monkeypatch):
+    if importlib.util.find_spec("launch_ros") is None:
+        pytest.skip("launch_ros is not installed (not on PyPI); the launch file is parsed "
+                    "instead")
+    from launch import LaunchContext, LaunchDescription
+    from launch.actions import DeclareLaunchArgument
+    from launch.utilities import perform_substitutions
+    from launch_ros.actions import Node
+
+    install_prefix(tmp_path)  # the launch file finds its params file through the ament index
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path))
+    spec = importlib.util.spec_from_file_location("camera_launch", LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert Path(module.PARAMS_FILE) == tmp_path / "share" / "densemtl_ros" / "config" / \
+        "densemtl.yaml"
+    description = module.generate_launch_description()
+    assert isinstance(description, LaunchDescription)
+    arguments = [entity for entity in description.entities
+                 if isinstance(entity, DeclareLaunchArgument)]
+    assert {argument.name for argument in arguments} == LAUNCH_ARGUMENTS
+    nodes = [entity for entity in description.entities if isinstance(entity, Node)]
+    assert len(nodes) == 1
+    context = LaunchContext()
+    assert perform_substitutions(context, nodes[0].node_package) == package_name()
+    assert perform_substitutions(context, nodes[0].node_executable) in console_scripts()
+
+
+# -- setup.py -----------------------------------------------------------------------------------
+
+def test_data_files_install_the_ament_layout():
+    entries = setup_data_files()
+    destinations = [destination for destination, _ in entries]
+    assert len(destinations) == len(set(destinations))
+    installed = dict(entries)
+    share = f"share/{package_name()}"
+    assert "launch/camera.launch.py" in installed[f"{share}/launch"]
+    assert "config/densemtl.yaml" in installed[f"{share}/config"]
+    assert installed[share] == ["package.xml"]
+    assert installed["share/ament_index/resource_index/packages"] == [
+        f"resource/{package_name()}"]
+    for destination, sources in entries:
+        for source in sources:
+            assert (REPO / source).is_file(), source
+            assert "__pycache__" not in source and not source.endswith(".pyc"), source
+            # Each file keeps its folder under share/<package>.
+            if destination.startswith(share + "/"):
+                assert destination[len(share) + 1:] == str(Path(source).parent)
+
+
+def test_resource_marker_names_the_package():
+    marker = REPO / "resource" / package_name()
+    assert marker.is_file()
+
+
+def test_setup_and_package_xml_agree():
+    root = package_xml()
+    assert setup_keyword("name") == root.findtext("name")
+    assert setup_keyword("version") == root.findtext("version")
+    assert setup_keyword("license") == root.findtext("license")
+
+
+# -- package.xml --------------------------------------------------------------------------------
+
+def test_package_xml():
+    root = package_xml()
+    assert root.tag == "package"
+    assert root.get("format") == "3"
+    assert root.findtext("name") == "densemtl_ros"
+    assert [element.text for element in root.findall("buildtool_depend")] == ["ament_python"]
+    exec_depends = {element.text for element in root.findall("exec_depend")}
+    assert {"rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs", "cv_bridge",
+            "sensor_msgs_py", "python3-numpy", "python3-opencv", "launch_ros"} <= exec_depends
+    assert root.findtext("export/build_type") == "ament_python"
+    for required in ("version", "description", "maintainer", "license"):
+        assert (root.findtext(required) or "").strip(), required
+    assert root.find("maintainer").get("email")
