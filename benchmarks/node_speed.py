@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from densemtl_ros.telemetry import STAGES
+
 REPOSITORY = Path(__file__).resolve().parents[1]
 CAMERA_SIZE = (480, 640)
 JSON_FORMAT_VERSION = 1
@@ -205,6 +207,7 @@ def run_node(backend: str, outputs: list[str], seconds: float, rate: float,
         latencies = [complete[key] - sent_at for key, sent_at in slow.items() if key in complete]
         end_to_end = _percentiles(latencies) if latencies else (float("nan"),) * 2
         return {"fps": fps, "frames_sent": len(sent), "frames_out": len(arrived),
+                "node_output_rate_hz": float(load.get("output rate (Hz)", "nan")),
                 "added_p50_ms": float(load.get("added latency p50 (ms)", "nan")),
                 "added_p95_ms": float(load.get("added latency p95 (ms)", "nan")),
                 "stages_ms": {key: float(value) for key, value in load.items()
@@ -248,9 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"node:            {node['fps']:.1f} fps = {100 * node['fps'] / bare['fps']:.1f} % of "
           f"the bare Predictor ({node['frames_out']} of {node['frames_sent']} frames at "
           f"{args.rate:.0f} Hz)")
+    print(f"                 the node's own output rate under load: "
+          f"{node['node_output_rate_hz']:.1f} Hz")
     print(f"added latency:   p50 {node['added_p50_ms']:.2f} ms, p95 {node['added_p95_ms']:.2f} "
           f"ms (convert + build messages + publish, under load)")
-    for stage in ("wait", "convert", "infer", "postprocess", "publish"):
+    for stage in STAGES:
         print(f"  {stage:<12} p50 {node['stages_ms'].get(f'{stage} p50 (ms)', float('nan')):7.2f}"
               f" ms  p95 {node['stages_ms'].get(f'{stage} p95 (ms)', float('nan')):7.2f} ms")
     print(f"end to end at {SLOW_RATE_HZ:.0f} Hz: p50 {node['end_to_end_p50_ms']:.1f} ms, p95 "

@@ -4,18 +4,20 @@
     densemtl-node --ros-args --params-file config/densemtl.yaml -r image:=/camera/image_raw
 
 Threads: the executor runs the subscription callbacks, which only check a message's header and
-leave it in a keep-latest slot (:mod:`densemtl_ros.latest_frame`); one processing thread takes
-the newest frame, converts it, runs the Predictor and publishes. A slow model therefore drops
-frames (counted) instead of queueing them, and a bad frame is refused, logged (throttled) and
-counted without disturbing the frames around it.
+leave it in a keep-latest slot (:mod:`densemtl_ros.latest_frame`). A two-stage pipeline
+(:mod:`densemtl_ros.pipeline`) takes the newest frame: one thread converts it and runs the
+network, the other up-samples the maps the subscribed outputs need and publishes them, so the
+network works on the next frame meanwhile. A slow model therefore drops frames (counted)
+instead of queueing them, and a bad frame is refused, logged (throttled) and counted without
+disturbing the frames around it.
 """
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
@@ -26,13 +28,14 @@ from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from densemtl_core.runtime import Predictor, load_predictor
+from densemtl_core.runtime import NetworkOutputs, Predictor, load_predictor
 
 from .conversions import ImageConversionError, check_image, compressed_to_rgb, image_to_rgb
 from .diagnostics import DiagnosticsReporter
 from .latest_frame import LatestFrame
 from .outputs import FrameOutputs, OutputPublishers, camera_info_for, resize_rgb
 from .parameters import PARAMETERS, SPECS, NodeSettings, check_parameters
+from .pipeline import TwoStagePipeline
 from .telemetry import Telemetry
 
 NODE_NAME = "densemtl"
@@ -46,6 +49,20 @@ class StartupError(RuntimeError):
 class _Frame:
     message: Image | CompressedImage
     received: float  # time.perf_counter() in the callback
+
+
+@dataclass(frozen=True)
+class _Job:
+    """A frame between the two pipeline stages, with what it is to be published with."""
+
+    frame: _Frame
+    rgb: np.ndarray
+    network: NetworkOutputs
+    active: frozenset[str]
+    settings: NodeSettings
+    camera_info: CameraInfo | None
+    handed_off: float
+    seconds: dict[str, float]
 
 
 def _qos(reliability: str, depth: int) -> QoSProfile:
@@ -93,10 +110,9 @@ class DenseMTLNode(Node):
             hardware_id=f"{self.predictor.backend.name} ({self.settings.device})",
             static_values=self._static_diagnostics())
         self.create_timer(self.settings.diagnostics_period, self._report)
-        self._running = True
-        self._worker = threading.Thread(target=self._process_frames, name="densemtl-inference",
-                                        daemon=True)
-        self._worker.start()
+        self.pipeline = TwoStagePipeline(self._latest, self._run_network, self._publish,
+                                         self._failed)
+        self.pipeline.start()
         metadata = self.predictor.metadata
         self.get_logger().info(
             f"ready: {self.predictor.backend.name} backend, tasks {', '.join(metadata.tasks)}, "
@@ -171,19 +187,7 @@ class DenseMTLNode(Node):
         self._diagnostics.publish(self._reporter.report(self.telemetry.snapshot(),
                                                         self.get_clock().now().to_msg()))
 
-    # -- processing thread ------------------------------------------------------------------
-
-    def _process_frames(self) -> None:
-        while self._running:
-            frame = self._latest.take(timeout=0.5)
-            if frame is None:
-                continue
-            try:
-                self._process(frame)
-            except Exception as error:  # one bad frame must not end the node
-                self.telemetry.frame_failed()
-                self._warn(f"failed:{type(error).__name__}",
-                           f"frame failed: {type(error).__name__}: {error}")
+    # -- processing threads -----------------------------------------------------------------
 
     def _convert(self, message: Image | CompressedImage, settings: NodeSettings):
         if isinstance(message, CompressedImage):
@@ -191,43 +195,56 @@ class DenseMTLNode(Node):
         return image_to_rgb(message, max_pixels=settings.max_pixels,
                             mono16_bits=settings.mono16_bits)
 
-    def _process(self, frame: _Frame) -> None:
+    def _run_network(self, frame: _Frame) -> _Job | None:
+        """First stage: convert the image and run the network (None: nothing to publish)."""
         settings = self.settings
         started = time.perf_counter()
         try:
             rgb = self._convert(frame.message, settings)
         except ImageConversionError as error:
             self._refuse(error)
-            return
+            return None
         converted = time.perf_counter()
         active = self.outputs.active(settings, self._camera_info is not None)
         if not active:
             self.telemetry.frame_skipped()
-            return
-        size = self.predictor.input_size if settings.resolution == "network" else rgb.shape[:2]
-        prediction = self.predictor.predict(rgb, tasks=self.outputs.needed_tasks(active),
-                                            output_size=size)
-        inferred = time.perf_counter()
-        if rgb.shape[:2] != tuple(size):
-            rgb = resize_rgb(rgb, size)
+            return None
+        network = self.predictor.run_network(rgb)
+        finished = time.perf_counter()
+        return _Job(frame=frame, rgb=rgb, network=network, active=active, settings=settings,
+                    camera_info=self._camera_info, handed_off=finished,
+                    seconds={"wait": started - frame.received, "convert": converted - started,
+                             "network": finished - converted})
+
+    def _publish(self, job: _Job) -> None:
+        """Second stage: up-sample the maps the active outputs need, build and publish them."""
+        started = time.perf_counter()
+        settings, header = job.settings, job.frame.message.header
+        size = (self.predictor.input_size if settings.resolution == "network"
+                else job.rgb.shape[:2])
+        prediction = self.predictor.finish(job.network, output_size=size,
+                                           tasks=self.outputs.needed_tasks(job.active))
+        upsampled = time.perf_counter()
+        rgb = job.rgb if job.rgb.shape[:2] == tuple(size) else resize_rgb(job.rgb, size)
         model = self.predictor.metadata.config.model
-        outputs = FrameOutputs(header=frame.message.header, rgb=rgb, prediction=prediction,
-                               camera_info=camera_info_for(self._camera_info,
-                                                           frame.message.header, *size),
+        outputs = FrameOutputs(header=header, rgb=rgb, prediction=prediction,
+                               camera_info=camera_info_for(job.camera_info, header, *size),
                                depth_range=(model.min_depth, model.max_depth))
-        building, sending = self.outputs.publish(active, outputs, settings)
+        building, sending = self.outputs.publish(job.active, outputs, settings)
         self.telemetry.frame_processed({
-            "wait": started - frame.received, "convert": converted - started,
-            "infer": inferred - converted, "postprocess": building, "publish": sending})
+            **job.seconds, "handoff": started - job.handed_off, "upsample": upsampled - started,
+            "build": building, "publish": sending})
+
+    def _failed(self, error: BaseException) -> None:
+        self.telemetry.frame_failed()
+        self._warn(f"failed:{type(error).__name__}",
+                   f"frame failed: {type(error).__name__}: {error}")
 
     # -- shutdown ---------------------------------------------------------------------------
 
     def destroy_node(self) -> None:
-        self._running = False
-        if hasattr(self, "_worker"):  # rclpy's shutdown also destroys a node whose start failed
-            self._latest.close()
-            if self._worker.is_alive():
-                self._worker.join(timeout=5.0)
+        if hasattr(self, "pipeline"):  # rclpy's shutdown also destroys a node whose start failed
+            self.pipeline.stop()
         super().destroy_node()
 
 

@@ -12,9 +12,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-STAGES = ("wait", "convert", "infer", "postprocess", "publish")
-"""Per frame: waiting in the keep-latest slot, message -> RGB, the Predictor (with its own
-resizing), building the output messages, publishing them."""
+STAGES = ("wait", "convert", "network", "handoff", "upsample", "build", "publish")
+"""Per frame, from the subscription callback to the last publish: waiting in the keep-latest
+slot, message -> RGB, the network (with the Predictor's resizing), waiting between the two
+pipeline stages, the Predictor's up-sampling, building the output messages, publishing them."""
+INFERENCE_STAGES = ("network", "upsample")
+"""What the bare ``Predictor.predict`` does; the rest is the node's added latency."""
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ class TelemetrySnapshot:
     input_rate: float
     output_rate: float
     latency: dict[str, tuple[float, float]]  # stage -> (p50, p95) seconds
-    added_latency: tuple[float, float]  # convert + postprocess + publish, (p50, p95) seconds
+    added_latency: tuple[float, float]  # callback to publish minus inference, (p50, p95) s
     refused_by_reason: dict[str, int] = field(default_factory=dict)
 
 
@@ -90,8 +93,8 @@ class Telemetry:
             self._trim(self._outputs, now)
             for stage in STAGES:
                 self._stages[stage].append(stage_seconds.get(stage, 0.0))
-            self._added.append(sum(stage_seconds.get(stage, 0.0)
-                                   for stage in ("convert", "postprocess", "publish")))
+            self._added.append(sum(seconds for stage, seconds in stage_seconds.items()
+                                   if stage not in INFERENCE_STAGES))
 
     @staticmethod
     def _percentiles(samples: deque[float]) -> tuple[float, float]:

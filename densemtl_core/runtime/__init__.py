@@ -8,8 +8,9 @@
 from .errors import EngineMismatchError, ModelFileError, PredictorError
 from .loading import BACKENDS, load_predictor
 from .prediction import Prediction
-from .predictor import Predictor, StageTimings
+from .predictor import NetworkOutputs, Predictor, StageTimings
 from .processing import InvalidImageError
 
 __all__ = ["BACKENDS", "EngineMismatchError", "InvalidImageError", "ModelFileError",
-           "Prediction", "Predictor", "PredictorError", "StageTimings", "load_predictor"]
+           "NetworkOutputs", "Prediction", "Predictor", "PredictorError", "StageTimings",
+           "load_predictor"]

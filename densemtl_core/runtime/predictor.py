@@ -38,6 +38,15 @@ class StageTimings:
         return (self.preprocess + self.postprocess) / self.total if self.total > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class NetworkOutputs:
+    """One image's decoded network outputs (task -> C x H x W at the network resolution) and
+    the image's size: what :meth:`Predictor.run_network` hands to :meth:`Predictor.finish`."""
+
+    decoded: dict[str, torch.Tensor]
+    image_size: tuple[int, int]
+
+
 class Predictor:
     """A backend plus the shared pre/post-processing and the model's metadata.
 
@@ -77,11 +86,7 @@ class Predictor:
                       tasks: Collection[str] | None = None) -> list[Prediction]:
         """:meth:`predict` for several images (sizes may differ), run in batches as large as
         the backend takes."""
-        unknown = set(tasks or ()) - set(self.tasks)
-        if unknown:
-            raise ValueError(f"the model has no task {sorted(unknown)}; its tasks: {self.tasks}")
-        if output_size is not None and (len(output_size) != 2 or min(output_size) < 1):
-            raise ValueError(f"output_size must be (height, width) >= 1, got {output_size}")
+        self._check_request(output_size, tasks)
         began = time.perf_counter()
         rgbs = [as_rgb(image) for image in images]  # all checked before any runs
         spent = [time.perf_counter() - began, 0.0, 0.0]
@@ -98,14 +103,50 @@ class Predictor:
                 ran = time.perf_counter()
                 with single_threaded():
                     for index, rgb in enumerate(chunk):
-                        decoded = {task: value[index] for task, value in outputs.items()
-                                   if tasks is None or task in tasks}
-                        size = tuple(output_size or rgb.shape[:2])
-                        fields = finish_outputs(decoded, size, probabilities)
-                        predictions.append(Prediction(metadata=self.metadata, **fields))
+                        decoded = {task: value[index] for task, value in outputs.items()}
+                        predictions.append(self._finish(decoded, output_size or rgb.shape[:2],
+                                                        probabilities, tasks))
                 finished = time.perf_counter()
                 spent[0] += prepared - began
                 spent[1] += ran - prepared
                 spent[2] += finished - ran
         self.last_timings = StageTimings(*spent)
         return predictions
+
+    def run_network(self, rgb: np.ndarray) -> NetworkOutputs:
+        """The first half of :meth:`predict`: checking, resizing and the network.
+
+        With :meth:`finish`, a pipeline can up-sample one frame while the network runs on the
+        next (the ROS node does); the two halves give exactly what :meth:`predict` gives.
+        """
+        rgb = as_rgb(rgb)
+        with torch.inference_mode():
+            with single_threaded():
+                batch = prepare_batch([rgb], self.input_size)
+            outputs = self.backend.run(batch)
+            # Owned copies: a backend may overwrite its output buffers on its next run.
+            decoded = {task: value[0].clone() for task, value in outputs.items()}
+        return NetworkOutputs(decoded=decoded, image_size=tuple(rgb.shape[:2]))
+
+    def finish(self, outputs: NetworkOutputs, *, probabilities: bool = False,
+               output_size: tuple[int, int] | None = None,
+               tasks: Collection[str] | None = None) -> Prediction:
+        """The second half of :meth:`predict` (same options) for :meth:`run_network`'s result."""
+        self._check_request(output_size, tasks)
+        with torch.inference_mode(), single_threaded():
+            return self._finish(outputs.decoded, output_size or outputs.image_size,
+                                probabilities, tasks)
+
+    def _check_request(self, output_size: tuple[int, int] | None,
+                       tasks: Collection[str] | None) -> None:
+        unknown = set(tasks or ()) - set(self.tasks)
+        if unknown:
+            raise ValueError(f"the model has no task {sorted(unknown)}; its tasks: {self.tasks}")
+        if output_size is not None and (len(output_size) != 2 or min(output_size) < 1):
+            raise ValueError(f"output_size must be (height, width) >= 1, got {output_size}")
+
+    def _finish(self, decoded: dict[str, torch.Tensor], size: Sequence[int], probabilities: bool,
+                tasks: Collection[str] | None) -> Prediction:
+        wanted = {task: value for task, value in decoded.items() if tasks is None or task in tasks}
+        fields = finish_outputs(wanted, tuple(size), probabilities)
+        return Prediction(metadata=self.metadata, **fields)

@@ -54,7 +54,8 @@ def single_threaded() -> Iterator[None]:
     Pre- and post-processing are short memory-bound operators: a second thread saves little,
     while on a CPU shared with other processes (a robot's) each OpenMP barrier waits for a
     thread the OS has descheduled, which made them over ten times slower in measurements on a
-    loaded 2-core machine. The network keeps its threads. The setting is process-wide.
+    loaded 2-core machine. The network keeps its threads. torch's thread count (OpenMP's) belongs
+    to the calling thread, so a pipeline's threads do not disturb each other's setting.
     """
     previous = torch.get_num_threads()
     torch.set_num_threads(1)

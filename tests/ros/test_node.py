@@ -215,7 +215,7 @@ def test_bad_frames_are_refused_counted_and_the_node_goes_on(system):
         assert node.telemetry.snapshot().refused == before + 1, name
     reasons = node.telemetry.snapshot().refused_by_reason
     assert any("yuv422" in reason for reason in reasons), reasons
-    assert node._worker.is_alive()
+    assert node.pipeline.alive
     outputs = exchange(camera, lambda header: image_message(_scene(64, 80), "rgb8", header),
                        ("segmentation", "depth"))
     assert outputs["depth"].height == 64
@@ -259,7 +259,7 @@ def test_diagnostics_report_rates_latencies_and_counters(system):
                     return values
         return None
     values = wait_for(report, 10, "a diagnostics report")
-    for stage in ("convert", "infer", "postprocess", "publish"):
+    for stage in ("convert", "network", "upsample", "build", "publish"):
         assert float(values[f"{stage} p95 (ms)"]) >= float(values[f"{stage} p50 (ms)"]) > 0
     assert values["backend"] == node.predictor.backend.name
     assert int(values["frames refused"]) >= 0 and "input rate (Hz)" in values
@@ -271,47 +271,49 @@ def _resident_mb() -> float:
     return int(line.split()[1]) / 1024
 
 
+def _publish_at(camera: TestCamera, image: np.ndarray, rate: float, seconds: float) -> dict:
+    """Publish ``image`` at ``rate`` Hz for ``seconds`` from another thread; stamp -> time."""
+    sent = {}
+
+    def publish():
+        began = time.monotonic()
+        index = 0
+        while time.monotonic() - began < seconds:
+            header = fresh_header()
+            sent[stamp_key(header)] = time.monotonic()
+            camera.send(image_message(image, "rgb8", header))
+            index += 1
+            time.sleep(max(0.0, began + index / rate - time.monotonic()))
+    thread = threading.Thread(target=publish)
+    thread.start()
+    thread.join()
+    return sent
+
+
 def test_at_60_hz_frames_are_dropped_not_queued(system, set_parameters):
     node, camera = system
     set_parameters(**{f"publish__{name}": False for name in ALL_OUTPUTS if name != "depth"})
     rgb = _scene(480, 640)
-    for _ in range(3):  # warm up at this size
-        exchange(camera, lambda header: image_message(rgb, "rgb8", header), ("depth",))
-    before = node.telemetry.snapshot()
-    memory_before = _resident_mb()
-    sent: dict = {}
-    stop = threading.Event()
-
-    def publish_at_60_hz():
-        next_time = time.monotonic()
-        while not stop.is_set():
-            header = fresh_header()
-            sent[stamp_key(header)] = time.monotonic()
-            camera.send(image_message(rgb, "rgb8", header))
-            next_time += 1 / 60
-            time.sleep(max(0.0, next_time - time.monotonic()))
-    publisher = threading.Thread(target=publish_at_60_hz)
-    publisher.start()
-    time.sleep(6.0)
-    stop.set()
-    publisher.join()
-    time.sleep(2.0)  # let the last frame finish
-    memory_after = _resident_mb()
-    after = node.telemetry.snapshot()
+    _publish_at(camera, rgb, 60, 3.0)  # warm-up: buffers and pools reach their working size
+    time.sleep(1.0)
+    before, memory_before = node.telemetry.snapshot(), _resident_mb()
+    sent = _publish_at(camera, rgb, 60, 8.0)
+    time.sleep(1.0)  # let the last frames finish
+    after, memory_after = node.telemetry.snapshot(), _resident_mb()
 
     received = after.received - before.received
     processed = after.processed - before.processed
     dropped = after.dropped - before.dropped
-    assert received > 0.5 * len(sent)  # best-effort input on a busy CPU may lose a few
-    assert processed < received  # inference is slower than 60 Hz on this machine...
+    # The input's DDS history holds one frame too: frames it replaces never reach the node.
+    assert len(sent) >= received > processed > 0.1 * len(sent)  # slower than 60 Hz here...
     assert dropped == received - processed - (after.refused - before.refused) \
         - (after.failed - before.failed) - (after.skipped - before.skipped)  # ...and drops count
     latencies = [arrival - sent[key] for key, arrival in camera.arrivals["depth"] if key in sent]
     assert len(latencies) >= 0.9 * processed
     quarter = max(len(latencies) // 4, 1)
     first, last = np.median(latencies[:quarter]), np.median(latencies[-quarter:])
-    assert last < 1.5 * first + 0.05, (first, last)  # latency does not grow with the backlog
-    assert memory_after - memory_before < 150, (memory_before, memory_after)
+    assert last < 1.5 * first + 0.05, (first, last, after.latency)  # no growing backlog
+    assert memory_after - memory_before < 50, (memory_before, memory_after)
 
 
 @pytest.fixture(scope="module")

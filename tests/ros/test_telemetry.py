@@ -141,7 +141,7 @@ def test_rates_over_the_horizon():
         clock.now = start + index * 0.1
         receive(telemetry, False)
         if index % 2 == 0:  # 5 Hz output
-            telemetry.frame_processed({"infer": 0.05})
+            telemetry.frame_processed({"network": 0.05})
     snapshot = telemetry.snapshot()
     assert snapshot.input_rate == pytest.approx(10.0)
     assert snapshot.output_rate == pytest.approx(5.0)
@@ -180,10 +180,10 @@ def test_a_single_frame_has_no_rate():
 
 
 def stage_samples(index: int) -> dict[str, float]:
-    """Frame ``index`` (1-based): convert i ms, infer 10 i ms, postprocess 2 i ms, publish 1 ms,
-    wait 100 ms."""
-    return {"wait": 0.1, "convert": index * 1e-3, "infer": index * 1e-2,
-            "postprocess": index * 2e-3, "publish": 1e-3}
+    """Frame ``index`` (1-based): wait 100 ms, convert i ms, network 10 i ms, upsample 5 ms,
+    build 2 i ms, publish 1 ms."""
+    return {"wait": 0.1, "convert": index * 1e-3, "network": index * 1e-2, "upsample": 5e-3,
+            "build": index * 2e-3, "publish": 1e-3}
 
 
 def test_stage_percentiles_and_added_latency():
@@ -196,12 +196,13 @@ def test_stage_percentiles_and_added_latency():
     assert set(snapshot.latency) == set(STAGES)
     # numpy's linear interpolation over 1..100: p50 = 50.5, p95 = 95.05
     assert snapshot.latency["convert"] == pytest.approx((50.5e-3, 95.05e-3))
-    assert snapshot.latency["infer"] == pytest.approx((50.5e-2, 95.05e-2))
-    assert snapshot.latency["postprocess"] == pytest.approx((101.0e-3, 190.1e-3))
+    assert snapshot.latency["network"] == pytest.approx((50.5e-2, 95.05e-2))
+    assert snapshot.latency["build"] == pytest.approx((101.0e-3, 190.1e-3))
+    assert snapshot.latency["handoff"] == (0.0, 0.0)  # not given: zero
     assert snapshot.latency["publish"] == pytest.approx((1e-3, 1e-3))
     assert snapshot.latency["wait"] == pytest.approx((0.1, 0.1))
-    # added latency: convert + postprocess + publish = 3 i ms + 1 ms (not infer, not wait)
-    assert snapshot.added_latency == pytest.approx((3 * 50.5e-3 + 1e-3, 3 * 95.05e-3 + 1e-3))
+    # added latency: everything but network and upsample = 100 ms + 3 i ms + 1 ms
+    assert snapshot.added_latency == pytest.approx((0.101 + 3 * 50.5e-3, 0.101 + 3 * 95.05e-3))
 
 
 def test_percentiles_use_the_latest_window():
@@ -220,9 +221,9 @@ def test_missing_stages_count_as_zero_and_empty_is_nan():
     snapshot = telemetry.snapshot()
     assert all(math.isnan(p50) and math.isnan(p95) for p50, p95 in snapshot.latency.values())
     assert all(math.isnan(value) for value in snapshot.added_latency)
-    telemetry.frame_processed({"infer": 0.2})
+    telemetry.frame_processed({"network": 0.2})
     snapshot = telemetry.snapshot()
-    assert snapshot.latency["infer"] == pytest.approx((0.2, 0.2))
+    assert snapshot.latency["network"] == pytest.approx((0.2, 0.2))
     assert snapshot.latency["convert"] == (0.0, 0.0)
     assert snapshot.added_latency == (0.0, 0.0)
 
@@ -335,7 +336,8 @@ def test_ok_message_gives_the_rates():
 def test_report_values_in_milliseconds():
     clock = FakeClock()
     telemetry = Telemetry(clock=clock)
-    stream(telemetry, clock)  # every frame: convert 2, infer 20, postprocess 4, publish 1 ms
+    stream(telemetry, clock)  # every frame: wait 100, convert 2, network 20, upsample 5,
+    #                           build 4, publish 1 ms
     telemetry.frame_refused("size")
     telemetry.frame_refused("size")
     telemetry.frame_refused("encoding")
@@ -356,12 +358,12 @@ def test_report_values_in_milliseconds():
     assert values["frames failed"] == "0"
     assert values["frames skipped (no subscriber)"] == "1"
     assert values["convert p50 (ms)"] == "2.00" and values["convert p95 (ms)"] == "2.00"
-    assert values["infer p50 (ms)"] == "20.00" and values["infer p95 (ms)"] == "20.00"
-    assert values["postprocess p50 (ms)"] == "4.00"
+    assert values["network p50 (ms)"] == "20.00" and values["network p95 (ms)"] == "20.00"
+    assert values["upsample p50 (ms)"] == "5.00" and values["build p50 (ms)"] == "4.00"
     assert values["publish p95 (ms)"] == "1.00"
     assert values["wait p50 (ms)"] == "100.00"
-    assert values["added latency p50 (ms)"] == "7.00"  # 2 + 4 + 1, without inference
-    assert values["added latency p95 (ms)"] == "7.00"
+    assert values["added latency p50 (ms)"] == "107.00"  # 100 + 2 + 4 + 1: all but inference
+    assert values["added latency p95 (ms)"] == "107.00"
     assert values["refused: size"] == "2" and values["refused: encoding"] == "1"
     for key, value in STATIC.items():
         assert values[key] == value
@@ -374,6 +376,6 @@ def test_report_before_any_frame_has_nan_latencies_and_no_refusal_keys():
     report = DiagnosticsReporter("hw", {}).report(Telemetry(clock=FakeClock()).snapshot(),
                                                   Time())
     values = values_of(report)
-    assert values["infer p50 (ms)"] == "nan"
+    assert values["network p50 (ms)"] == "nan"
     assert values["input rate (Hz)"] == "0.00"
     assert not any(key.startswith("refused:") for key in values)

@@ -103,6 +103,19 @@ def test_output_size_and_task_subset(predictors, frames):
         predictor.predict(frames[0], output_size=(0, 80))
 
 
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_network_then_finish_equals_predict(predictors, frames, backend):
+    predictor = predictors[backend]
+    first = predictor.run_network(frames[0])
+    predictor.run_network(frames[1])  # must not overwrite the first frame's outputs
+    split = predictor.finish(first, tasks=("depth", "edges"))
+    whole = predictor.predict(frames[0])
+    np.testing.assert_array_equal(split.depth, whole.depth)
+    np.testing.assert_array_equal(split.edges, whole.edges)
+    assert split.segmentation is None and split.normals is None
+    assert predictor.finish(first, output_size=(10, 12)).depth.shape == (10, 12)
+
+
 def test_tasks_the_model_lacks_are_absent(two_task_checkpoint):
     predictor = load_predictor(two_task_checkpoint, backend="torch", device="cpu")
     assert predictor.tasks == ("semseg", "depth")

@@ -1,3 +1,5 @@
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -154,3 +156,17 @@ def test_single_threaded_restores_the_thread_count_even_after_an_error():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(previous)
+
+
+def test_single_threaded_in_one_thread_leaves_other_threads_alone():
+    """The node's pipeline runs finishing in one thread while the network runs in another."""
+    seen = []
+
+    def finishing():
+        with single_threaded():
+            seen.append(torch.get_num_threads())
+    before = torch.get_num_threads()
+    thread = threading.Thread(target=finishing)
+    thread.start()
+    thread.join(5)
+    assert seen == [1] and torch.get_num_threads() == before
