@@ -7,19 +7,22 @@
 ``camera`` is the camera driver's namespace: the node reads ``<camera>/image_raw`` (or
 ``<image_topic>`` when given) and ``<camera>/camera_info``, and publishes under
 ``<namespace>/densemtl/``. Without ros2 launch, the same node and parameters start with
-``densemtl-node --ros-args --params-file config/densemtl.yaml -r image:=/camera/image_raw``.
+``densemtl-node --ros-args --params-file config/densemtl.yaml -r image:=/camera/image_raw``
+(with ``FASTDDS_DEFAULT_PROFILES_FILE=config/fastdds_large_images.xml`` for the same transport).
 """
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 PACKAGE = "densemtl_ros"
 EXECUTABLE = "densemtl-node"
-PARAMS_FILE = os.path.join(get_package_share_directory(PACKAGE), "config", "densemtl.yaml")
+SHARE = get_package_share_directory(PACKAGE)
+PARAMS_FILE = os.path.join(SHARE, "config", "densemtl.yaml")
+DDS_PROFILE = os.path.join(SHARE, "config", "fastdds_large_images.xml")
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -38,6 +41,11 @@ def generate_launch_description() -> LaunchDescription:
                               description="Namespace of the node and its outputs"),
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="Use /clock (rosbag replay) instead of wall time"),
+        DeclareLaunchArgument("dds_profile", default_value=DDS_PROFILE,
+                              description="Fast DDS profile for the node's process (large "
+                                          "shared-memory segments for image outputs)"),
+        SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE",
+                               LaunchConfiguration("dds_profile")),
         Node(
             package=PACKAGE,
             executable=EXECUTABLE,

