@@ -187,6 +187,60 @@ def test_launch_file_refers_to_installed_files(launch_file):
     ElementTree.parse(REPO / "config" / "fastdds_large_images.xml")
 
 
+def test_launch_file_remaps_the_inputs(launch_file):
+    remappings = keyword(launch_file.node, "remappings")
+    assert isinstance(remappings, ast.List)
+    sources = [ast.literal_eval(pair.elts[0]) for pair in remappings.elts]
+    assert sorted(sources) == ["camera_info", "image"]
+
+
+def test_launch_file_parameter_overrides_are_node_parameters(launch_file):
+    parameters = keyword(launch_file.node, "parameters")
+    assert isinstance(parameters, ast.List)
+    overrides = [item for item in parameters.elts if isinstance(item, ast.Dict)]
+    assert overrides, "the backend and use_sim_time arguments reach the node"
+    names = {ast.literal_eval(key) for item in overrides for key in item.keys}
+    assert names == {"model.backend", "use_sim_time"}
+    assert names - ROS_BUILTIN_PARAMETERS <= set(SPECS)
+
+
+def install_prefix(prefix: Path) -> None:
+    """Copy setup.py's data files under ``prefix``, as ``colcon build`` would."""
+    for destination, sources in setup_data_files():
+        for source in sources:
+            target = prefix / destination / Path(source).name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(REPO / source, target)
+
+
+def test_launch_description_loads(tmp_path, monkeypatch):
+    if importlib.util.find_spec("launch_ros") is None:
+        pytest.skip("launch_ros is not installed (not on PyPI); the launch file is parsed "
+                    "instead")
+    from launch import LaunchContext, LaunchDescription
+    from launch.actions import DeclareLaunchArgument
+    from launch.utilities import perform_substitutions
+    from launch_ros.actions import Node
+
+    install_prefix(tmp_path)  # the launch file finds its params file through the ament index
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path))
+    spec = importlib.util.spec_from_file_location("camera_launch", LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert Path(module.PARAMS_FILE) == tmp_path / "share" / "densemtl_ros" / "config" / \
+        "densemtl.yaml"
+    description = module.generate_launch_description()
+    assert isinstance(description, LaunchDescription)
+    arguments = [entity for entity in description.entities
+                 if isinstance(entity, DeclareLaunchArgument)]
+    assert {argument.name for argument in arguments} == LAUNCH_ARGUMENTS
+    nodes = [entity for entity in description.entities if isinstance(entity, Node)]
+    assert len(nodes) == 1
+    context = LaunchContext()
+    assert perform_substitutions(context, nodes[0].node_package) == package_name()
+    assert perform_substitutions(context, nodes[0].node_executable) in console_scripts()
+
+
 # -- setup.py -----------------------------------------------------------------------------------
 
 def test_data_files_install_the_ament_layout():
