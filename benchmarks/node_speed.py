@@ -279,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"end to end at {SLOW_RATE_HZ:.0f} Hz: p50 {node['end_to_end_p50_ms']:.1f} ms, p95 "
           f"{node['end_to_end_p95_ms']:.1f} ms (publish -> last output received, across "
           f"processes)")
-    print(f"stage          {args.rate:>4.0f} Hz p50    p95    {SLOW_RATE_HZ:>4.0f} Hz p50    p95 (ms)")
+    print(f"stage          {args.rate:>4.0f} Hz p50    p95    {SLOW_RATE_HZ:>4.0f} Hz p50    "
+          f"p95 (ms)")
     for stage in STAGES:
         figures = [node[phase].get(f"{stage} {quantile} (ms)", float("nan"))
                    for phase in ("stages_under_load_ms", "stages_steady_ms")

@@ -144,15 +144,16 @@ class DenseMTLNode(Node):
 
     def _static_diagnostics(self) -> dict[str, str]:
         metadata = self.predictor.metadata
-        return {"backend": self.predictor.backend.name,
-                "model": self.settings.engine_path or self.settings.model_path or "shipped default",
+        model = self.settings.engine_path or self.settings.model_path or "shipped default"
+        return {"backend": self.predictor.backend.name, "model": model,
                 "tasks": ", ".join(metadata.tasks),
                 "network input": "x".join(map(str, self.predictor.input_size[::-1])),
                 "image topic": self._image_topic}
 
     def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
         """Validate (at declaration and on ``ros2 param set``) and apply atomically."""
-        values = {parameter.name: parameter.value for parameter in parameters}
+        values = {parameter.name: parameter.value for parameter in parameters
+                  if parameter.name in SPECS}  # use_sim_time and the like are rclpy's
         reason = check_parameters(values)
         if reason is not None:
             return SetParametersResult(successful=False, reason=reason)

@@ -229,6 +229,8 @@ def test_parameters_are_validated_at_runtime(system):
         result = node.set_parameters([Parameter(name, value=value)])[0]
         assert not result.successful, name
         assert name in result.reason or "type" in result.reason, result.reason
+    assert node.set_parameters([Parameter("use_sim_time", value=True)])[0].successful
+    node.set_parameters([Parameter("use_sim_time", value=False)])
     read_only = node.set_parameters([Parameter("model.backend", value="torch")])[0]
     assert not read_only.successful and "read-only" in read_only.reason
     assert node.get_parameter("points.stride").value == 4
