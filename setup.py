@@ -66,6 +66,7 @@ setup(
             "densemtl-eval = densemtl_core.evaluate:main",
             "densemtl-export = densemtl_core.export.cli:main",
             "densemtl-node = densemtl_ros.node:console_main",
+            "densemtl-bag-eval = densemtl_ros.bag_eval:main",
             "densemtl-make-bag = densemtl_ros.make_bag:main",
         ],
     },

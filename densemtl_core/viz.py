@@ -45,6 +45,16 @@ def colorize_segmentation(labels: np.ndarray, colors: Sequence[Sequence[int]]) -
     return palette[labels.astype(np.int64)]
 
 
+def overlay_segmentation(rgb: np.ndarray, labels: np.ndarray,
+                         colors: Sequence[Sequence[int]], alpha: float) -> np.ndarray:
+    """Class colours over the image with weight ``alpha`` (1: colours only), as the ROS node
+    publishes ``~/segmentation/color``."""
+    colored = colorize_segmentation(labels, colors)
+    if alpha >= 1.0:
+        return colored
+    return cv2.addWeighted(colored, alpha, np.ascontiguousarray(rgb), 1.0 - alpha, 0.0)
+
+
 def colorize_depth(depth: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
     """Metric depth -> colour on a logarithmic scale, near warm and far cool.
 

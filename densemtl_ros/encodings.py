@@ -329,3 +329,9 @@ def depth_as_published(depth: np.ndarray, depth_range: tuple[float, float]) -> n
     low, high = depth_range
     valid = (depth > low * (1 + 1e-4)) & (depth < high * (1 - 1e-4))
     return np.where(valid, depth, np.float32(np.nan)).astype(np.float32, copy=False)
+
+
+def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An image at another resolution (height, width), area-averaged: the input at the outputs'
+    resolution, for overlays and point colours."""
+    return cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_AREA)

@@ -32,9 +32,10 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from densemtl_core.runtime import NetworkOutputs, Predictor, load_predictor
 
 from .conversions import ImageConversionError, check_image, compressed_to_rgb, image_to_rgb
+from .encodings import resize_rgb
 from .diagnostics import DiagnosticsReporter
 from .latest_frame import LatestFrame
-from .outputs import FrameOutputs, OutputPublishers, camera_info_for, resize_rgb
+from .outputs import FrameOutputs, OutputPublishers, camera_info_for
 from .parameters import PARAMETERS, SPECS, NodeSettings, check_parameters
 from .pipeline import TwoStagePipeline
 from .telemetry import Telemetry

@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass
 from functools import cached_property
 
-import cv2
 import numpy as np
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
@@ -21,7 +20,7 @@ from std_msgs.msg import Header
 
 from densemtl_core.checkpoint import ModelMetadata
 from densemtl_core.runtime import Prediction
-from densemtl_core.viz import colorize_normals, colorize_segmentation
+from densemtl_core.viz import colorize_normals, overlay_segmentation
 
 from .conversions import (depth_to_msg, labels_to_msg, normals_to_msg, probability_to_msg,
                           rgb_to_msg, scale_camera_info)
@@ -98,10 +97,8 @@ class OutputPublishers:
         return frozenset(tasks)
 
     def _segmentation_color(self, frame: FrameOutputs, settings: NodeSettings) -> Image:
-        colors = colorize_segmentation(frame.prediction.segmentation, self.metadata.class_colors)
-        if settings.overlay_alpha < 1.0:
-            colors = cv2.addWeighted(colors, settings.overlay_alpha, frame.rgb,
-                                     1.0 - settings.overlay_alpha, 0.0)
+        colors = overlay_segmentation(frame.rgb, frame.prediction.segmentation,
+                                      self.metadata.class_colors, settings.overlay_alpha)
         return rgb_to_msg(colors, frame.header)
 
     def _points(self, frame: FrameOutputs, settings: NodeSettings) -> PointCloud2:
@@ -152,8 +149,3 @@ def camera_info_for(info: CameraInfo | None, header: Header, height: int, width:
         info = copy.copy(info)  # the stored message is shared with the subscription thread
     info.header = header
     return info
-
-
-def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """The input image at the output resolution (for overlays and point colours)."""
-    return cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_AREA)

@@ -232,12 +232,18 @@ class SkippedFrame:
     reason: str
 
 
+def _tensor(array: np.ndarray, dtype: type) -> Tensor:
+    """A tensor of ``array``; bag messages are read-only views, which torch will not share."""
+    converted = np.asarray(array, dtype=dtype)
+    return torch.from_numpy(converted if converted.flags.writeable else converted.copy())
+
+
 def _labels(array: np.ndarray) -> Tensor:
-    return torch.from_numpy(np.asarray(array, dtype=np.int64))[None]
+    return _tensor(array, np.int64)[None]
 
 
 def _channels_first(normals: np.ndarray) -> Tensor:
-    return torch.from_numpy(np.asarray(normals, dtype=np.float32)).permute(2, 0, 1)[None]
+    return _tensor(normals, np.float32).permute(2, 0, 1)[None]
 
 
 def _edge_probability(edges: np.ndarray) -> Tensor:
@@ -250,8 +256,7 @@ def _depth_inputs(depth: np.ndarray, target: np.ndarray) -> tuple[Tensor, Tensor
     """A NaN prediction (published as invalid) turns its pixel's target into the meter's
     invalid marker 0, so the pixel is left out instead of poisoning the sums."""
     target = np.where(np.isnan(depth), 0.0, target).astype(np.float32)
-    depth = np.asarray(depth, dtype=np.float32)
-    return torch.from_numpy(depth)[None], torch.from_numpy(target)[None]
+    return _tensor(depth, np.float32)[None], torch.from_numpy(target)[None]
 
 
 _METER_INPUTS: dict[str, Callable[[np.ndarray, np.ndarray], tuple[Tensor, Tensor]]] = {

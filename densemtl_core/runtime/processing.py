@@ -91,7 +91,9 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
     if channels == 1:
         grey = image.reshape(image.shape[:2])
         return np.repeat(grey[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(image[:, :, :3])
+    rgb = np.ascontiguousarray(image[:, :, :3])
+    # A read-only view (a message buffer) would make torch warn on every frame.
+    return rgb if rgb.flags.writeable else rgb.copy()
 
 
 def prepare_batch(images: Sequence[np.ndarray], size: Size) -> Tensor:

@@ -1,0 +1,358 @@
+"""``densemtl-bag-eval``: score a model on a recording, offline or through the live node.
+
+    densemtl-bag-eval --bag run.mcap --image-topic /camera/image_raw \\
+        [--gt-segmentation-topic T] [--gt-depth-topic T] [--gt-normals-topic T] --out DIR
+        [--model PATH] [--backend auto] [--label-map SPEC] [--output-bag OUT.mcap]
+        [--live [--start-node] [--rate 1.0]]
+
+Offline, the Predictor runs on every image; ``--live`` plays the bag to a running densemtl node
+over ROS topics (``--start-node`` starts one) and scores what the node publishes. Either way the
+maps are scored as the node publishes them (depth NaN where invalid, edges as mono8), so the two
+agree on the frames the node processed; the live report also gives the offline score of those
+frames and how many the node dropped. Writes ``report.json``, ``frames.csv`` and mosaics of the
+worst and best frames; ``--output-bag`` writes the images and every prediction topic with the
+original stamps, to play in Foxglove or RViz.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from densemtl_core.checkpoint import ModelMetadata
+from densemtl_core.metrics import MAIN_METRICS
+from densemtl_core.runtime import Prediction, Predictor, PredictorError, load_predictor
+from densemtl_core.viz import colorize_normals, mosaic, overlay_segmentation, save_png
+
+from .bag_frames import BagFrame, BagFrames, BagTopics
+from .bags import BagError, BagWriter, camera_info_message, image_message, open_bag
+from .encodings import depth_as_published, probability_to_mono8, resize_rgb
+from .scoring import (FrameScorer, LabelMapping, PublishedMaps, frame_mosaic, summary,
+                      worst_and_best, write_report)
+
+OUTPUT_NAMESPACE = "/densemtl"
+MOSAIC_FRAMES = 3
+AGREEMENT_TOLERANCE = 1e-3
+"""Largest difference between a live and an offline metric on the same frames that still
+counts as agreement: the node's network runs on another thread count, so float sums differ in
+the last bits and a handful of border pixels may flip."""
+
+
+def published_maps(prediction: Prediction, metadata: ModelMetadata) -> PublishedMaps:
+    """A Prediction as the node publishes it (see :mod:`densemtl_ros.outputs`)."""
+    model = metadata.config.model
+    return PublishedMaps(
+        segmentation=prediction.segmentation,
+        depth=(None if prediction.depth is None
+               else depth_as_published(prediction.depth, (model.min_depth, model.max_depth))),
+        normals=prediction.normals,
+        edges=None if prediction.edges is None else probability_to_mono8(prediction.edges))
+
+
+def _output_size(frame: BagFrame) -> tuple[int, int] | None:
+    """The ground truth's resolution (the maps are scored there), or None if it disagrees."""
+    shapes = {array.shape[:2] for array in (frame.truth.segmentation, frame.truth.depth,
+                                            frame.truth.normals) if array is not None}
+    if len(shapes) > 1:
+        return None
+    return shapes.pop() if shapes else frame.rgb.shape[:2]
+
+
+class PredictionBag:
+    """``--output-bag``: the input as rgb8 (what the model saw), camera_info, and every
+    prediction topic with the node's encodings and the input's stamps."""
+
+    TOPICS = {"camera_info": "sensor_msgs/msg/CameraInfo",
+              **{name: "sensor_msgs/msg/Image" for name in (
+                  "image", "segmentation", "segmentation/color", "depth", "normals",
+                  "normals/color", "edges")}}
+
+    def __init__(self, writer: BagWriter, metadata: ModelMetadata,
+                 frame_id: str = "camera") -> None:
+        self.writer, self.metadata, self.frame_id = writer, metadata, frame_id
+        for name, msgtype in self.TOPICS.items():
+            writer.add_topic(f"{OUTPUT_NAMESPACE}/{name}", msgtype)
+
+    def write(self, frame: BagFrame, rgb: np.ndarray, maps: PublishedMaps) -> None:
+        store, stamp, time_ns = self.writer.typestore, frame.stamp_ns, frame.log_time_ns
+        images = {"image": (rgb, "rgb8")}
+        if maps.segmentation is not None:
+            colors = overlay_segmentation(rgb, maps.segmentation, self.metadata.class_colors, 0.5)
+            encoding = "mono8" if maps.segmentation.dtype == np.uint8 else "mono16"
+            images.update({"segmentation": (maps.segmentation, encoding),
+                           "segmentation/color": (colors, "rgb8")})
+        if maps.depth is not None:
+            images["depth"] = (maps.depth, "32FC1")
+        if maps.normals is not None:
+            images.update({"normals": (maps.normals, "32FC3"),
+                           "normals/color": (colorize_normals(maps.normals), "rgb8")})
+        if maps.edges is not None:
+            images["edges"] = (maps.edges, "mono8")
+        for name, (array, encoding) in images.items():
+            message = image_message(store, array, encoding, stamp, self.frame_id)
+            self.writer.write(f"{OUTPUT_NAMESPACE}/{name}", message, time_ns)
+        info = frame.camera_info
+        if info is not None:
+            k = np.asarray(getattr(info, "k", getattr(info, "K", None)), float).reshape(3, 3)
+            scale = np.diag([rgb.shape[1] / info.width, rgb.shape[0] / info.height, 1.0])
+            message = camera_info_message(store, scale @ k, rgb.shape[0], rgb.shape[1], stamp,
+                                          self.frame_id)
+            self.writer.write(f"{OUTPUT_NAMESPACE}/camera_info", message, time_ns)
+
+
+class Evaluation:
+    """One pass over the bag's frames: predicting (or looking up the node's outputs),
+    scoring, and keeping what the mosaics need."""
+
+    def __init__(self, predictor: Predictor, frames: BagFrames, *,
+                 output_bag: PredictionBag | None = None) -> None:
+        self.predictor, self.frames, self.output_bag = predictor, frames, output_bag
+        self.offline = FrameScorer(predictor.metadata)
+        self.latencies_ms: list[float] = []
+
+    def predict(self, frame: BagFrame, size: tuple[int, int]) -> PublishedMaps:
+        began = time.perf_counter()
+        prediction = self.predictor.predict(frame.rgb, output_size=size)
+        self.latencies_ms.append((time.perf_counter() - began) * 1e3)
+        return published_maps(prediction, self.predictor.metadata)
+
+    def usable(self, frame: BagFrame, scorer: FrameScorer) -> tuple[int, int] | None:
+        """The scoring size, or None after recording why the frame is skipped."""
+        if frame.rgb is None:
+            scorer.skip(frame.index, frame.stamp_ns, frame.problems[0])
+            return None
+        size = _output_size(frame)
+        if size is None:
+            scorer.skip(frame.index, frame.stamp_ns, "ground-truth topics differ in size")
+        return size
+
+    def run_offline(self, progress: bool) -> None:
+        for frame in tqdm(self.frames, total=len(self.frames), desc="evaluating", unit="frame",
+                          disable=not progress):
+            size = self.usable(frame, self.offline)
+            if size is None:
+                continue
+            maps = self.predict(frame, size)
+            _score(self.offline, frame, maps)
+            if self.output_bag is not None:
+                self.output_bag.write(frame, _resized(frame.rgb, size), maps)
+
+    def run_live(self, recording, progress: bool) -> FrameScorer:
+        """Score the node's outputs, and the offline prediction of the same frames."""
+        live = FrameScorer(self.predictor.metadata)
+        for frame in tqdm(self.frames, total=len(self.frames), desc="scoring", unit="frame",
+                          disable=not progress):
+            size = self.usable(frame, live)
+            if size is None:
+                self.offline.skip(frame.index, frame.stamp_ns, "not scored live")
+                continue
+            maps = recording.maps(frame.stamp_ns)
+            if maps is None:
+                live.skip(frame.index, frame.stamp_ns, "dropped by the node")
+                self.offline.skip(frame.index, frame.stamp_ns, "dropped by the node")
+                continue
+            if _map_size(maps) != tuple(size):
+                live.skip(frame.index, frame.stamp_ns,
+                          f"node outputs are {_map_size(maps)}, ground truth {tuple(size)}")
+                continue
+            _score(live, frame, maps)
+            _score(self.offline, frame, self.predict(frame, size))
+        return live
+
+    def mosaics(self, scorer: FrameScorer, maps_of, out_dir: Path) -> list[Path]:
+        """PNG mosaics of the worst and best frames by the first scored task's main metric."""
+        scored = [task for task in MAIN_METRICS if scorer.frames_scored().get(task)]
+        if not scored:
+            return []
+        worst, best = worst_and_best(scorer.frames, scored[0], MOSAIC_FRAMES)
+        wanted = {index: name for name, indices in (("worst", worst), ("best", best))
+                  for index in indices}
+        tiles: dict[str, list[tuple[str, np.ndarray]]] = {"worst": [], "best": []}
+        for frame in self.frames:
+            if frame.index in wanted:
+                size = _output_size(frame)
+                picture = frame_mosaic(_resized(frame.rgb, size), maps_of(frame, size),
+                                       frame.truth, self.predictor.metadata)
+                tiles[wanted[frame.index]].append((f"frame {frame.index}", picture))
+        paths = []
+        for name, pictures in tiles.items():
+            if pictures:
+                path = out_dir / f"{name}_{scored[0]}.png"
+                save_png(path, mosaic([[tile] for tile in pictures]))
+                paths.append(path)
+        return paths
+
+
+def _score(scorer: FrameScorer, frame: BagFrame, maps: PublishedMaps) -> None:
+    for problem in frame.problems:
+        scorer.skip(frame.index, frame.stamp_ns, problem)
+    scorer.score(frame.index, frame.stamp_ns, maps, frame.truth)
+
+
+def _resized(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return rgb if rgb.shape[:2] == tuple(size) else resize_rgb(rgb, size)
+
+
+def _map_size(maps: PublishedMaps) -> tuple[int, int] | None:
+    for array in (maps.segmentation, maps.depth, maps.normals, maps.edges):
+        if array is not None:
+            return tuple(array.shape[:2])
+    return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="densemtl-bag-eval",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--bag", required=True, type=Path,
+                        help="rosbag2 folder or .mcap/.db3 file, or ROS 1 .bag")
+    parser.add_argument("--image-topic", required=True)
+    parser.add_argument("--camera-info-topic")
+    parser.add_argument("--gt-segmentation-topic", help="mono8/mono16 class ids")
+    parser.add_argument("--gt-depth-topic", help="32FC1 metres or 16UC1 millimetres")
+    parser.add_argument("--gt-normals-topic", help="32FC3 unit normals, camera optical frame")
+    parser.add_argument("--out", required=True, type=Path, help="report folder")
+    parser.add_argument("--model", help="checkpoint, ONNX file or engine (default: shipped)")
+    parser.add_argument("--backend", default="auto",
+                        choices=("auto", "torch", "onnxruntime", "tensorrt"))
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--label-map",
+                        help="dataset id -> model class: a YAML/JSON file or '3:1,4:2,7:floor'; "
+                             "unmapped ids are ignored")
+    parser.add_argument("--stamp-tolerance-ms", type=float, default=5.0,
+                        help="largest stamp difference between an image and its ground truth")
+    parser.add_argument("--output-bag", type=Path, help="also write predictions to this bag")
+    parser.add_argument("--storage", default="mcap", choices=("mcap", "sqlite3"))
+    parser.add_argument("--live", action="store_true",
+                        help="play the bag to a running densemtl node and score its outputs")
+    parser.add_argument("--start-node", action="store_true",
+                        help="with --live: start the node (same model and backend) first")
+    parser.add_argument("--node", default=OUTPUT_NAMESPACE,
+                        help="with --live: the node's name, where its outputs are")
+    parser.add_argument("--rate", type=float, default=1.0,
+                        help="with --live: playback speed (1: as recorded); 0: each frame once "
+                             "the node has answered the previous one")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def _source(args: argparse.Namespace, predictor: Predictor, frames: BagFrames, mode: str,
+            mapping: LabelMapping) -> dict:
+    return {"bag": str(args.bag), "mode": mode, "model": args.model or "shipped default",
+            "backend": predictor.backend.name, "tasks": list(predictor.tasks),
+            "topics": {"image": args.image_topic, "camera_info": args.camera_info_topic,
+                       **frames.topics.ground_truth},
+            "label_map": {str(key): value for key, value in mapping.pairs.items()},
+            "stamp_tolerance_ms": args.stamp_tolerance_ms, "frames_in_bag": len(frames),
+            "corrupt_messages": frames.corrupt}
+
+
+def _agreement(live: dict, offline: dict) -> dict:
+    differences = {f"{task}.{name}": abs(value - offline[task][name])
+                   for task, metrics in live.items() for name, value in metrics.items()
+                   if value is not None and offline.get(task, {}).get(name) is not None}
+    largest = max(differences.values(), default=0.0)
+    return {"largest_difference": largest, "tolerance": AGREEMENT_TOLERANCE,
+            "agree": largest <= AGREEMENT_TOLERANCE}
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+    """Run the evaluation the arguments describe; returns the report (also written)."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    predictor = load_predictor(args.model, backend=args.backend, device=args.device)
+    metadata = predictor.metadata
+    mapping = (LabelMapping.parse(args.label_map, metadata.config.model.num_classes,
+                                  metadata.class_names)
+               if args.label_map else LabelMapping.identity(metadata.config.model.num_classes))
+    topics = BagTopics(args.image_topic, args.camera_info_topic, args.gt_segmentation_topic,
+                       args.gt_depth_topic, args.gt_normals_topic)
+    progress = not args.no_progress
+    with ExitStack() as stack:
+        bag = stack.enter_context(open_bag(args.bag))
+        frames = BagFrames(bag, topics, mapping, round(args.stamp_tolerance_ms * 1e6))
+        output_bag = None
+        if args.output_bag:
+            writer = stack.enter_context(BagWriter(args.output_bag, args.storage))
+            output_bag = PredictionBag(writer, metadata)
+        evaluation = Evaluation(predictor, frames, output_bag=output_bag)
+        if args.live:
+            report = _live(args, evaluation, bag, topics, mapping, progress)
+        else:
+            evaluation.run_offline(progress)
+            report = summary(evaluation.offline, latencies_ms=evaluation.latencies_ms,
+                             source=_source(args, predictor, frames, "offline", mapping))
+            report["mosaics"] = [str(path) for path in evaluation.mosaics(
+                evaluation.offline, evaluation.predict, args.out)]
+    write_report(report, args.out)
+    return report
+
+
+def _live(args, evaluation: Evaluation, bag, topics: BagTopics, mapping: LabelMapping,
+          progress: bool) -> dict:
+    from .replay import NodeProcess, replay_through_node
+
+    with ExitStack() as stack:
+        if args.start_node:
+            parameters = {"model.backend": args.backend}
+            if args.model:
+                parameters["model.path"] = str(Path(args.model).resolve())
+            stack.enter_context(NodeProcess(topics.image, topics.camera_info,
+                                            parameters=parameters,
+                                            log_path=args.out / "node.log"))
+        with tqdm(total=bag.message_counts.get(topics.image, 0), desc="replaying",
+                  unit="frame", disable=not progress) as bar:
+            recording = replay_through_node(bag, topics.image, topics.camera_info,
+                                            node_name=args.node, rate=args.rate, progress=bar)
+    live = evaluation.run_live(recording, progress)
+    source = _source(args, evaluation.predictor, evaluation.frames, "live", mapping)
+    latencies = [seconds * 1e3 for seconds in recording.latencies()]
+    report = summary(live, latencies_ms=latencies, source=source)
+    offline = summary(evaluation.offline, latencies_ms=evaluation.latencies_ms)
+    report["live"] = {
+        "frames_sent": len(recording.sent), "frames_answered": len(recording.answered),
+        "frames_dropped": len(recording.sent) - len(recording.answered),
+        "replay_seconds": recording.wall_seconds, "rate": args.rate,
+        "node_diagnostics": recording.diagnostics,
+        "offline_same_frames": offline["metrics"],
+        "agreement": _agreement(report["metrics"], offline["metrics"])}
+    report["mosaics"] = [str(path) for path in evaluation.mosaics(
+        live, lambda frame, size: recording.maps(frame.stamp_ns), args.out)]
+    return report
+
+
+def _print_summary(report: dict, out: Path) -> None:
+    for task, metrics in report["metrics"].items():
+        shown = ", ".join(f"{name} {value:.4g}" for name, value in metrics.items()
+                          if value is not None)
+        print(f"{task:>8}: {shown}")
+    skipped = report["skipped"]
+    if skipped["total"]:
+        print(f"skipped {skipped['total']} frame(s): " + ", ".join(
+            f"{reason} ({count})" for reason, count in skipped["counts"].items()))
+    if "live" in report:
+        live = report["live"]
+        print(f"live: {live['frames_answered']} of {live['frames_sent']} frames answered, "
+              f"{live['frames_dropped']} dropped; live and offline scores "
+              f"{'agree' if live['agreement']['agree'] else 'DIFFER'} (largest difference "
+              f"{live['agreement']['largest_difference']:.2g})")
+    print(f"report: {out / 'report.json'}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        report = evaluate(args)
+    except (BagError, PredictorError, ValueError, TimeoutError) as error:
+        print(f"densemtl-bag-eval: error: {error}", file=sys.stderr)
+        return 2
+    _print_summary(report, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

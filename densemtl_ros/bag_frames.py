@@ -1,0 +1,192 @@
+"""Camera frames of a bag with their ground truth, matched by header stamp.
+
+Ground-truth topics are recorded next to the camera but not necessarily at the same instant
+nor in the same order, so matching uses header stamps within a tolerance: a first pass reads
+every stamp, a second decodes the messages in log order and hands out each frame as soon as
+its matched ground truth has been read (memory stays bounded by the recording's lag, not its
+length). Needs no ROS installation.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .bags import BagReader, header_stamp_ns
+from .encodings import ImageConversionError, compressed_to_rgb, image_to_rgb, message_to_array
+from .scoring import GroundTruth, LabelMapping, match_by_stamp
+
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+GROUND_TRUTH_TYPES = ("sensor_msgs/msg/Image",)
+CAMERA_INFO_TYPES = ("sensor_msgs/msg/CameraInfo",)
+MAX_PIXELS = 64_000_000
+_UNREADABLE = -(2**62)
+
+
+@dataclass(frozen=True)
+class BagTopics:
+    """Which topic holds what; ground-truth topics are optional."""
+
+    image: str
+    camera_info: str | None = None
+    segmentation: str | None = None
+    depth: str | None = None
+    normals: str | None = None
+
+    @property
+    def ground_truth(self) -> dict[str, str]:
+        """GroundTruth field -> topic, for the topics given."""
+        return {name: topic for name, topic in (("segmentation", self.segmentation),
+                                                 ("depth", self.depth),
+                                                 ("normals", self.normals)) if topic}
+
+    def require(self, bag: BagReader) -> None:
+        wanted = {self.image: IMAGE_TYPES}
+        wanted.update({topic: GROUND_TRUTH_TYPES for topic in self.ground_truth.values()})
+        if self.camera_info:
+            wanted[self.camera_info] = CAMERA_INFO_TYPES
+        bag.require(wanted)
+
+
+@dataclass
+class BagFrame:
+    """One camera image (decoded, or why not) and the ground truth matched to it."""
+
+    index: int
+    stamp_ns: int
+    log_time_ns: int
+    rgb: np.ndarray | None
+    truth: GroundTruth
+    camera_info: object | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def ground_truth_depth(array: np.ndarray, encoding: str) -> np.ndarray:
+    """Metres with NaN where invalid, from 32FC1 metres or 16UC1 millimetres (0: invalid)."""
+    if encoding == "32FC1":
+        return array.astype(np.float32, copy=False)
+    if encoding == "16UC1":
+        depth = array.astype(np.float32) * 1e-3
+        depth[array == 0] = np.nan
+        return depth
+    raise ImageConversionError(f"depth ground truth must be 32FC1 (m) or 16UC1 (mm), got "
+                               f"{encoding}", kind=f"depth encoding {encoding}")
+
+
+def _decode_truth(name: str, message, mapping: LabelMapping) -> np.ndarray:
+    array = message_to_array(message)
+    if name == "segmentation":
+        if message.encoding not in ("mono8", "mono16", "8UC1", "16UC1"):
+            raise ImageConversionError(f"segmentation ground truth must hold class ids "
+                                       f"(mono8/mono16), got {message.encoding}",
+                                       kind=f"segmentation encoding {message.encoding}")
+        return mapping.apply(array)
+    if name == "depth":
+        return ground_truth_depth(array, message.encoding)
+    if message.encoding != "32FC3":
+        raise ImageConversionError(f"normals ground truth must be 32FC3, got {message.encoding}",
+                                   kind=f"normals encoding {message.encoding}")
+    return array.astype(np.float32, copy=False)
+
+
+class BagFrames:
+    """Iterates a bag's frames (see the module docstring). ``corrupt`` counts messages that
+    could not be deserialised, per topic."""
+
+    def __init__(self, bag: BagReader, topics: BagTopics, mapping: LabelMapping,
+                 tolerance_ns: int) -> None:
+        topics.require(bag)
+        self.bag, self.topics, self.mapping = bag, topics, mapping
+        self.corrupt: dict[str, int] = {}
+        stamps = self._stamps()
+        self.image_stamps = stamps[topics.image]
+        self._matches = {name: match_by_stamp(self.image_stamps, stamps[topic], tolerance_ns)
+                         for name, topic in topics.ground_truth.items()}
+
+    def __len__(self) -> int:
+        return len(self.image_stamps)
+
+    def _stamps(self) -> dict[str, list[int]]:
+        """Header stamps per topic, in log order; an unreadable message keeps its place with
+        a stamp nothing matches (a corrupt image message still counts as a frame)."""
+        topics = [self.topics.image, *self.topics.ground_truth.values()]
+        stamps: dict[str, list[int]] = {topic: [] for topic in topics}
+        for item in self.bag.messages(topics):
+            if item.message is None:
+                self.corrupt[item.topic] = self.corrupt.get(item.topic, 0) + 1
+                stamps[item.topic].append(_UNREADABLE)  # keeps positions aligned
+                continue
+            stamps[item.topic].append(header_stamp_ns(item.message))
+        return stamps
+
+    def __iter__(self) -> Iterator[BagFrame]:
+        topics = self.topics
+        needed = {name: {index: image for image, index in enumerate(matches)
+                         if index is not None} for name, matches in self._matches.items()}
+        waiting: dict[int, BagFrame] = {}
+        truth: dict[tuple[str, int], np.ndarray] = {}
+        problems: dict[tuple[str, int], str] = {}
+        counters = {topic: 0 for topic in [topics.image, *topics.ground_truth.values()]}
+        names = {topic: name for name, topic in topics.ground_truth.items()}
+        camera_info = None
+        wanted = [*counters] + ([topics.camera_info] if topics.camera_info else [])
+        for item in self.bag.messages(wanted):
+            if item.topic == topics.camera_info:
+                camera_info = item.message or camera_info
+                continue
+            position = counters[item.topic]
+            counters[item.topic] += 1
+            if item.topic == topics.image:
+                waiting[position] = self._frame(position, item, camera_info)
+            elif item.message is not None and position in needed[names[item.topic]]:
+                name = names[item.topic]
+                try:
+                    truth[(name, position)] = _decode_truth(name, item.message, self.mapping)
+                except ImageConversionError as error:
+                    problems[(name, position)] = str(error)
+            yield from self._ready(waiting, truth, problems, counters)
+        yield from self._ready(waiting, truth, problems, counters, final=True)
+
+    def _frame(self, index: int, item, camera_info) -> BagFrame:
+        frame = BagFrame(index=index, stamp_ns=self.image_stamps[index],
+                         log_time_ns=item.log_time_ns, rgb=None, truth=GroundTruth(),
+                         camera_info=camera_info)
+        if item.message is None:
+            frame.problems.append(f"corrupt image message: {item.error}")
+            return frame
+        try:
+            if item.msgtype.endswith("CompressedImage"):
+                frame.rgb = compressed_to_rgb(item.message, max_pixels=MAX_PIXELS)
+            else:
+                frame.rgb = image_to_rgb(item.message, max_pixels=MAX_PIXELS)
+        except ImageConversionError as error:
+            frame.problems.append(f"image refused: {error.kind}")
+        return frame
+
+    def _ready(self, waiting: dict[int, BagFrame], truth: dict, problems: dict,
+               counters: dict[str, int], final: bool = False) -> Iterator[BagFrame]:
+        """Frames whose matched ground truth has all been read (every waiting one at the end)."""
+        for index in sorted(waiting):
+            targets = {name: matches[index] for name, matches in self._matches.items()
+                       if matches[index] is not None}
+            read = all(counters[self.topics.ground_truth[name]] > target
+                       for name, target in targets.items())
+            if not (read or final):
+                continue
+            frame = waiting.pop(index)
+            fields = {}
+            for name, target in targets.items():
+                if (name, target) in problems:
+                    frame.problems.append(problems[(name, target)])
+                fields[name] = truth.get((name, target))
+            frame.truth = GroundTruth(**fields)
+            self._forget(index, targets, truth)
+            yield frame
+
+    def _forget(self, index: int, targets: dict[str, int], truth: dict) -> None:
+        """Drop ground truth that no later frame is matched to."""
+        for name, target in targets.items():
+            later = self._matches[name][index + 1:index + 64]
+            if target not in later:
+                truth.pop((name, target), None)

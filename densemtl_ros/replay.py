@@ -1,0 +1,267 @@
+"""Play a bag's camera topics to a running densemtl node over real ROS topics, and record what
+the node publishes back, so that the live outputs can be scored exactly like offline ones.
+
+Playback follows the recorded timing scaled by ``rate`` (2.0: twice as fast), in which case a
+node slower than the camera drops frames as it would on a robot; ``rate=0`` publishes each frame
+once the node has answered the previous one (or after ``answer_timeout``), so every frame is
+processed. :class:`NodeProcess` starts a node in its own process for the demo and the tests.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import rclpy
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
+from std_msgs.msg import Header
+
+from .bags import BagMessage, BagReader
+from .diagnostics import STATUS_NAME
+from .encodings import message_to_array
+from .scoring import PublishedMaps
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+DDS_PROFILE = REPOSITORY / "config" / "fastdds_large_images.xml"
+RECORDED_OUTPUTS = {"segmentation": "segmentation", "depth": "depth", "normals": "normals",
+                    "edges": "edges"}
+"""PublishedMaps field -> the node's output topic (under its name)."""
+
+
+def _header(message) -> Header:
+    stamp = message.header.stamp
+    return Header(stamp=Time(sec=stamp.sec, nanosec=stamp.nanosec),
+                  frame_id=message.header.frame_id)
+
+
+def to_ros_message(message, msgtype: str):
+    """A bag message (rosbags' types, ROS 1 or 2) as the rclpy message to publish."""
+    if msgtype.endswith("CompressedImage"):
+        return CompressedImage(header=_header(message), format=message.format,
+                               data=bytes(message.data))
+    if msgtype.endswith("CameraInfo"):
+        roi = message.roi
+        # ROS 1 spells the matrices in capitals.
+        matrices = {name: list(getattr(message, name, getattr(message, name.upper(), [])))
+                    for name in ("d", "k", "r", "p")}
+        return CameraInfo(header=_header(message), height=message.height, width=message.width,
+                          distortion_model=message.distortion_model, **matrices,
+                          binning_x=message.binning_x, binning_y=message.binning_y,
+                          roi=RegionOfInterest(x_offset=roi.x_offset, y_offset=roi.y_offset,
+                                               height=roi.height, width=roi.width,
+                                               do_rectify=bool(roi.do_rectify)))
+    return Image(header=_header(message), height=message.height, width=message.width,
+                 encoding=message.encoding, is_bigendian=message.is_bigendian,
+                 step=message.step, data=bytes(message.data))
+
+
+def stamp_ns(header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+@dataclass
+class LiveRecording:
+    """What came back from the node: maps by input stamp, and how the replay went."""
+
+    outputs: dict[int, dict[str, object]] = field(default_factory=dict)
+    sent: dict[int, float] = field(default_factory=dict)  # image stamp -> publish time
+    answered: dict[int, float] = field(default_factory=dict)  # image stamp -> last output time
+    diagnostics: dict[str, str] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+
+    def maps(self, stamp: int) -> PublishedMaps | None:
+        received = self.outputs.get(stamp)
+        if received is None:
+            return None
+        return PublishedMaps(**{name: received.get(name) for name in RECORDED_OUTPUTS})
+
+    def latencies(self) -> list[float]:
+        """Seconds from publishing each answered image to its last output arriving."""
+        return [self.answered[stamp] - sent for stamp, sent in self.sent.items()
+                if stamp in self.answered]
+
+
+class _Player:
+    """The replaying ROS node: publishers for the bag's topics, subscribers to the outputs."""
+
+    def __init__(self, context: Context, node_name: str, wanted: Sequence[str]) -> None:
+        self.node = Node("densemtl_bag_replay", context=context)
+        self.recording = LiveRecording()
+        self.wanted = tuple(wanted)
+        self._lock = threading.Lock()
+        self._answer = threading.Condition(self._lock)
+        self._publishers: dict[str, object] = {}
+        self.output_topics = {name: f"{node_name}/{topic}"
+                              for name, topic in RECORDED_OUTPUTS.items() if name in wanted}
+        for name, topic in self.output_topics.items():
+            self.node.create_subscription(Image, topic, self._recorder(name),
+                                          QoSProfile(depth=100))
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    def publisher(self, topic: str, message_type: type):
+        if topic not in self._publishers:
+            qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+            self._publishers[topic] = self.node.create_publisher(message_type, topic, qos)
+        return self._publishers[topic]
+
+    def _recorder(self, name: str):
+        def record(message: Image) -> None:
+            array = message_to_array(message).copy()  # the message buffer is reused
+            with self._answer:
+                key = stamp_ns(message.header)
+                maps = self.recording.outputs.setdefault(key, {})
+                maps[name] = array
+                if len(maps) == len(self.wanted):
+                    self.recording.answered[key] = time.monotonic()
+                    self._answer.notify_all()
+        return record
+
+    def _on_diagnostics(self, array: DiagnosticArray) -> None:
+        for status in array.status:
+            if status.name == STATUS_NAME:
+                self.recording.diagnostics = {item.key: item.value for item in status.values}
+
+    def wait_for_answer(self, key: int, timeout: float) -> bool:
+        with self._answer:
+            return self._answer.wait_for(lambda: key in self.recording.answered, timeout)
+
+    def connected(self, input_topic: str) -> bool:
+        publisher = self._publishers.get(input_topic)
+        return (publisher is not None and publisher.get_subscription_count() > 0
+                and all(self.node.count_publishers(topic) > 0
+                        for topic in self.output_topics.values()))
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=5.0)
+        self.node.destroy_node()
+
+
+def replay_through_node(bag: BagReader, image_topic: str, camera_info_topic: str | None,
+                        *, node_name: str = "/densemtl", rate: float = 1.0,
+                        outputs: Iterable[str] = tuple(RECORDED_OUTPUTS),
+                        connect_timeout: float = 60.0, answer_timeout: float = 10.0,
+                        drain_seconds: float = 3.0, progress=None) -> LiveRecording:
+    """Publish the bag's ``image_topic`` (and ``camera_info_topic``) on the same topic names,
+    record the node's outputs under ``node_name`` by input stamp; see the module docstring."""
+    context = Context()
+    rclpy.init(context=context)
+    player = _Player(context, node_name, tuple(outputs))
+    try:
+        topics = [image_topic] + ([camera_info_topic] if camera_info_topic else [])
+        message_types = {topic: CameraInfo if topic == camera_info_topic else
+                         (CompressedImage if bag.topics[topic].endswith("CompressedImage")
+                          else Image) for topic in topics}
+        for topic in topics:
+            player.publisher(topic, message_types[topic])
+        deadline = time.monotonic() + connect_timeout
+        while not player.connected(image_topic):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no densemtl node answered on {image_topic} -> "
+                                   f"{node_name}/... within {connect_timeout:.0f} s; is it "
+                                   f"running with image remapped to {image_topic}?")
+            time.sleep(0.1)
+        time.sleep(1.0)  # the node's side of discovery: it computes only subscribed outputs
+        began = time.monotonic()
+        _play(bag, topics, message_types, player, rate, answer_timeout, progress)
+        _drain(player, drain_seconds)
+        player.recording.wall_seconds = time.monotonic() - began
+        return player.recording
+    finally:
+        player.close()
+        rclpy.try_shutdown(context=context)
+
+
+def _play(bag: BagReader, topics: list[str], message_types: dict[str, type], player: _Player,
+          rate: float, answer_timeout: float, progress) -> None:
+    first_log_time = None
+    began = time.monotonic()
+    for item in bag.messages(topics):
+        if item.message is None:  # corrupt in the bag: the offline path counts it
+            continue
+        if first_log_time is None:
+            first_log_time = item.log_time_ns
+        if rate > 0:
+            due = began + (item.log_time_ns - first_log_time) / 1e9 / rate
+            time.sleep(max(0.0, due - time.monotonic()))
+        _publish(player, item, message_types[item.topic])
+        if message_types[item.topic] is not CameraInfo:
+            if progress is not None:
+                progress.update(1)
+            if rate <= 0:
+                player.wait_for_answer(stamp_ns(item.message.header), answer_timeout)
+
+
+def _publish(player: _Player, item: BagMessage, message_type: type) -> None:
+    message = to_ros_message(item.message, item.msgtype)
+    if message_type is not CameraInfo:
+        player.recording.sent[stamp_ns(message.header)] = time.monotonic()
+    player.publisher(item.topic, message_type).publish(message)
+
+
+def _drain(player: _Player, quiet_seconds: float) -> None:
+    """Wait until every image is answered or no answer came for ``quiet_seconds``; then for
+    one more diagnostics report, which covers the last frames."""
+    recording = player.recording
+    count, changed = len(recording.answered), time.monotonic()
+    while len(recording.answered) < len(recording.sent):
+        if time.monotonic() - changed > quiet_seconds:
+            break
+        time.sleep(0.05)
+        if len(recording.answered) != count:
+            count, changed = len(recording.answered), time.monotonic()
+    time.sleep(1.2)
+
+
+class NodeProcess:
+    """``python -m densemtl_ros.node`` in its own process (context manager), reading
+    ``image_topic``/``camera_info_topic``; stopped with SIGINT like ``ros2 launch`` does."""
+
+    def __init__(self, image_topic: str, camera_info_topic: str | None, *,
+                 parameters: dict[str, object] | None = None, log_path: Path | None = None
+                 ) -> None:
+        command = [sys.executable, "-m", "densemtl_ros.node", "--ros-args",
+                   "-r", f"image:={image_topic}"]
+        if camera_info_topic:
+            command += ["-r", f"camera_info:={camera_info_topic}"]
+        for name, value in (parameters or {}).items():
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            command += ["-p", f"{name}:={text}"]
+        environment = dict(os.environ)
+        environment.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(DDS_PROFILE))
+        self._log = open(log_path, "w") if log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen(command, env=environment, stdout=self._log,
+                                        stderr=subprocess.STDOUT)
+
+    def __enter__(self) -> "NodeProcess":
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.stop()
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._log is not subprocess.DEVNULL:
+            self._log.close()
+        return self.process.returncode
