@@ -163,6 +163,8 @@ class Evaluation:
                 continue
             _score(live, frame, maps)
             _score(self.offline, frame, self.predict(frame, size))
+            if self.output_bag is not None:  # what the node published
+                self.output_bag.write(frame, _resized(frame.rgb, size), maps)
         return live
 
     def mosaics(self, scorer: FrameScorer, maps_of, out_dir: Path) -> list[Path]:
@@ -226,7 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "unmapped ids are ignored")
     parser.add_argument("--stamp-tolerance-ms", type=float, default=5.0,
                         help="largest stamp difference between an image and its ground truth")
-    parser.add_argument("--output-bag", type=Path, help="also write predictions to this bag")
+    parser.add_argument("--output-bag", type=Path,
+                        help="also write the predictions (with --live: the node's outputs) "
+                             "to this bag")
     parser.add_argument("--storage", default="mcap", choices=("mcap", "sqlite3"))
     parser.add_argument("--live", action="store_true",
                         help="play the bag to a running densemtl node and score its outputs")

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Main job: run the shipped small DenseMTL (SDNE) on the synthetic test scenes, print every metric
-# and write outputs/demo/metrics.json and outputs/demo/predictions.png (input, then prediction and
-# ground truth for each task).
+# Main job: the shipped model in the live ROS 2 node on a recorded camera. Writes a sample
+# recording, starts the node (ONNX Runtime), plays the recording to it, scores what the node
+# publishes against the ground truth, and writes to outputs/demo/: report.json, frames.csv,
+# mosaics of the worst and best frames, demo.gif and node_speed.json.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$repo/scripts/bootstrap.sh"
 cd "$repo"
-.venv/bin/densemtl-eval --checkpoint densemtl_core/assets/densemtl_sdne_small.safetensors \
-  --split test --out outputs/demo --mosaic-samples 6
+exec .venv/bin/python -m densemtl_ros.demo --out outputs/demo "$@"

@@ -1,0 +1,147 @@
+"""The demo: the shipped model in the live ROS node on a recorded camera, scored and animated.
+
+    python -m densemtl_ros.demo [--out outputs/demo] [--frames 48] [--rate 1.0]
+
+1. writes the sample recording (``densemtl-make-bag``: a camera walking through a synthetic room,
+   with ground-truth segmentation, depth and normals) unless it is already there;
+2. starts the densemtl node (shipped model, ONNX Runtime) in its own process, plays the
+   recording to it over ROS topics at its recorded rate, and records what the node publishes;
+3. scores the node's outputs against the ground truth exactly like ``densemtl-bag-eval``
+   (``report.json``, ``frames.csv``, mosaics of the worst and best frames) and checks that the
+   offline Predictor scores the same frames the same;
+4. writes ``demo.gif`` (input, segmentation, depth, normals, edges as the node published them)
+   and ``node_speed.json``, and prints the node's frame rate and latency.
+
+ROS traffic stays on this computer (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``) and, unless
+``ROS_DOMAIN_ID`` is set, on domain 73, away from a robot's cameras on the default domain.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+DEMO_DOMAIN = "73"
+GIF_TILE_HEIGHT = 120
+GIF_FRAME_MS = 100
+
+
+def _isolate_ros_traffic() -> None:
+    os.environ.setdefault("ROS_DOMAIN_ID", DEMO_DOMAIN)
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+
+def _animation_frames(output_bag: Path) -> list[np.ndarray]:
+    """One picture per frame: input | segmentation | depth | normals | edges, as published.
+
+    Depth is coloured over the range the recording spans (2nd to 98th percentile), not the
+    model's whole range, so that a room's few metres get the whole colour ramp."""
+    from densemtl_core.viz import colorize_depth, colorize_edges, mosaic
+
+    from .bags import header_stamp_ns, open_bag
+    from .encodings import message_to_array
+
+    shown = {"/densemtl/image": "input", "/densemtl/segmentation/color": "segmentation",
+             "/densemtl/depth": "depth", "/densemtl/normals/color": "normals",
+             "/densemtl/edges": "edges"}
+    by_stamp: dict[int, dict[str, np.ndarray]] = {}
+    with open_bag(output_bag) as bag:
+        for item in bag.messages([topic for topic in shown if topic in bag.topics]):
+            array = message_to_array(item.message)
+            if shown[item.topic] == "edges":
+                array = colorize_edges(array / 255.0)
+            by_stamp.setdefault(header_stamp_ns(item.message), {})[shown[item.topic]] = array
+    depths = [tiles["depth"] for tiles in by_stamp.values() if "depth" in tiles]
+    if depths:
+        finite = np.concatenate([depth[np.isfinite(depth)] for depth in depths])
+        near, far = np.percentile(finite, (2, 98)) if finite.size else (0.1, 10.0)
+        for tiles in by_stamp.values():
+            if "depth" in tiles:
+                tiles["depth"] = colorize_depth(tiles["depth"], float(near), float(far))
+    order = list(shown.values())
+    return [mosaic([[(name, tiles[name]) for name in order if name in tiles]],
+                   tile_height=GIF_TILE_HEIGHT)
+            for _, tiles in sorted(by_stamp.items())]
+
+
+def write_gif(frames: list[np.ndarray], path: Path) -> Path:
+    pictures = [Image.fromarray(frame) for frame in frames]
+    pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=GIF_FRAME_MS,
+                     loop=0, optimize=True)
+    return path
+
+
+def _node_speed(report: dict) -> dict:
+    """The node's own figures (its /diagnostics) and what the replay measured."""
+    diagnostics = report["live"]["node_diagnostics"]
+
+    def number(key: str) -> float | None:
+        value = diagnostics.get(key)
+        return float(value) if value not in (None, "nan") else None
+    return {
+        "frames_sent": report["live"]["frames_sent"],
+        "frames_processed": report["live"]["frames_answered"],
+        "frames_dropped": report["live"]["frames_dropped"],
+        "node_output_rate_hz": number("output rate (Hz)"),
+        "node_added_latency_ms": {"p50": number("added latency p50 (ms)"),
+                                  "p95": number("added latency p95 (ms)")},
+        "node_network_ms": {"p50": number("network p50 (ms)"), "p95": number("network p95 (ms)")},
+        "end_to_end_latency_ms": {"p50": report["timing"]["latency_ms_p50"],
+                                  "p95": report["timing"]["latency_ms_p95"]}
+        if report.get("timing") else None,
+        "backend": diagnostics.get("backend"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
+    parser.add_argument("--frames", type=int, default=48)
+    parser.add_argument("--rate", type=float, default=1.0,
+                        help="playback speed of the recording (1: recorded 10 Hz)")
+    args = parser.parse_args(argv)
+    _isolate_ros_traffic()
+    from . import bag_eval
+    from .bags import open_bag
+    from .make_bag import (CAMERA_INFO_TOPIC, DEPTH_TOPIC, IMAGE_TOPIC, NORMALS_TOPIC,
+                           SEGMENTATION_TOPIC, write_sample_bag)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    recording = args.out / "sample_bag"
+    if not recording.exists():
+        write_sample_bag(recording, frames=args.frames, progress=True)
+    else:
+        with open_bag(recording) as bag:
+            print(f"using {recording} ({bag.message_counts.get(IMAGE_TOPIC, 0)} frames)")
+    node_outputs = args.out / "node_outputs"
+    if node_outputs.exists():
+        import shutil
+        shutil.rmtree(node_outputs)
+    command = ["--bag", str(recording), "--image-topic", IMAGE_TOPIC,
+               "--camera-info-topic", CAMERA_INFO_TOPIC,
+               "--gt-segmentation-topic", SEGMENTATION_TOPIC, "--gt-depth-topic", DEPTH_TOPIC,
+               "--gt-normals-topic", NORMALS_TOPIC, "--out", str(args.out),
+               "--backend", "onnxruntime", "--live", "--start-node", "--rate", str(args.rate),
+               "--output-bag", str(node_outputs)]
+    code = bag_eval.main(command)
+    if code:
+        return code
+    report = json.loads((args.out / "report.json").read_text())
+    gif = write_gif(_animation_frames(node_outputs), args.out / "demo.gif")
+    speed = _node_speed(report)
+    (args.out / "node_speed.json").write_text(json.dumps(speed, indent=2))
+    latency = speed["node_added_latency_ms"]
+    print(f"node: {speed['frames_processed']} of {speed['frames_sent']} frames processed at "
+          f"{speed['node_output_rate_hz']} Hz, added latency p50 {latency['p50']} ms / p95 "
+          f"{latency['p95']} ms, network p50 {speed['node_network_ms']['p50']} ms")
+    print(f"wrote {gif}, {args.out / 'node_speed.json'}, {args.out / 'report.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
