@@ -38,6 +38,7 @@ from .scoring import (FrameScorer, LabelMapping, PublishedMaps, frame_mosaic, su
 
 OUTPUT_NAMESPACE = "/densemtl"
 MOSAIC_FRAMES = 3
+NO_MATCHED_TRUTH = "no ground truth within the stamp tolerance"
 AGREEMENT_TOLERANCE = 1e-3
 """Largest difference between a live and an offline metric on the same frames that still
 counts as agreement: the node's network runs on another thread count, so float sums differ in
@@ -194,6 +195,9 @@ class Evaluation:
 def _score(scorer: FrameScorer, frame: BagFrame, maps: PublishedMaps) -> None:
     for problem in frame.problems:
         scorer.skip(frame.index, frame.stamp_ns, problem)
+    if frame.matched_nothing:
+        scorer.skip(frame.index, frame.stamp_ns, NO_MATCHED_TRUTH)
+        return
     scorer.score(frame.index, frame.stamp_ns, maps, frame.truth)
 
 

@@ -60,6 +60,8 @@ class BagFrame:
     truth: GroundTruth
     camera_info: object | None = None
     problems: list[str] = field(default_factory=list)
+    matched_nothing: bool = False
+    """Ground-truth topics were given, but none had a message within the stamp tolerance."""
 
 
 def ground_truth_depth(array: np.ndarray, encoding: str) -> np.ndarray:
@@ -129,7 +131,10 @@ class BagFrames:
         problems: dict[tuple[str, int], str] = {}
         counters = {topic: 0 for topic in [topics.image, *topics.ground_truth.values()]}
         names = {topic: name for name, topic in topics.ground_truth.items()}
-        camera_info = None
+        # The latest camera_info; until one is read (it may be logged just after the first
+        # image), the bag's first one, so that the first frames have intrinsics too.
+        camera_info = next((item.message for item in self.bag.messages([topics.camera_info])
+                            if item.message is not None), None) if topics.camera_info else None
         wanted = [*counters] + ([topics.camera_info] if topics.camera_info else [])
         for item in self.bag.messages(wanted):
             if item.topic == topics.camera_info:
@@ -149,11 +154,13 @@ class BagFrames:
         yield from self._ready(waiting, truth, problems, counters, final=True)
 
     def _frame(self, index: int, item, camera_info) -> BagFrame:
-        frame = BagFrame(index=index, stamp_ns=self.image_stamps[index],
+        # A message that did not deserialize has no readable stamp: its log time stands in.
+        stamp = self.image_stamps[index] if item.message is not None else item.log_time_ns
+        frame = BagFrame(index=index, stamp_ns=stamp,
                          log_time_ns=item.log_time_ns, rgb=None, truth=GroundTruth(),
                          camera_info=camera_info)
         if item.message is None:
-            frame.problems.append(f"corrupt image message: {item.error}")
+            frame.problems.append("corrupt image message")  # rosbags' words vary per message
             return frame
         try:
             if item.msgtype.endswith("CompressedImage"):
@@ -181,6 +188,7 @@ class BagFrames:
                     frame.problems.append(problems[(name, target)])
                 fields[name] = truth.get((name, target))
             frame.truth = GroundTruth(**fields)
+            frame.matched_nothing = bool(self._matches) and not targets
             self._forget(index, targets, truth)
             yield frame
 
