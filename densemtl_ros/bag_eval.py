@@ -23,18 +23,21 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from densemtl_core.checkpoint import ModelMetadata
+from densemtl_core.data.transforms import scale_intrinsics
 from densemtl_core.metrics import MAIN_METRICS
-from densemtl_core.runtime import Prediction, Predictor, PredictorError, load_predictor
-from densemtl_core.viz import colorize_normals, mosaic, overlay_segmentation, save_png
+from densemtl_core.runtime import Predictor, PredictorError, load_predictor
+from densemtl_core.viz import mosaic, save_png
 
 from .bag_frames import BagFrame, BagFrames, BagTopics
 from .bags import BagError, BagWriter, camera_info_message, image_message, open_bag
-from .encodings import depth_as_published, probability_to_mono8, resize_rgb
-from .scoring import (FrameScorer, LabelMapping, PublishedMaps, frame_mosaic, summary,
-                      worst_and_best, write_report)
+from .encodings import resize_rgb
+from .published import (IMAGE_OUTPUTS, PublishedMaps, published_image, published_maps,
+                        topic_suffix)
+from .scoring import FrameScorer, LabelMapping, frame_mosaic, summary, worst_and_best, write_report
 
 OUTPUT_NAMESPACE = "/densemtl"
 MOSAIC_FRAMES = 3
@@ -43,17 +46,6 @@ AGREEMENT_TOLERANCE = 1e-3
 """Largest difference between a live and an offline metric on the same frames that still
 counts as agreement: the node's network runs on another thread count, so float sums differ in
 the last bits and a handful of border pixels may flip."""
-
-
-def published_maps(prediction: Prediction, metadata: ModelMetadata) -> PublishedMaps:
-    """A Prediction as the node publishes it (see :mod:`densemtl_ros.outputs`)."""
-    model = metadata.config.model
-    return PublishedMaps(
-        segmentation=prediction.segmentation,
-        depth=(None if prediction.depth is None
-               else depth_as_published(prediction.depth, (model.min_depth, model.max_depth))),
-        normals=prediction.normals,
-        edges=None if prediction.edges is None else probability_to_mono8(prediction.edges))
 
 
 def _output_size(frame: BagFrame) -> tuple[int, int] | None:
@@ -66,43 +58,32 @@ def _output_size(frame: BagFrame) -> tuple[int, int] | None:
 
 
 class PredictionBag:
-    """``--output-bag``: the input as rgb8 (what the model saw), camera_info, and every
-    prediction topic with the node's encodings and the input's stamps."""
-
-    TOPICS = {"camera_info": "sensor_msgs/msg/CameraInfo",
-              **{name: "sensor_msgs/msg/Image" for name in (
-                  "image", "segmentation", "segmentation/color", "depth", "normals",
-                  "normals/color", "edges")}}
+    """``--output-bag``: the input as rgb8 (what the model saw), camera_info, and every image
+    output of the node with its encoding, under the node's topic names and the input's stamps."""
 
     def __init__(self, writer: BagWriter, metadata: ModelMetadata,
                  frame_id: str = "camera") -> None:
         self.writer, self.metadata, self.frame_id = writer, metadata, frame_id
-        for name, msgtype in self.TOPICS.items():
-            writer.add_topic(f"{OUTPUT_NAMESPACE}/{name}", msgtype)
+        writer.add_topic(f"{OUTPUT_NAMESPACE}/camera_info", "sensor_msgs/msg/CameraInfo")
+        for name in ("image", *map(topic_suffix, IMAGE_OUTPUTS)):
+            writer.add_topic(f"{OUTPUT_NAMESPACE}/{name}", "sensor_msgs/msg/Image")
 
     def write(self, frame: BagFrame, rgb: np.ndarray, maps: PublishedMaps) -> None:
         store, stamp, time_ns = self.writer.typestore, frame.stamp_ns, frame.log_time_ns
         images = {"image": (rgb, "rgb8")}
-        if maps.segmentation is not None:
-            colors = overlay_segmentation(rgb, maps.segmentation, self.metadata.class_colors, 0.5)
-            encoding = "mono8" if maps.segmentation.dtype == np.uint8 else "mono16"
-            images.update({"segmentation": (maps.segmentation, encoding),
-                           "segmentation/color": (colors, "rgb8")})
-        if maps.depth is not None:
-            images["depth"] = (maps.depth, "32FC1")
-        if maps.normals is not None:
-            images.update({"normals": (maps.normals, "32FC3"),
-                           "normals/color": (colorize_normals(maps.normals), "rgb8")})
-        if maps.edges is not None:
-            images["edges"] = (maps.edges, "mono8")
+        for output in IMAGE_OUTPUTS:
+            image = published_image(output, maps, rgb, self.metadata.class_colors)
+            if image is not None:
+                images[topic_suffix(output)] = image
         for name, (array, encoding) in images.items():
             message = image_message(store, array, encoding, stamp, self.frame_id)
             self.writer.write(f"{OUTPUT_NAMESPACE}/{name}", message, time_ns)
         info = frame.camera_info
         if info is not None:
-            k = np.asarray(getattr(info, "k", getattr(info, "K", None)), float).reshape(3, 3)
-            scale = np.diag([rgb.shape[1] / info.width, rgb.shape[0] / info.height, 1.0])
-            message = camera_info_message(store, scale @ k, rgb.shape[0], rgb.shape[1], stamp,
+            k = torch.as_tensor(np.asarray(getattr(info, "k", getattr(info, "K", None)),
+                                           float).reshape(3, 3))
+            k = scale_intrinsics(k, (info.height, info.width), rgb.shape[:2]).numpy()
+            message = camera_info_message(store, k, rgb.shape[0], rgb.shape[1], stamp,
                                           self.frame_id)
             self.writer.write(f"{OUTPUT_NAMESPACE}/camera_info", message, time_ns)
 

@@ -8,13 +8,14 @@ length). Needs no ROS installation.
 """
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .bags import BagReader, header_stamp_ns
-from .encodings import ImageConversionError, compressed_to_rgb, image_to_rgb, message_to_array
+from .encodings import ImageConversionError, camera_image_to_rgb, message_to_array
 from .scoring import GroundTruth, LabelMapping, match_by_stamp
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
@@ -124,8 +125,8 @@ class BagFrames:
 
     def __iter__(self) -> Iterator[BagFrame]:
         topics = self.topics
-        needed = {name: {index: image for image, index in enumerate(matches)
-                         if index is not None} for name, matches in self._matches.items()}
+        users = Counter((name, index) for name, matches in self._matches.items()
+                        for index in matches if index is not None)
         waiting: dict[int, BagFrame] = {}
         truth: dict[tuple[str, int], np.ndarray] = {}
         problems: dict[tuple[str, int], str] = {}
@@ -144,14 +145,14 @@ class BagFrames:
             counters[item.topic] += 1
             if item.topic == topics.image:
                 waiting[position] = self._frame(position, item, camera_info)
-            elif item.message is not None and position in needed[names[item.topic]]:
+            elif item.message is not None and users[(names[item.topic], position)]:
                 name = names[item.topic]
                 try:
                     truth[(name, position)] = _decode_truth(name, item.message, self.mapping)
                 except ImageConversionError as error:
                     problems[(name, position)] = str(error)
-            yield from self._ready(waiting, truth, problems, counters)
-        yield from self._ready(waiting, truth, problems, counters, final=True)
+            yield from self._ready(waiting, truth, problems, counters, users)
+        yield from self._ready(waiting, truth, problems, counters, users, final=True)
 
     def _frame(self, index: int, item, camera_info) -> BagFrame:
         # A message that did not deserialize has no readable stamp: its log time stands in.
@@ -163,16 +164,16 @@ class BagFrames:
             frame.problems.append("corrupt image message")  # rosbags' words vary per message
             return frame
         try:
-            if item.msgtype.endswith("CompressedImage"):
-                frame.rgb = compressed_to_rgb(item.message, max_pixels=MAX_PIXELS)
-            else:
-                frame.rgb = image_to_rgb(item.message, max_pixels=MAX_PIXELS)
+            frame.rgb = camera_image_to_rgb(
+                item.message, compressed=item.msgtype.endswith("CompressedImage"),
+                max_pixels=MAX_PIXELS)
         except ImageConversionError as error:
             frame.problems.append(f"image refused: {error.kind}")
         return frame
 
     def _ready(self, waiting: dict[int, BagFrame], truth: dict, problems: dict,
-               counters: dict[str, int], final: bool = False) -> Iterator[BagFrame]:
+               counters: dict[str, int], users: Counter, final: bool = False
+               ) -> Iterator[BagFrame]:
         """Frames whose matched ground truth has all been read (every waiting one at the end)."""
         for index in sorted(waiting):
             targets = {name: matches[index] for name, matches in self._matches.items()
@@ -189,12 +190,12 @@ class BagFrames:
                 fields[name] = truth.get((name, target))
             frame.truth = GroundTruth(**fields)
             frame.matched_nothing = bool(self._matches) and not targets
-            self._forget(index, targets, truth)
+            self._forget(targets, truth, users)
             yield frame
 
-    def _forget(self, index: int, targets: dict[str, int], truth: dict) -> None:
-        """Drop ground truth that no later frame is matched to."""
+    def _forget(self, targets: dict[str, int], truth: dict, users: Counter) -> None:
+        """Drop ground truth once every frame matched to it has been handed out."""
         for name, target in targets.items():
-            later = self._matches[name][index + 1:index + 64]
-            if target not in later:
+            users[(name, target)] -= 1
+            if users[(name, target)] == 0:
                 truth.pop((name, target), None)

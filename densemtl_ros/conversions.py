@@ -26,8 +26,8 @@ from .encodings import (ARRAY_ENCODINGS, SUPPORTED_ENCODINGS, ImageConversionErr
 __all__ = [
     "ARRAY_ENCODINGS", "SUPPORTED_ENCODINGS", "ImageConversionError", "check_image",
     "compressed_to_rgb", "image_to_rgb", "message_to_array",  # from .encodings
-    "labels_to_msg", "rgb_to_msg", "depth_to_msg", "normals_to_msg", "probability_to_msg",
-    "message_bytes", "scale_camera_info",
+    "array_to_msg", "labels_to_msg", "rgb_to_msg", "depth_to_msg", "normals_to_msg",
+    "probability_to_msg", "message_bytes", "scale_camera_info",
 ]
 
 
@@ -42,28 +42,28 @@ def labels_to_msg(labels: np.ndarray, header: Header) -> Image:
     if encoding is None:
         raise ImageConversionError(f"labels must be uint8 or uint16, got {labels.dtype}",
                                    kind="bad array")
-    return _image_msg(labels, header, encoding)
+    return array_to_msg(labels, header, encoding)
 
 
 def rgb_to_msg(rgb: np.ndarray, header: Header) -> Image:
     """An HxWx3 uint8 RGB image as rgb8."""
-    return _image_msg(rgb, header, "rgb8")
+    return array_to_msg(rgb, header, "rgb8")
 
 
 def depth_to_msg(depth: np.ndarray, header: Header) -> Image:
     """HxW depth in metres (NaN where invalid) as 32FC1, the REP 118 depth image."""
-    return _image_msg(as_float32(depth, "depth"), header, "32FC1")
+    return array_to_msg(as_float32(depth, "depth"), header, "32FC1")
 
 
 def normals_to_msg(normals: np.ndarray, header: Header) -> Image:
     """HxWx3 surface normals as 32FC3."""
-    return _image_msg(as_float32(normals, "normals"), header, "32FC3")
+    return array_to_msg(as_float32(normals, "normals"), header, "32FC3")
 
 
 def probability_to_msg(probability: np.ndarray, header: Header) -> Image:
     """An HxW probability map as mono8 (see :func:`.encodings.probability_to_mono8`),
     viewable as an image."""
-    return _image_msg(probability_to_mono8(probability), header, "mono8")
+    return array_to_msg(probability_to_mono8(probability), header, "mono8")
 
 
 def message_bytes(values: np.ndarray) -> array.array:
@@ -81,7 +81,7 @@ def message_bytes(values: np.ndarray) -> array.array:
     return data
 
 
-def _image_msg(pixels: np.ndarray, header: Header, encoding: str) -> Image:
+def array_to_msg(pixels: np.ndarray, header: Header, encoding: str) -> Image:
     """An Image of ``encoding`` holding ``pixels`` (HxW or HxWxC of the encoding's dtype, any
     byte order and strides), little-endian, with ``header`` itself as its header."""
     fields = image_fields(pixels, encoding)

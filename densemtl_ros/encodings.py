@@ -135,6 +135,14 @@ def compressed_to_rgb(msg: CompressedImageMessage, *, max_pixels: int) -> np.nda
     return cv2.cvtColor(image, _DECODED_TO_RGB[channels])
 
 
+def camera_image_to_rgb(msg: ImageMessage | CompressedImageMessage, *, compressed: bool,
+                        max_pixels: int, mono16_bits: int = 16) -> np.ndarray:
+    """A camera message, raw (:func:`image_to_rgb`) or ``compressed``
+    (:func:`compressed_to_rgb`), as HxWx3 uint8 RGB."""
+    if compressed:
+        return compressed_to_rgb(msg, max_pixels=max_pixels)
+    return image_to_rgb(msg, max_pixels=max_pixels, mono16_bits=mono16_bits)
+
 def message_to_array(msg: ImageMessage) -> np.ndarray:
     """An Image's pixels as a C-contiguous native-endian array: HxW for one channel, HxWxC
     otherwise, with the encoding's dtype (uint8, uint16 or float32).

@@ -31,13 +31,14 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from densemtl_core.runtime import NetworkOutputs, Predictor, load_predictor
 
-from .conversions import ImageConversionError, check_image, compressed_to_rgb, image_to_rgb
-from .encodings import resize_rgb
+from .conversions import ImageConversionError, check_image
+from .encodings import camera_image_to_rgb, resize_rgb
 from .diagnostics import DiagnosticsReporter
 from .latest_frame import LatestFrame
 from .outputs import FrameOutputs, OutputPublishers, camera_info_for
 from .parameters import PARAMETERS, SPECS, NodeSettings, check_parameters
 from .pipeline import TwoStagePipeline
+from .published import published_maps
 from .telemetry import Telemetry
 
 NODE_NAME = "densemtl"
@@ -200,18 +201,14 @@ class DenseMTLNode(Node):
 
     # -- processing threads -----------------------------------------------------------------
 
-    def _convert(self, message: Image | CompressedImage, settings: NodeSettings):
-        if isinstance(message, CompressedImage):
-            return compressed_to_rgb(message, max_pixels=settings.max_pixels)
-        return image_to_rgb(message, max_pixels=settings.max_pixels,
-                            mono16_bits=settings.mono16_bits)
-
     def _run_network(self, frame: _Frame) -> _Job | None:
         """First stage: convert the image and run the network (None: nothing to publish)."""
         settings = self.settings
         started = time.perf_counter()
         try:
-            rgb = self._convert(frame.message, settings)
+            rgb = camera_image_to_rgb(
+                frame.message, compressed=isinstance(frame.message, CompressedImage),
+                max_pixels=settings.max_pixels, mono16_bits=settings.mono16_bits)
         except ImageConversionError as error:
             self._refuse(error)
             return None
@@ -237,14 +234,14 @@ class DenseMTLNode(Node):
                                            tasks=self.outputs.needed_tasks(job.active))
         upsampled = time.perf_counter()
         rgb = job.rgb if job.rgb.shape[:2] == tuple(size) else resize_rgb(job.rgb, size)
-        model = self.predictor.metadata.config.model
-        outputs = FrameOutputs(header=header, rgb=rgb, prediction=prediction,
-                               camera_info=camera_info_for(job.camera_info, header, *size),
-                               depth_range=(model.min_depth, model.max_depth))
+        outputs = FrameOutputs(header=header, rgb=rgb,
+                               maps=published_maps(prediction, self.predictor.metadata),
+                               camera_info=camera_info_for(job.camera_info, header, *size))
+        prepared = time.perf_counter()
         building, sending = self.outputs.publish(job.active, outputs, settings)
         self.telemetry.frame_processed({
             **job.seconds, "handoff": started - job.handed_off, "upsample": upsampled - started,
-            "build": building, "publish": sending})
+            "build": prepared - upsampled + building, "publish": sending})
 
     def _failed(self, error: BaseException) -> None:
         self.telemetry.frame_failed()

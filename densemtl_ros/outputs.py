@@ -1,16 +1,16 @@
-"""The node's output topics: which exist, which are wanted now, and turning a Prediction into them.
+"""The node's output topics: which exist, which are wanted now, and the messages of a frame.
 
 An output exists when the model has its task; it is produced for a frame only when its
 ``publish.*`` parameter is on and someone subscribes, and the Predictor is asked only for the
 tasks those outputs need (up-sampling a map nobody reads is most of the post-processing cost).
-Every message carries the input image's header unchanged.
+Every message carries the input image's header unchanged; the pixels are
+:mod:`densemtl_ros.published`'s, which the bag evaluator scores and records too.
 """
 from __future__ import annotations
 
 import copy
 import time
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 from rclpy.node import Node
@@ -19,14 +19,11 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from densemtl_core.checkpoint import ModelMetadata
-from densemtl_core.runtime import Prediction
-from densemtl_core.viz import colorize_normals, overlay_segmentation
 
-from .conversions import (depth_to_msg, labels_to_msg, normals_to_msg, probability_to_msg,
-                          rgb_to_msg, scale_camera_info)
-from .encodings import depth_as_published
+from .conversions import array_to_msg, scale_camera_info
 from .parameters import OUTPUTS, NodeSettings
 from .pointcloud import make_pointcloud
+from .published import PublishedMaps, published_image
 
 
 @dataclass(frozen=True)
@@ -49,24 +46,14 @@ OUTPUT_SPECS: dict[str, OutputSpec] = {
 assert tuple(OUTPUT_SPECS) == OUTPUTS
 
 
-@dataclass
+@dataclass(frozen=True)
 class FrameOutputs:
     """Everything one frame's outputs are made of, at the output resolution."""
 
     header: Header
     rgb: np.ndarray
-    prediction: Prediction
+    maps: PublishedMaps
     camera_info: CameraInfo | None
-    depth_range: tuple[float, float]
-
-    @cached_property
-    def depth(self) -> np.ndarray:
-        """Depth for ``~/depth`` and ``~/points`` (REP 118): metres, NaN where invalid.
-
-        The network's depth is clamped to the model's range, so a pixel at either limit is a
-        measurement the model could not make: it is marked invalid rather than reported at
-        the limit."""
-        return depth_as_published(self.prediction.depth, self.depth_range)
 
 
 class OutputPublishers:
@@ -96,30 +83,17 @@ class OutputPublishers:
             tasks.add("semseg")
         return frozenset(tasks)
 
-    def _segmentation_color(self, frame: FrameOutputs, settings: NodeSettings) -> Image:
-        colors = overlay_segmentation(frame.rgb, frame.prediction.segmentation,
-                                      self.metadata.class_colors, settings.overlay_alpha)
-        return rgb_to_msg(colors, frame.header)
-
-    def _points(self, frame: FrameOutputs, settings: NodeSettings) -> PointCloud2:
-        return make_pointcloud(frame.header, frame.depth, frame.camera_info, rgb=frame.rgb,
-                               labels=frame.prediction.segmentation,
-                               stride=settings.points_stride,
-                               max_depth=settings.points_max_depth)
-
     def _message(self, name: str, frame: FrameOutputs, settings: NodeSettings):
-        prediction, header = frame.prediction, frame.header
-        builders = {
-            "segmentation": lambda: labels_to_msg(prediction.segmentation, header),
-            "segmentation_color": lambda: self._segmentation_color(frame, settings),
-            "depth": lambda: depth_to_msg(frame.depth, header),
-            "normals": lambda: normals_to_msg(prediction.normals, header),
-            "normals_color": lambda: rgb_to_msg(colorize_normals(prediction.normals), header),
-            "edges": lambda: probability_to_msg(prediction.edges, header),
-            "camera_info": lambda: frame.camera_info,
-            "points": lambda: self._points(frame, settings),
-        }
-        return builders[name]()
+        if name == "camera_info":
+            return frame.camera_info
+        if name == "points":
+            return make_pointcloud(frame.header, frame.maps.depth, frame.camera_info,
+                                   rgb=frame.rgb, labels=frame.maps.segmentation,
+                                   stride=settings.points_stride,
+                                   max_depth=settings.points_max_depth)
+        pixels, encoding = published_image(name, frame.maps, frame.rgb,
+                                           self.metadata.class_colors, settings.overlay_alpha)
+        return array_to_msg(pixels, frame.header, encoding)
 
     def publish(self, active: frozenset[str], frame: FrameOutputs, settings: NodeSettings
                 ) -> tuple[float, float]:

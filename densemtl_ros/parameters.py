@@ -17,6 +17,8 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 
 from densemtl_core.runtime import BACKENDS
 
+from .published import DEFAULT_OVERLAY_ALPHA
+
 Value = bool | int | float | str
 
 RELIABILITIES = ("best_effort", "reliable")
@@ -103,8 +105,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   choices=RESOLUTIONS),
     *(ParameterSpec(f"publish.{name}", True, f"Publish ~/{name.replace('_', '/')} (only when "
                     f"the model has the task and someone subscribes)") for name in OUTPUTS),
-    ParameterSpec("color.overlay_alpha", 0.5, "Weight of the class colours over the input image "
-                  "in ~/segmentation/color; 1: colours only", bounds=(0.0, 1.0)),
+    ParameterSpec("color.overlay_alpha", DEFAULT_OVERLAY_ALPHA, "Weight of the class colours "
+                  "over the input image in ~/segmentation/color; 1: colours only",
+                  bounds=(0.0, 1.0)),
     ParameterSpec("points.stride", 4, "Use every N-th row and column of the depth map for "
                   "~/points", bounds=(1, 64)),
     ParameterSpec("points.max_depth", 10.0, "Points farther than this (metres) are left out of "

@@ -28,10 +28,10 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Header
 
-from .bags import BagMessage, BagReader
+from .bags import BagMessage, BagReader, header_stamp_ns
 from .diagnostics import STATUS_NAME
 from .encodings import message_to_array
-from .scoring import PublishedMaps
+from .published import PublishedMaps
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 DDS_PROFILE = REPOSITORY / "config" / "fastdds_large_images.xml"
@@ -65,10 +65,6 @@ def to_ros_message(message, msgtype: str):
     return Image(header=_header(message), height=message.height, width=message.width,
                  encoding=message.encoding, is_bigendian=message.is_bigendian,
                  step=message.step, data=bytes(message.data))
-
-
-def stamp_ns(header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
 @dataclass
@@ -124,7 +120,7 @@ class _Player:
         def record(message: Image) -> None:
             array = message_to_array(message).copy()  # the message buffer is reused
             with self._answer:
-                key = stamp_ns(message.header)
+                key = header_stamp_ns(message)
                 maps = self.recording.outputs.setdefault(key, {})
                 maps[name] = array
                 if len(maps) == len(self.wanted):
@@ -204,13 +200,13 @@ def _play(bag: BagReader, topics: list[str], message_types: dict[str, type], pla
             if progress is not None:
                 progress.update(1)
             if rate <= 0:
-                player.wait_for_answer(stamp_ns(item.message.header), answer_timeout)
+                player.wait_for_answer(header_stamp_ns(item.message), answer_timeout)
 
 
 def _publish(player: _Player, item: BagMessage, message_type: type) -> None:
     message = to_ros_message(item.message, item.msgtype)
     if message_type is not CameraInfo:
-        player.recording.sent[stamp_ns(message.header)] = time.monotonic()
+        player.recording.sent[header_stamp_ns(message)] = time.monotonic()
     player.publisher(item.topic, message_type).publish(message)
 
 

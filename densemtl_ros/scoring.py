@@ -32,6 +32,8 @@ from densemtl_core.metrics import MAIN_METRICS, Meter
 from densemtl_core.tasks import TASKS
 from densemtl_core.viz import mosaic
 
+from .published import PublishedMaps
+
 REPORT_FORMAT = "densemtl-bag-eval"
 REPORT_FORMAT_VERSION = 1
 SKIP_EXAMPLES = 3
@@ -46,22 +48,6 @@ assert tuple(_TASK_FIELDS) == tuple(TASKS)
 
 _MAX_DATASET_ID = np.iinfo(np.uint16).max
 _MAPPING_FILE_SUFFIXES = (".yaml", ".yml", ".json")
-
-
-@dataclass(frozen=True)
-class PublishedMaps:
-    """One frame's outputs as the node publishes them; ``None`` for a task the model lacks or an
-    output that was not recorded.
-
-    ``segmentation``: uint8/uint16 HxW class ids; ``depth``: float32 HxW metres, NaN where
-    invalid; ``normals``: float32 HxWx3 unit vectors, camera optical frame; ``edges``: uint8 HxW,
-    round(255 * probability).
-    """
-
-    segmentation: np.ndarray | None = None
-    depth: np.ndarray | None = None
-    normals: np.ndarray | None = None
-    edges: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
