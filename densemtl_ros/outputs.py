@@ -65,7 +65,6 @@ class OutputPublishers:
         self.publishers = {
             name: node.create_publisher(spec.message_type, spec.topic, qos)
             for name, spec in OUTPUT_SPECS.items() if set(spec.tasks) <= tasks}
-        self._logger = node.get_logger()
 
     def active(self, settings: NodeSettings, have_camera_info: bool) -> frozenset[str]:
         """The outputs to produce now: enabled, subscribed and computable."""
