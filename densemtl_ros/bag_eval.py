@@ -23,17 +23,16 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from densemtl_core.checkpoint import ModelMetadata
-from densemtl_core.data.transforms import scale_intrinsics
 from densemtl_core.metrics import MAIN_METRICS
 from densemtl_core.runtime import Predictor, PredictorError, load_predictor
 from densemtl_core.viz import mosaic, save_png
 
 from .bag_frames import BagFrame, BagFrames, BagTopics
-from .bags import BagError, BagWriter, camera_info_message, image_message, open_bag
+from .calibration import Calibration
+from .bags import BagError, BagWriter, calibration_message, image_message, open_bag
 from .encodings import resize_rgb
 from .published import (IMAGE_OUTPUTS, PublishedMaps, published_image, published_maps,
                         topic_suffix)
@@ -59,11 +58,16 @@ def _output_size(frame: BagFrame) -> tuple[int, int] | None:
 
 class PredictionBag:
     """``--output-bag``: the input as rgb8 (what the model saw), camera_info, and every image
-    output of the node with its encoding, under the node's topic names and the input's stamps."""
+    output of the node with its encoding, under the node's topic names, with the input's stamps
+    and frame_id. camera_info is the input's whole calibration (distortion model, D, R, P)
+    described at the output resolution, as the node publishes it; a calibration that cannot
+    describe the images is left out and counted."""
 
-    def __init__(self, writer: BagWriter, metadata: ModelMetadata,
-                 frame_id: str = "camera") -> None:
-        self.writer, self.metadata, self.frame_id = writer, metadata, frame_id
+    def __init__(self, writer: BagWriter, metadata: ModelMetadata) -> None:
+        self.writer, self.metadata = writer, metadata
+        self.frames_written = 0
+        self.camera_info_refused = 0
+        self.camera_info_problem: str | None = None
         writer.add_topic(f"{OUTPUT_NAMESPACE}/camera_info", "sensor_msgs/msg/CameraInfo")
         for name in ("image", *map(topic_suffix, IMAGE_OUTPUTS)):
             writer.add_topic(f"{OUTPUT_NAMESPACE}/{name}", "sensor_msgs/msg/Image")
@@ -76,16 +80,26 @@ class PredictionBag:
             if image is not None:
                 images[topic_suffix(output)] = image
         for name, (array, encoding) in images.items():
-            message = image_message(store, array, encoding, stamp, self.frame_id)
+            message = image_message(store, array, encoding, stamp, frame.frame_id)
             self.writer.write(f"{OUTPUT_NAMESPACE}/{name}", message, time_ns)
-        info = frame.camera_info
-        if info is not None:
-            k = torch.as_tensor(np.asarray(getattr(info, "k", getattr(info, "K", None)),
-                                           float).reshape(3, 3))
-            k = scale_intrinsics(k, (info.height, info.width), rgb.shape[:2]).numpy()
-            message = camera_info_message(store, k, rgb.shape[0], rgb.shape[1], stamp,
-                                          self.frame_id)
-            self.writer.write(f"{OUTPUT_NAMESPACE}/camera_info", message, time_ns)
+        self.frames_written += 1
+        if frame.camera_info is None:
+            return
+        calibration = Calibration.of_message(frame.camera_info)
+        problem = calibration.problem(*frame.rgb.shape[:2])
+        if problem is not None:
+            self.camera_info_refused += 1
+            self.camera_info_problem = problem
+            return
+        message = calibration_message(store, calibration.scaled(*rgb.shape[:2]), stamp,
+                                      frame.frame_id)
+        self.writer.write(f"{OUTPUT_NAMESPACE}/camera_info", message, time_ns)
+
+    def summary(self) -> dict:
+        """For the report: where the bag is, what it holds, and camera_info left out."""
+        return {"path": str(self.writer.path), "frames": self.frames_written,
+                "camera_info_left_out": self.camera_info_refused,
+                "camera_info_problem": self.camera_info_problem}
 
 
 class Evaluation:
@@ -277,6 +291,8 @@ def evaluate(args: argparse.Namespace) -> dict:
                              source=_source(args, predictor, frames, "offline", mapping))
             report["mosaics"] = [str(path) for path in evaluation.mosaics(
                 evaluation.offline, evaluation.predict, args.out)]
+        if output_bag is not None:
+            report["output_bag"] = output_bag.summary()
     write_report(report, args.out)
     return report
 
@@ -323,6 +339,10 @@ def _print_summary(report: dict, out: Path) -> None:
     if skipped["total"]:
         print(f"skipped {skipped['total']} frame(s): " + ", ".join(
             f"{reason} ({count})" for reason, count in skipped["counts"].items()))
+    output_bag = report.get("output_bag")
+    if output_bag and output_bag["camera_info_left_out"]:
+        print(f"warning: camera_info left out of {output_bag['camera_info_left_out']} frame(s) "
+              f"of {output_bag['path']}: {output_bag['camera_info_problem']}", file=sys.stderr)
     if "live" in report:
         live = report["live"]
         print(f"live: {live['frames_answered']} of {live['frames_sent']} frames answered, "

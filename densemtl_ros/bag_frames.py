@@ -60,6 +60,8 @@ class BagFrame:
     rgb: np.ndarray | None
     truth: GroundTruth
     camera_info: object | None = None
+    frame_id: str = ""
+    """The image header's frame_id (the output bag keeps it)."""
     problems: list[str] = field(default_factory=list)
     matched_nothing: bool = False
     """Ground-truth topics were given, but none had a message within the stamp tolerance."""
@@ -163,6 +165,7 @@ class BagFrames:
         if item.message is None:
             frame.problems.append("corrupt image message")  # rosbags' words vary per message
             return frame
+        frame.frame_id = item.message.header.frame_id
         try:
             frame.rgb = camera_image_to_rgb(
                 item.message, compressed=item.msgtype.endswith("CompressedImage"),

@@ -26,6 +26,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
+from .calibration import Calibration
 from .encodings import compress_rgb, image_fields
 
 Message = Any
@@ -284,22 +285,29 @@ def compressed_image_message(typestore: Typestore, rgb: np.ndarray, stamp_ns: in
 def camera_info_message(typestore: Typestore, k: np.ndarray, height: int, width: int,
                         stamp_ns: int, frame_id: str) -> Message:
     """A sensor_msgs/CameraInfo of an undistorted pinhole camera with intrinsics ``k`` (3x3):
-    plumb_bob with zero D, identity R, P = [K | 0]. Like every builder here it takes a ROS 1
-    typestore too (for ROS 1 test bags)."""
-    k = np.asarray(k, np.float64)
-    if k.shape != (3, 3):
-        raise ValueError(f"K must be 3x3, got shape {k.shape}")
+    plumb_bob with zero D, identity R, P = [K | 0]."""
+    return calibration_message(typestore, Calibration.pinhole(k, height, width), stamp_ns,
+                               frame_id)
+
+
+def calibration_message(typestore: Typestore, calibration: Calibration, stamp_ns: int,
+                        frame_id: str) -> Message:
+    """A sensor_msgs/CameraInfo holding ``calibration``. Like every builder here it takes a
+    ROS 1 typestore too (for ROS 1 test bags)."""
     types = typestore.types
     info_type = types["sensor_msgs/msg/CameraInfo"]
-    matrices = {"d": np.zeros(5), "k": k.reshape(-1), "r": np.eye(3).reshape(-1),
-                "p": np.hstack([k, np.zeros((3, 1))]).reshape(-1)}
+    matrices = {"d": calibration.d.copy(), "k": calibration.k.reshape(-1).copy(),
+                "r": calibration.r.reshape(-1).copy(), "p": calibration.p.reshape(-1).copy()}
     if "D" in info_type.__dataclass_fields__:  # ROS 1 spells them D, K, R, P
         matrices = {name.upper(): values for name, values in matrices.items()}
+    roi = calibration.roi
     return info_type(
-        header=_header(typestore, stamp_ns, frame_id), height=height, width=width,
-        distortion_model="plumb_bob", **matrices, binning_x=0, binning_y=0,
-        roi=types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0,
-                                                      width=0, do_rectify=False))
+        header=_header(typestore, stamp_ns, frame_id), height=calibration.height,
+        width=calibration.width, distortion_model=calibration.distortion_model, **matrices,
+        binning_x=calibration.binning_x, binning_y=calibration.binning_y,
+        roi=types["sensor_msgs/msg/RegionOfInterest"](
+            x_offset=roi.x_offset, y_offset=roi.y_offset, height=roi.height, width=roi.width,
+            do_rectify=roi.do_rectify))
 
 
 def _header(typestore: Typestore, stamp_ns: int, frame_id: str) -> Message:

@@ -4,13 +4,14 @@ A :class:`Recording` is a list of frames (RGB image, header stamp) plus ground-t
 a list of arrays with an encoding and, optionally, its own stamps (to test stamp matching).
 It is written as a rosbag2 (MCAP or SQLite 3) through :class:`densemtl_ros.bags.BagWriter` or as
 a ROS 1 bag through rosbags' ROS 1 writer; every message is logged at its header stamp, in
-log-time order, as a recorder would have written it.
+log-time order, as a recorder would have written it, unless the header stamps are set apart
+from the log times (:func:`with_header_stamps`: a driver that stamps 0, or stamps twice alike).
 """
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,8 @@ from rosbags.rosbag1 import Writer as Ros1Writer
 from rosbags.typesys import Stores, get_typestore
 
 from densemtl_core.data.synthetic import render_trajectory, scene_seed
-from densemtl_ros.bags import BagWriter, camera_info_message, image_message
+from densemtl_ros.bags import BagWriter, calibration_message, image_message
+from densemtl_ros.calibration import Calibration
 from densemtl_ros.make_bag import CAMERA_INFO_TOPIC, FRAME_ID, IMAGE_TOPIC, START_NS
 
 IMAGE, CAMERA_INFO = "sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo"
@@ -39,25 +41,31 @@ def frame_stamps(count: int, period_ns: int = PERIOD_NS) -> list[int]:
 @dataclass
 class Truth:
     """One ground-truth topic: an array per frame in ``encoding``, stamped ``stamps`` (default:
-    the frames' stamps)."""
+    the frames' stamps) and logged at ``log_times`` (default: the stamps)."""
 
     encoding: str
     arrays: Sequence[np.ndarray]
     stamps: Sequence[int] | None = None
+    log_times: Sequence[int] | None = None
 
 
 @dataclass
 class Recording:
     """Camera frames (rgb8 on IMAGE_TOPIC, camera_info on CAMERA_INFO_TOPIC) and ground truth.
 
-    ``corrupt_images``: frame indices whose image message is written as bytes that do not
-    deserialize (with the frame's log time)."""
+    ``stamps`` are the frames' log times, and their header stamps unless ``header_stamps`` says
+    otherwise. camera_info holds ``calibration`` (default: an undistorted pinhole camera with
+    ``intrinsics``); every header carries ``frame_id``. ``corrupt_images``: frame indices whose
+    image message is written as bytes that do not deserialize (with the frame's log time)."""
 
     rgbs: Sequence[np.ndarray]
     stamps: Sequence[int]
     intrinsics: np.ndarray
     truth: dict[str, Truth] = field(default_factory=dict)
     corrupt_images: frozenset[int] = frozenset()
+    header_stamps: Sequence[int] | None = None
+    calibration: Calibration | None = None
+    frame_id: str = FRAME_ID
 
     def topics(self) -> dict[str, str]:
         return {IMAGE_TOPIC: IMAGE, CAMERA_INFO_TOPIC: CAMERA_INFO,
@@ -67,19 +75,22 @@ class Recording:
         """(log time, topic, message or raw bytes) of every message, in log-time order (images
         first among equal times, as a camera driver publishes before any ground truth)."""
         height, width = self.rgbs[0].shape[:2]
+        calibration = self.calibration or Calibration.pinhole(self.intrinsics, height, width)
+        header_stamps = self.stamps if self.header_stamps is None else self.header_stamps
         items = []
-        for index, (rgb, stamp) in enumerate(zip(self.rgbs, self.stamps)):
+        for index, (rgb, time, stamp) in enumerate(zip(self.rgbs, self.stamps, header_stamps)):
             image = (CORRUPT_BYTES if index in self.corrupt_images
-                     else image_message(store, rgb, "rgb8", stamp, FRAME_ID))
-            items.append((stamp, 0, IMAGE_TOPIC, image))
-            items.append((stamp, 1, CAMERA_INFO_TOPIC, camera_info_message(
-                store, self.intrinsics, height, width, stamp, FRAME_ID)))
+                     else image_message(store, rgb, "rgb8", stamp, self.frame_id))
+            items.append((time, 0, IMAGE_TOPIC, image))
+            items.append((time, 1, CAMERA_INFO_TOPIC, calibration_message(
+                store, calibration, stamp, self.frame_id)))
         for order, (topic, truth) in enumerate(self.truth.items(), start=2):
             stamps = self.stamps if truth.stamps is None else truth.stamps
-            assert len(truth.arrays) == len(stamps), topic
-            for array, stamp in zip(truth.arrays, stamps):
-                items.append((stamp, order, topic,
-                              image_message(store, array, truth.encoding, stamp, FRAME_ID)))
+            times = stamps if truth.log_times is None else truth.log_times
+            assert len(truth.arrays) == len(stamps) == len(times), topic
+            for array, stamp, time in zip(truth.arrays, stamps, times):
+                items.append((time, order, topic,
+                              image_message(store, array, truth.encoding, stamp, self.frame_id)))
         items.sort(key=lambda item: item[:2])
         return [(stamp, topic, message) for stamp, _, topic, message in items]
 
@@ -106,6 +117,18 @@ class Recording:
                         else store.serialize_ros1(message, connections[topic].msgtype))
                 writer.write(connections[topic], stamp, data)
         return path
+
+
+def with_header_stamps(recording: Recording, stamps: Sequence[int],
+                       truth_stamps: dict[str, Sequence[int]] | None = None) -> Recording:
+    """``recording`` logged at the same times, with other header stamps: ``stamps`` for the
+    images (and camera_info), ``truth_stamps[topic]`` for ground truth (default: ``stamps``),
+    as a driver that does not stamp (all 0) or stamps several frames alike records them."""
+    truth_stamps = truth_stamps or {}
+    truth = {topic: replace(value, stamps=truth_stamps.get(topic, stamps),
+                            log_times=value.log_times or value.stamps or recording.stamps)
+             for topic, value in recording.truth.items()}
+    return replace(recording, header_stamps=list(stamps), truth=truth)
 
 
 def node_processes() -> list[int]:

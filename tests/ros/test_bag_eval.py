@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from densemtl_core.pretrained import DEFAULT_MODEL
 from densemtl_core.runtime import load_predictor
 from densemtl_ros.bag_eval import NO_MATCHED_TRUTH, main, published_maps
 from densemtl_ros.bags import header_stamp_ns, open_bag
+from densemtl_ros.calibration import Calibration
 from densemtl_ros.encodings import message_to_array
 from densemtl_ros.make_bag import (CAMERA_INFO_TOPIC, DEPTH_TOPIC, IMAGE_TOPIC, NORMALS_TOPIC,
                                    SEGMENTATION_TOPIC, write_sample_bag)
@@ -408,6 +410,63 @@ def test_the_output_bag_holds_every_prediction_topic_with_the_input_stamps(sampl
     for out_info in received["/densemtl/camera_info"]:  # the first frame's included
         assert (out_info.height, out_info.width) == SIZE
         np.testing.assert_allclose(out_info.k, info.k)  # same resolution: same intrinsics
+
+
+STEREO_LEFT = Calibration(
+    SIZE[0], SIZE[1], "rational_polynomial",
+    np.array([0.1, -0.2, 0.001, 0.002, 0.03, 0.4, 0.5, 0.6]),
+    np.array([[50.0, 0.0, 39.5], [0.0, 52.0, 29.5], [0.0, 0.0, 1.0]]),
+    np.array([[0.999, -0.0447, 0.0], [0.0447, 0.999, 0.0], [0.0, 0.0, 1.0]]),
+    np.array([[51.0, 0.0, 40.5, -5.1], [0.0, 53.0, 30.5, 0.0], [0.0, 0.0, 1.0, 0.0]]))
+"""A calibrated stereo camera's left eye at 60x80: distortion, a rectifying R, P with Tx."""
+
+
+def test_the_output_bag_keeps_the_frame_id_and_the_whole_calibration_scaled(
+        tmp_path, scene, predictor, model_file):
+    """Ground truth at half the camera's resolution: the outputs are scored and written at
+    30x40, and their camera_info describes that size (K and P halved about pixel centres),
+    with the recording's distortion model, D and R and the image's frame_id."""
+    half = (SIZE[0] // 2, SIZE[1] // 2)
+    depths = [published_maps(predictor.predict(frame["image"], output_size=half),
+                             predictor.metadata).depth for frame in scene]
+    bag = replace(recording(scene, {DEPTH_TOPIC: Truth("32FC1", depths)}),
+                  calibration=STEREO_LEFT, frame_id="left_camera_optical").write(tmp_path / "bag")
+    code, report = evaluate(bag, tmp_path / "out", "--output-bag", str(tmp_path / "predictions"),
+                            model=model_file, truth=["--gt-depth-topic", DEPTH_TOPIC])
+    assert code == 0 and report["frames_scored"]["depth"] == FRAMES
+    assert report["output_bag"]["camera_info_left_out"] == 0
+    with open_bag(tmp_path / "predictions") as output:
+        messages = {topic: [item.message for item in output.messages([topic])]
+                    for topic in output.topics}
+    for topic, received in messages.items():
+        assert len(received) == FRAMES, topic
+        assert {message.header.frame_id for message in received} == {"left_camera_optical"}
+    for info in messages["/densemtl/camera_info"]:
+        assert (info.height, info.width, info.distortion_model) == (*half, "rational_polynomial")
+        np.testing.assert_array_equal(info.d, STEREO_LEFT.d)
+        np.testing.assert_array_equal(info.r, STEREO_LEFT.r.reshape(-1))
+        np.testing.assert_allclose(info.k, [25.0, 0.0, 19.5, 0.0, 26.0, 14.5, 0.0, 0.0, 1.0])
+        np.testing.assert_allclose(info.p, [25.5, 0.0, 20.0, -2.55, 0.0, 26.5, 15.0, 0.0,
+                                            0.0, 0.0, 1.0, 0.0])
+    assert {(m.height, m.width) for m in messages["/densemtl/depth"]} == {half}
+
+
+def test_an_unusable_camera_info_leaves_only_camera_info_out_of_the_output_bag(
+        tmp_path, scene, perfect, model_file, capsys):
+    """camera_info of size 0x0 with K all zero (an uncalibrated driver)."""
+    uncalibrated = Calibration(0, 0, "", np.zeros(0), np.zeros((3, 3)), np.zeros((3, 3)),
+                               np.zeros((3, 4)))
+    bag = replace(recording(scene, perfect), calibration=uncalibrated).write(tmp_path / "bag")
+    code, report = evaluate(bag, tmp_path / "out", "--output-bag", str(tmp_path / "predictions"),
+                            model=model_file)
+    assert code == 0
+    assert_perfect(report)
+    assert report["output_bag"]["camera_info_left_out"] == FRAMES
+    assert "camera_info size is 0x0" in report["output_bag"]["camera_info_problem"]
+    assert f"camera_info left out of {FRAMES} frame(s)" in capsys.readouterr().err
+    with open_bag(tmp_path / "predictions") as output:
+        assert output.message_counts["/densemtl/camera_info"] == 0
+        assert output.message_counts["/densemtl/depth"] == FRAMES
 
 
 def test_a_ros1_bag_is_evaluated(tmp_path, scene, perfect, model_file):

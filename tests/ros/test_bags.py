@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,10 @@ import pytest
 from rosbags.rosbag1 import Writer as Ros1Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from densemtl_ros.bags import (BagError, BagWriter, camera_info_message,
+from densemtl_ros.bags import (BagError, BagWriter, calibration_message, camera_info_message,
                                compressed_image_message, header_stamp_ns, image_message,
                                open_bag)
+from densemtl_ros.calibration import Calibration, RegionOfInterest
 from densemtl_ros.encodings import compressed_to_rgb, message_to_array
 
 KILTED = get_typestore(Stores.ROS2_KILTED)
@@ -322,3 +324,74 @@ def test_camera_info_is_an_undistorted_pinhole():
     assert header_stamp_ns(info) == START_NS + 5
     with pytest.raises(ValueError, match=r"K must be 3x3, got shape \(9,\)"):
         camera_info_message(KILTED, K.reshape(-1), 6, 8, START_NS, "cam")
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibration: read from any CameraInfo, checked, scaled
+
+
+def _calibration() -> Calibration:
+    """A 640x480 camera with distortion, a rectifying rotation, a stereo P and an ROI."""
+    rotation = np.array([[0.999, -0.0447, 0.0], [0.0447, 0.999, 0.0], [0.0, 0.0, 1.0]])
+    return Calibration(
+        480, 640, "rational_polynomial", np.array([0.1, -0.2, 0.001, 0.002, 0.03, 0.4, 0.5, 0.6]),
+        np.array([[500.0, 0.0, 319.5], [0.0, 480.0, 239.5], [0.0, 0.0, 1.0]]), rotation,
+        np.array([[510.0, 0.0, 321.5, -51.0], [0.0, 490.0, 241.5, 4.9], [0.0, 0.0, 1.0, 0.0]]),
+        binning_x=1, binning_y=1, roi=RegionOfInterest(100, 50, 300, 401, True))
+
+
+@pytest.mark.parametrize("store", [KILTED, get_typestore(Stores.ROS1_NOETIC)],
+                         ids=["ros2", "ros1"])
+def test_a_calibration_message_round_trips_every_field(store):
+    calibration = _calibration()
+    message = calibration_message(store, calibration, START_NS, "left_optical")
+    read = Calibration.of_message(message)
+    assert message.header.frame_id == "left_optical"
+    for name in ("height", "width", "distortion_model", "binning_x", "binning_y", "roi"):
+        assert getattr(read, name) == getattr(calibration, name), name
+    for name in ("d", "k", "r", "p"):
+        np.testing.assert_array_equal(getattr(read, name), getattr(calibration, name))
+
+
+@pytest.mark.parametrize("height, width, k, p", [
+    (240, 320, [250.0, 0.0, 159.5, 0.0, 240.0, 119.5, 0.0, 0.0, 1.0],
+     [255.0, 0.0, 160.5, -25.5, 0.0, 245.0, 120.5, 2.45, 0.0, 0.0, 1.0, 0.0]),
+    (960, 1280, [1000.0, 0.0, 639.5, 0.0, 960.0, 479.5, 0.0, 0.0, 1.0],
+     [1020.0, 0.0, 643.5, -102.0, 0.0, 980.0, 483.5, 9.8, 0.0, 0.0, 1.0, 0.0]),
+])
+def test_scaling_moves_k_and_p_with_the_pixels_and_keeps_the_lens(height, width, k, p):
+    """Pixel centres at integers: c' = (c + 0.5) * s - 0.5; D, R and the model unchanged."""
+    calibration = _calibration()
+    scaled = calibration.scaled(height, width)
+    assert (scaled.height, scaled.width, scaled.binning_x, scaled.binning_y) == (
+        height, width, 0, 0)
+    np.testing.assert_allclose(scaled.k.reshape(-1), k, rtol=1e-12)
+    np.testing.assert_allclose(scaled.p.reshape(-1), p, rtol=1e-12)
+    assert scaled.distortion_model == "rational_polynomial"
+    np.testing.assert_array_equal(scaled.d, calibration.d)
+    np.testing.assert_array_equal(scaled.r, calibration.r)
+    np.testing.assert_array_equal(calibration.k, _calibration().k)  # the original is untouched
+
+
+def test_scaling_keeps_an_unset_projection_and_roi_unset():
+    halved = _calibration().scaled(240, 320)
+    assert halved.roi == RegionOfInterest(50, 25, 150, 200, True)
+    unset = replace(_calibration(), p=np.zeros((3, 4)), roi=RegionOfInterest())
+    scaled = unset.scaled(240, 320)
+    assert not scaled.p.any() and scaled.roi == RegionOfInterest()
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"height": 0, "width": 0}, "camera_info size is 0x0"),
+    ({"k": np.zeros((3, 3))}, "focal length is fx 0, fy 0"),
+    ({"k": np.diag([-500.0, 480.0, 1.0])}, "focal length is fx -500"),
+    ({"k": np.diag([np.nan, 480.0, 1.0])}, "focal length is fx nan"),
+    ({"k": np.diag([np.inf, 480.0, 1.0])}, "focal length is fx inf"),
+    ({"height": 240, "width": 640}, "is 240x640, another aspect ratio than the 480x640 image"),
+])
+def test_a_calibration_that_cannot_describe_the_image_says_why(change, problem):
+    assert _calibration().problem(480, 640) is None
+    assert _calibration().problem(240, 320) is None  # the same camera, half the resolution
+    assert problem in replace(_calibration(), **change).problem(480, 640)
+    with pytest.raises(ValueError, match="cannot scale a 0x0 calibration"):
+        replace(_calibration(), height=0, width=0).scaled(240, 320)
