@@ -6,62 +6,80 @@
 
 ``camera`` is the camera driver's namespace: the node reads ``<camera>/image_raw`` (or
 ``<image_topic>`` when given) and ``<camera>/camera_info``, and publishes under
-``<namespace>/densemtl/``. Without ros2 launch, the same node and parameters start with
+``<namespace>/densemtl/``. The parameters come from ``params_file`` (keyed ``/**/densemtl``,
+so it applies in any namespace); ``backend`` and ``use_sim_time`` override it only when they
+are given. Without ros2 launch, the same node and parameters start with
 ``densemtl-node --ros-args --params-file config/densemtl.yaml -r image:=/camera/image_raw``
 (with ``FASTDDS_DEFAULT_PROFILES_FILE=config/fastdds_large_images.xml`` for the same transport).
 """
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 PACKAGE = "densemtl_ros"
 EXECUTABLE = "densemtl-node"
+NODE_NAME = "densemtl"
 SHARE = get_package_share_directory(PACKAGE)
 PARAMS_FILE = os.path.join(SHARE, "config", "densemtl.yaml")
 DDS_PROFILE = os.path.join(SHARE, "config", "fastdds_large_images.xml")
+NOT_GIVEN = ""
+OVERRIDES = {"backend": "model.backend", "use_sim_time": "use_sim_time"}
+"""Launch argument -> the node parameter it sets when given (non-empty)."""
+
+
+def given_overrides(context: LaunchContext) -> dict:
+    """The parameters of the arguments given on the command line; the others keep the value
+    from the params file. The values stay substitutions: launch_ros reads them as YAML, so
+    ``use_sim_time:=true`` is a bool."""
+    return {parameter: LaunchConfiguration(argument)
+            for argument, parameter in OVERRIDES.items()
+            if LaunchConfiguration(argument).perform(context) != NOT_GIVEN}
+
+
+def densemtl_node(context: LaunchContext) -> list:
+    """The node, with the params file first and the given overrides after it (the later
+    parameters file wins)."""
+    overrides = given_overrides(context)
+    return [Node(
+        package=PACKAGE,
+        executable=EXECUTABLE,
+        name=NODE_NAME,
+        namespace=LaunchConfiguration("namespace"),
+        output="screen",
+        emulate_tty=True,
+        parameters=[LaunchConfiguration("params_file"), *([overrides] if overrides else [])],
+        remappings=[
+            ("image", LaunchConfiguration("image_topic")),
+            ("camera_info", [LaunchConfiguration("camera"), "/camera_info"]),
+        ],
+    )]
 
 
 def generate_launch_description() -> LaunchDescription:
-    camera = LaunchConfiguration("camera")
-    image_topic = LaunchConfiguration("image_topic")
     return LaunchDescription([
         DeclareLaunchArgument("camera", default_value="/camera",
                               description="Namespace of the camera driver's topics"),
-        DeclareLaunchArgument("image_topic", default_value=[camera, "/image_raw"],
+        DeclareLaunchArgument("image_topic",
+                              default_value=[LaunchConfiguration("camera"), "/image_raw"],
                               description="Image topic (default <camera>/image_raw)"),
         DeclareLaunchArgument("params_file", default_value=PARAMS_FILE,
                               description="Node parameters (see config/densemtl.yaml)"),
-        DeclareLaunchArgument("backend", default_value="auto",
-                              description="auto | torch | onnxruntime | tensorrt"),
+        DeclareLaunchArgument("backend", default_value=NOT_GIVEN,
+                              description="auto | torch | onnxruntime | tensorrt; overrides "
+                                          "model.backend of params_file when given"),
         DeclareLaunchArgument("namespace", default_value="",
                               description="Namespace of the node and its outputs"),
-        DeclareLaunchArgument("use_sim_time", default_value="false",
-                              description="Use /clock (rosbag replay) instead of wall time"),
+        DeclareLaunchArgument("use_sim_time", default_value=NOT_GIVEN,
+                              description="true: use /clock (rosbag replay) instead of wall "
+                                          "time; overrides params_file when given"),
         DeclareLaunchArgument("dds_profile", default_value=DDS_PROFILE,
                               description="Fast DDS profile for the node's process (large "
                                           "shared-memory segments for image outputs)"),
         SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE",
                                LaunchConfiguration("dds_profile")),
-        Node(
-            package=PACKAGE,
-            executable=EXECUTABLE,
-            name="densemtl",
-            namespace=LaunchConfiguration("namespace"),
-            output="screen",
-            emulate_tty=True,
-            parameters=[
-                LaunchConfiguration("params_file"),
-                # launch_ros reads substituted values as YAML: "false" is a bool.
-                {"model.backend": LaunchConfiguration("backend"),
-                 "use_sim_time": LaunchConfiguration("use_sim_time")},
-            ],
-            remappings=[
-                ("image", image_topic),
-                ("camera_info", [camera, "/camera_info"]),
-            ],
-        ),
+        OpaqueFunction(function=densemtl_node),
     ])

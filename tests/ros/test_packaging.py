@@ -72,13 +72,17 @@ class LaunchFile:
     def __init__(self) -> None:
         self.tree = parse(LAUNCH_FILE)
         self.constants = module_constants(self.tree)
-        functions = {node.name: node for node in self.tree.body
-                     if isinstance(node, ast.FunctionDef)}
-        assert "generate_launch_description" in functions
-        self.function = functions["generate_launch_description"]
-        nodes = calls(self.function, "Node")
+        self.functions = {node.name: node for node in self.tree.body
+                          if isinstance(node, ast.FunctionDef)}
+        assert "generate_launch_description" in self.functions
+        self.function = self.functions["generate_launch_description"]
+        nodes = calls(self.tree, "Node")
         assert len(nodes) == 1, "the launch file starts one node"
         self.node = nodes[0]
+
+    def declared_defaults(self) -> dict[str, ast.expr]:
+        return {value_of(call.args[0], self.constants): keyword(call, "default_value")
+                for call in calls(self.function, "DeclareLaunchArgument")}
 
     def node_argument(self, name: str) -> object:
         return value_of(keyword(self.node, name), self.constants)
@@ -140,8 +144,16 @@ def test_launch_file_declares_its_arguments(launch_file):
 
 
 def test_launch_configurations_are_declared(launch_file):
-    used = {value_of(call.args[0], launch_file.constants)
-            for call in calls(launch_file.function, "LaunchConfiguration")}
+    named, computed = set(), []
+    for call in calls(launch_file.tree, "LaunchConfiguration"):
+        argument = call.args[0]
+        if isinstance(argument, ast.Name) and argument.id not in launch_file.constants:
+            computed.append(call)  # one of OVERRIDES, read in given_overrides()
+        else:
+            named.add(value_of(argument, launch_file.constants))
+    assert computed and all(call in calls(launch_file.functions["given_overrides"],
+                                          "LaunchConfiguration") for call in computed)
+    used = named | set(launch_file.constants["OVERRIDES"])
     assert used <= LAUNCH_ARGUMENTS, f"undeclared: {used - LAUNCH_ARGUMENTS}"
     assert used == LAUNCH_ARGUMENTS, f"declared but unused: {LAUNCH_ARGUMENTS - used}"
 
@@ -194,14 +206,39 @@ def test_launch_file_remaps_the_inputs(launch_file):
     assert sorted(sources) == ["camera_info", "image"]
 
 
-def test_launch_file_parameter_overrides_are_node_parameters(launch_file):
+def test_launch_arguments_override_the_params_file_only_when_given(launch_file):
+    """backend and use_sim_time reached the node with their defaults ("auto", false) after
+    the params file even when not given, so they always beat the user's file. Now each
+    defaults to "not given", and only the given ones follow the params file."""
+    overrides = launch_file.constants["OVERRIDES"]
+    assert overrides == {"backend": "model.backend", "use_sim_time": "use_sim_time"}
+    assert set(overrides.values()) - ROS_BUILTIN_PARAMETERS <= set(SPECS)
+    not_given = launch_file.constants["NOT_GIVEN"]
+    defaults = launch_file.declared_defaults()
+    for argument in overrides:
+        assert value_of(defaults[argument], launch_file.constants) == not_given == "", argument
+
+    # given_overrides() keeps the arguments whose value is not NOT_GIVEN.
+    given = launch_file.functions["given_overrides"]
+    assert calls(given, "perform"), "the arguments' values are read at launch time"
+    assert any(isinstance(node, ast.Compare) and isinstance(node.ops[0], ast.NotEq)
+               and ast.unparse(node.comparators[0]) == "NOT_GIVEN" for node in ast.walk(given))
+
+    # The node gets the params file first and then only what given_overrides() returned: the
+    # later parameters file wins, and nothing is set unconditionally.
     parameters = keyword(launch_file.node, "parameters")
     assert isinstance(parameters, ast.List)
-    overrides = [item for item in parameters.elts if isinstance(item, ast.Dict)]
-    assert overrides, "the backend and use_sim_time arguments reach the node"
-    names = {ast.literal_eval(key) for item in overrides for key in item.keys}
-    assert names == {"model.backend", "use_sim_time"}
-    assert names - ROS_BUILTIN_PARAMETERS <= set(SPECS)
+    first, *rest = parameters.elts
+    assert ast.unparse(first) == "LaunchConfiguration('params_file')"
+    assert len(rest) == 1 and isinstance(rest[0], ast.Starred), ast.unparse(parameters)
+    assert not any(isinstance(node, ast.Dict) for node in ast.walk(parameters))
+    builder = next(function for function in launch_file.functions.values()
+                   if launch_file.node in calls(function, "Node"))
+    assert calls(builder, "given_overrides")
+
+    # The node is built once the arguments are known: by an OpaqueFunction at launch time.
+    (opaque,) = calls(launch_file.function, "OpaqueFunction")
+    assert ast.unparse(keyword(opaque, "function")) == builder.name
 
 
 def install_prefix(prefix: Path) -> None:
@@ -218,8 +255,8 @@ def test_launch_description_loads(tmp_path, monkeypatch):
         pytest.skip("launch_ros is not installed (not on PyPI); the launch file is parsed "
                     "instead")
     from launch import LaunchContext, LaunchDescription
-    from launch.actions import DeclareLaunchArgument
-    from launch.utilities import perform_substitutions
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch.utilities import normalize_to_list_of_substitutions, perform_substitutions
     from launch_ros.actions import Node
 
     install_prefix(tmp_path)  # the launch file finds its params file through the ament index
@@ -234,11 +271,28 @@ def test_launch_description_loads(tmp_path, monkeypatch):
     arguments = [entity for entity in description.entities
                  if isinstance(entity, DeclareLaunchArgument)]
     assert {argument.name for argument in arguments} == LAUNCH_ARGUMENTS
-    nodes = [entity for entity in description.entities if isinstance(entity, Node)]
-    assert len(nodes) == 1
-    context = LaunchContext()
-    assert perform_substitutions(context, nodes[0].node_package) == package_name()
-    assert perform_substitutions(context, nodes[0].node_executable) in console_scripts()
+    assert len([entity for entity in description.entities
+                if isinstance(entity, OpaqueFunction)]) == 1
+
+    def context_with(**given: str) -> LaunchContext:
+        context = LaunchContext()
+        context.launch_configurations.update(given)
+        for argument in arguments:
+            argument.visit(context)  # the defaults of the arguments not given
+        return context
+
+    assert module.given_overrides(context_with()) == {}
+    given = context_with(backend="tensorrt", use_sim_time="true")
+    assert set(module.given_overrides(given)) == {"model.backend", "use_sim_time"}
+    assert set(module.given_overrides(context_with(use_sim_time="false"))) == {"use_sim_time"}
+    (node,) = module.densemtl_node(given)
+    assert isinstance(node, Node)
+
+    def text(substitutions) -> str:
+        return perform_substitutions(given, normalize_to_list_of_substitutions(substitutions))
+
+    assert text(node.node_package) == package_name()
+    assert text(node.node_executable) in console_scripts()
 
 
 # -- setup.py -----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from densemtl_core.runtime import BACKENDS
+from densemtl_ros.node import NODE_NAME, DenseMTLNode
 from densemtl_ros.parameters import (OUTPUTS, PARAMETERS, RELIABILITIES, RESOLUTIONS, SPECS,
                                      NodeSettings, check_parameters)
 
@@ -22,6 +23,8 @@ BOOLS = [spec for spec in PARAMETERS if type(spec.default) is bool]
 STRINGS = [spec for spec in PARAMETERS if type(spec.default) is str]
 CHOICES = [spec for spec in PARAMETERS if spec.choices]
 READ_ONLY = {spec.name for spec in PARAMETERS if spec.read_only}
+NODE_KEY = f"/**/{NODE_NAME}"
+"""The params file's top-level key: the node named densemtl in any namespace."""
 
 
 def ids(specs):
@@ -39,11 +42,15 @@ def flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
+def config_document() -> dict:
+    return yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+
+
 def config_values() -> dict:
-    document = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
-    assert list(document) == ["densemtl"], "the file configures the node named densemtl"
-    assert list(document["densemtl"]) == ["ros__parameters"]
-    return flatten(document["densemtl"]["ros__parameters"])
+    document = config_document()
+    assert list(document) == [NODE_KEY], "the file configures the node named densemtl"
+    assert list(document[NODE_KEY]) == ["ros__parameters"]
+    return flatten(document[NODE_KEY]["ros__parameters"])
 
 
 # -- the table itself ---------------------------------------------------------------------------
@@ -281,7 +288,7 @@ def test_settings_follow_publish_switches():
     assert settings.publish == frozenset(OUTPUTS) - {"points", "edges"}
 
 
-_KEY = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][\w]*):(?P<value>[^#]*)(?P<comment>#.*)?$")
+_KEY = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_/*][\w/*]*):(?P<value>[^#]*)(?P<comment>#.*)?$")
 
 
 def start_markers() -> dict[str, bool]:
@@ -307,7 +314,7 @@ def start_markers() -> dict[str, bool]:
         stack.append((indent, match["key"]))
         if match["value"].strip():  # a leaf
             path = [key for _, key in stack]
-            assert path[:2] == ["densemtl", "ros__parameters"], path
+            assert path[:2] == [NODE_KEY, "ros__parameters"], path
             comment = " ".join(pending + [match["comment"] or ""])
             marked[".".join(path[2:])] = "[start]" in comment
         pending = []
@@ -318,3 +325,36 @@ def test_config_start_markers_are_the_read_only_parameters():
     marked = start_markers()
     assert set(marked) == set(SPECS)
     assert {name for name, start in marked.items() if start} == READ_ONLY
+
+
+# -- the params file on a real node in a namespace ----------------------------------------------
+
+def test_params_file_applies_in_a_namespace_and_launch_overrides_win(ros, tmp_path):
+    """A user's copy of config/densemtl.yaml must reach the node under a namespace (keyed plain
+    ``densemtl:`` it was silently ignored with ``namespace:=perception``), and a launch
+    argument that is given must beat the file. The command line is the one launch_ros builds
+    for ``namespace:=perception use_sim_time:=true``: the params file, then the given overrides
+    in a file keyed by the node's full name (launch_ros writes a parameter dict that way)."""
+    document = config_document()
+    (key,) = document  # whatever the shipped file is keyed by
+    values = document[key]["ros__parameters"]
+    values["points"]["stride"] = 7
+    values["model"]["backend"] = "onnxruntime"
+    values["use_sim_time"] = False
+    params_file = tmp_path / "densemtl.yaml"
+    params_file.write_text(yaml.safe_dump(document), encoding="utf-8")
+    overrides_file = tmp_path / "overrides.yaml"
+    overrides_file.write_text(yaml.safe_dump(
+        {f"/perception/{NODE_NAME}": {"ros__parameters": {"use_sim_time": True}}}),
+        encoding="utf-8")
+    node = DenseMTLNode(cli_args=["--ros-args", "-r", f"__node:={NODE_NAME}",
+                                  "-r", "__ns:=/perception", "--params-file", str(params_file),
+                                  "--params-file", str(overrides_file)])
+    try:
+        assert node.get_fully_qualified_name() == "/perception/densemtl"
+        assert node.settings.points_stride == 7, "the params file was not applied"
+        assert node.settings.backend == "onnxruntime"
+        assert node.get_parameter("points.stride").value == 7
+        assert node.get_parameter("use_sim_time").value is True, "the given override lost"
+    finally:
+        node.destroy_node()
