@@ -8,7 +8,7 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 PACKAGE = "densemtl_ros"
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parent  # the source folder, also when run through a symlink
 
 
 def tree(folder: str) -> list[str]:

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from densemtl_ros.resources import dds_profile
 from densemtl_ros.telemetry import STAGES
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -44,7 +45,6 @@ WARM_UP_SECONDS = 3.0
 SLOW_RATE_HZ = 15.0
 SLOW_SECONDS = 21.0
 """Long enough that the node's latency window (its latest 300 frames) holds only these."""
-DDS_PROFILE = REPOSITORY / "config" / "fastdds_large_images.xml"
 
 
 def _frames(count: int = 4) -> list[np.ndarray]:
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                              "fastdds_large_images.xml")
     args = parser.parse_args(argv)
     if not args.no_dds_profile:
-        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(DDS_PROFILE)
+        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(dds_profile())
     os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     outputs = [name.strip() for name in args.outputs.split(",") if name.strip()]
@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
                    for phase in ("stages_under_load_ms", "stages_steady_ms")
                    for quantile in ("p50", "p95")]
         print(f"  {stage:<12}" + "".join(f"{figure:9.2f}" for figure in figures))
-    print(f"DDS profile: {'Fast DDS defaults' if args.no_dds_profile else DDS_PROFILE.name}")
+    print(f"DDS profile: {'Fast DDS defaults' if args.no_dds_profile else dds_profile().name}")
     if args.json:
         args.json.write_text(json.dumps({"format_version": JSON_FORMAT_VERSION,
                                          "frame_size": CAMERA_SIZE, "outputs": outputs,

@@ -32,9 +32,8 @@ from .bags import BagMessage, BagReader, header_stamp_ns
 from .diagnostics import STATUS_NAME
 from .encodings import message_to_array
 from .published import PublishedMaps
+from .resources import dds_profile
 
-REPOSITORY = Path(__file__).resolve().parents[1]
-DDS_PROFILE = REPOSITORY / "config" / "fastdds_large_images.xml"
 RECORDED_OUTPUTS = {"segmentation": "segmentation", "depth": "depth", "normals": "normals",
                     "edges": "edges"}
 """PublishedMaps field -> the node's output topic (under its name)."""
@@ -239,7 +238,7 @@ class NodeProcess:
             text = str(value).lower() if isinstance(value, bool) else str(value)
             command += ["-p", f"{name}:={text}"]
         environment = dict(os.environ)
-        environment.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(DDS_PROFILE))
+        environment.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(dds_profile()))
         self._log = open(log_path, "w") if log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(command, env=environment, stdout=self._log,
                                         stderr=subprocess.STDOUT)

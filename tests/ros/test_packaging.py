@@ -5,7 +5,10 @@ The launch file is read with ``ast`` (``launch``/``launch_ros`` are not on PyPI)
 """
 import ast
 import importlib.util
+import os
 import shutil
+import subprocess
+import sys
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
@@ -21,6 +24,10 @@ PACKAGE_XML = REPO / "package.xml"
 LAUNCH_ARGUMENTS = {"camera", "image_topic", "params_file", "backend", "namespace",
                     "use_sim_time", "dds_profile"}
 ROS_BUILTIN_PARAMETERS = {"use_sim_time"}
+DISTRIBUTION = ("setup.py", "setup.cfg", "README.md", "package.xml", "resource", "launch",
+                "config", "densemtl_core", "densemtl_ros")
+"""What setup.py builds the package from (copied before a build, so the tree stays as it is)."""
+COLCON = shutil.which("colcon")
 
 
 def parse(path: Path) -> ast.Module:
@@ -344,3 +351,100 @@ def test_package_xml():
     for required in ("version", "description", "maintainer", "license"):
         assert (root.findtext(required) or "").strip(), required
     assert root.find("maintainer").get("email")
+
+
+# -- installed by colcon or pip -----------------------------------------------------------------
+
+def copy_distribution(target: Path) -> Path:
+    for name in DISTRIBUTION:
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, target / name,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, target / name)
+    return target
+
+
+LOCATE = ("import densemtl_ros\n"
+          "from densemtl_ros.resources import config_file, dds_profile\n"
+          "print(densemtl_ros.__file__)\n"
+          "print(dds_profile())\n"
+          "print(config_file('densemtl.yaml'))\n")
+"""Run in the installed copy: where the package is, then where it finds its config files."""
+
+
+def located(command: list[str], cwd: Path, **environment: str) -> list[Path]:
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("AMENT_PREFIX_PATH", "PYTHONPATH")}
+    result = subprocess.run(command, cwd=cwd, env={**env, **environment}, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return [Path(line) for line in result.stdout.splitlines()]
+
+
+def assert_installed_config(paths: list[Path], share: Path) -> None:
+    module, profile, params = paths
+    assert REPO not in module.resolve().parents, f"imported the source tree: {module}"
+    assert profile.parent == params.parent == share / "config"
+    assert profile.read_bytes() == (REPO / "config" / "fastdds_large_images.xml").read_bytes()
+    assert params.read_bytes() == (REPO / "config" / "densemtl.yaml").read_bytes()
+
+
+def test_setup_py_runs_through_a_symlink(tmp_path):
+    """colcon build --symlink-install runs setup.py through a symlink in its build folder:
+    setup.py looked for README.md there and failed."""
+    for name in ("setup.py", "setup.cfg"):
+        (tmp_path / name).symlink_to(REPO / name)
+    result = subprocess.run([sys.executable, "setup.py", "--name", "--version"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [package_name(), package_xml().findtext("version")]
+
+
+def test_pip_installed_package_finds_its_config(tmp_path):
+    """Installed by pip, config/ is where pip put it (share/densemtl_ros of the prefix), not
+    next to the source tree the code came from (replay used <package>/../config)."""
+    prefix = tmp_path / "prefix"
+    # --ignore-installed: pip would otherwise uninstall the environment's own (editable) copy.
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+                    "--no-build-isolation", "--no-compile", "--ignore-installed",
+                    "--prefix", str(prefix), str(copy_distribution(tmp_path / "source"))],
+                   check=True, capture_output=True, timeout=300)
+    shutil.rmtree(tmp_path / "source")
+    (site_packages,) = prefix.glob("lib/python*/site-packages")
+    paths = located([sys.executable, "-c", LOCATE], cwd=tmp_path, PYTHONPATH=str(site_packages))
+    assert_installed_config(paths, prefix / "share" / package_name())
+
+
+@pytest.mark.skipif(COLCON is None, reason="colcon is not installed "
+                                            "(pip install colcon-common-extensions)")
+@pytest.mark.parametrize("options", [[], ["--symlink-install"]], ids=["install", "symlink"])
+def test_colcon_build_installs_the_package(tmp_path, options):
+    """A real colcon build of the package: the ament layout, the console script where ros2
+    run looks, and the config files found through the ament index."""
+    workspace = tmp_path / "ws"
+    copy_distribution(workspace / "src" / package_name())
+    result = subprocess.run([COLCON, "build", *options], cwd=workspace, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    install = workspace / "install" / package_name()
+    share = install / "share" / package_name()
+    for relative in ("package.xml", "launch/camera.launch.py", "config/densemtl.yaml",
+                     "config/fastdds_large_images.xml"):
+        assert (share / relative).is_file(), relative
+    assert (install / "share" / "ament_index" / "resource_index" / "packages" /
+            package_name()).is_file()
+    assert (install / "lib" / package_name() / "densemtl-node").is_file()
+    paths = located(["bash", "-c", 'source install/setup.bash && exec "$0" -c "$1"',
+                     sys.executable, LOCATE], cwd=workspace)
+    if options:  # symlinked: the code and config/ are the workspace's source folder itself
+        source = (workspace / "src" / package_name()).resolve()
+        module, profile, params = (path.resolve() for path in paths)
+        assert module == source / "densemtl_ros" / "__init__.py"
+        assert profile == source / "config" / "fastdds_large_images.xml"
+        assert params == source / "config" / "densemtl.yaml"
+        assert (share / "config" / "densemtl.yaml").resolve() == params
+    else:
+        assert_installed_config(paths, share)
+
