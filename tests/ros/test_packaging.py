@@ -6,6 +6,7 @@ The launch file is read with ``ast`` (``launch``/``launch_ros`` are not on PyPI)
 import ast
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,10 +25,32 @@ PACKAGE_XML = REPO / "package.xml"
 LAUNCH_ARGUMENTS = {"camera", "image_topic", "params_file", "backend", "namespace",
                     "use_sim_time", "dds_profile"}
 ROS_BUILTIN_PARAMETERS = {"use_sim_time"}
+DEPENDENCY_TAGS = ("depend", "build_depend", "build_export_depend", "buildtool_depend",
+                   "buildtool_export_depend", "exec_depend", "test_depend", "doc_depend")
+
+# What `rosdep install --from-paths src` resolves each key of package.xml to, checked against
+# ros/rosdistro. A key added to package.xml is looked up there first, then added here.
+ROS_PACKAGES = {
+    # package -> its repository in <distro>/distribution.yaml (Humble to Rolling)
+    "ament_index_python": "ament_index", "builtin_interfaces": "rcl_interfaces",
+    "cv_bridge": "vision_opencv", "diagnostic_msgs": "common_interfaces", "launch": "launch",
+    "launch_ros": "launch_ros", "launch_testing": "launch", "launch_testing_ros": "launch_ros",
+    "rcl_interfaces": "rcl_interfaces", "rclpy": "rclpy", "sensor_msgs": "common_interfaces",
+    "sensor_msgs_py": "common_interfaces", "std_msgs": "common_interfaces",
+}
+PYTHON_KEYS = {
+    # PyPI distribution -> its key in rosdep/python.yaml (a "-pip" key is installed with pip)
+    "numpy": "python3-numpy", "opencv-python-headless": "python3-opencv",
+    "PyYAML": "python3-yaml", "Pillow": "python3-pil", "tqdm": "python3-tqdm",
+    "torch": "python3-torch", "onnxruntime": "python3-onnxruntime-pip",
+    "rosbags": "python3-rosbags-pip", "pytest": "python3-pytest",
+}
 DISTRIBUTION = ("setup.py", "setup.cfg", "README.md", "package.xml", "resource", "launch",
                 "config", "densemtl_core", "densemtl_ros")
 """What setup.py builds the package from (copied before a build, so the tree stays as it is)."""
 COLCON = shutil.which("colcon")
+WITHOUT_ROSDEP_KEY = {"safetensors", "onnx"}
+"""No key in rosdep/python.yaml (python3-safetensors does not exist): installed with pip."""
 
 
 def parse(path: Path) -> ast.Module:
@@ -343,7 +366,7 @@ def test_package_xml():
     assert root.tag == "package"
     assert root.get("format") == "3"
     assert root.findtext("name") == "densemtl_ros"
-    assert [element.text for element in root.findall("buildtool_depend")] == ["ament_python"]
+    assert root.findall("buildtool_depend") == [], "ament_python is the build type"
     exec_depends = {element.text for element in root.findall("exec_depend")}
     assert {"rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs", "cv_bridge",
             "sensor_msgs_py", "python3-numpy", "python3-opencv", "launch_ros"} <= exec_depends
@@ -351,6 +374,44 @@ def test_package_xml():
     for required in ("version", "description", "maintainer", "license"):
         assert (root.findtext(required) or "").strip(), required
     assert root.find("maintainer").get("email")
+
+
+def dependencies() -> dict[str, list[str]]:
+    """package.xml's dependency keys by tag."""
+    root = package_xml()
+    return {tag: [element.text.strip() for element in root.findall(tag)]
+            for tag in DEPENDENCY_TAGS}
+
+
+def requirement_names(requirements: list[str]) -> list[str]:
+    return [re.match(r"[A-Za-z0-9._-]+", requirement).group(0) for requirement in requirements]
+
+
+def test_every_rosdep_key_resolves():
+    """`rosdep install --from-paths src` failed on `ament_python` (a build type, declared as a
+    buildtool_depend) and `python3-safetensors` (no such key)."""
+    declared = [key for keys in dependencies().values() for key in keys]
+    assert "ament_python" not in declared, "ament_python is <export><build_type>, not a key"
+    known = set(ROS_PACKAGES) | set(PYTHON_KEYS.values())
+    unknown = sorted(set(declared) - known)
+    assert not unknown, f"not a ROS package or rosdep key (see ros/rosdistro): {unknown}"
+    assert len(declared) == len(set(declared)), "a key declared twice"
+
+
+def test_python_requirements_have_their_rosdep_keys():
+    """Each Python requirement of setup.py is declared in package.xml under its rosdep key
+    (pip-only keys too), except those rosdep has no key for; no key is left without one."""
+    declared = dependencies()
+    runtime = requirement_names(setup_keyword("install_requires"))
+    extras = setup_keyword("extras_require")
+    wanted = {"exec_depend": runtime + requirement_names(extras["torch"]),
+              "test_depend": requirement_names(extras["test"])}
+    for tag, names in wanted.items():
+        keys = {PYTHON_KEYS[name] for name in names if name not in WITHOUT_ROSDEP_KEY}
+        python_keys = {key for key in declared[tag] if key.startswith("python3-")}
+        assert python_keys == keys, (f"{tag}: missing {sorted(keys - python_keys)}, "
+                                     f"not required by setup.py {sorted(python_keys - keys)}")
+    assert set(runtime) >= WITHOUT_ROSDEP_KEY
 
 
 # -- installed by colcon or pip -----------------------------------------------------------------
