@@ -27,29 +27,59 @@ import cv2
 import numpy as np
 from PIL import Image as PILImage
 
-SUPPORTED_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16")
-"""The camera encodings :func:`image_to_rgb` accepts."""
 
-_LAYOUTS: dict[str, tuple[str, int]] = {
-    "rgb8": ("u1", 3), "bgr8": ("u1", 3), "rgba8": ("u1", 4), "bgra8": ("u1", 4),
-    "mono8": ("u1", 1), "mono16": ("u2", 1),
-    "8UC1": ("u1", 1), "8UC3": ("u1", 3), "16UC1": ("u2", 1),
-    "32FC1": ("f4", 1), "32FC3": ("f4", 3),
+class _Layout(NamedTuple):
+    """How an encoding stores its pixels."""
+
+    kind: str  # numpy dtype code of one channel (byte order from is_bigendian)
+    channels: int  # channels stored per pixel
+    block_width: int = 1  # pixels stored together in a row (4:2:2 YUV: a pair sharing U, V)
+
+
+_LAYOUTS: dict[str, _Layout] = {
+    "rgb8": _Layout("u1", 3), "bgr8": _Layout("u1", 3), "rgba8": _Layout("u1", 4),
+    "bgra8": _Layout("u1", 4), "mono8": _Layout("u1", 1), "mono16": _Layout("u2", 1),
+    "8UC1": _Layout("u1", 1), "8UC3": _Layout("u1", 3), "16UC1": _Layout("u2", 1),
+    "32FC1": _Layout("f4", 1), "32FC3": _Layout("f4", 3),
+    # 4:2:2 packed YUV, two bytes a pixel. sensor_msgs/image_encodings.hpp names UYVY "uyvy"
+    # (formerly "yuv422") and YUYV "yuyv" (formerly "yuv422_yuy2").
+    **dict.fromkeys(("uyvy", "yuv422", "yuyv", "yuv422_yuy2"), _Layout("u1", 2, 2)),
+    **{f"bayer_{pattern}{bits}": _Layout(kind, 1)
+       for pattern in ("rggb", "bggr", "gbrg", "grbg") for bits, kind in ((8, "u1"), (16, "u2"))},
 }
-"""Encoding -> (channel dtype, channels)."""
+"""Encoding -> how its pixels are stored."""
 
-ARRAY_ENCODINGS = tuple(_LAYOUTS)
+ARRAY_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16", "8UC1", "8UC3", "16UC1",
+                   "32FC1", "32FC3")
 """The encodings :func:`message_to_array` reads and :func:`image_fields` writes."""
 
-_TO_RGB = {"bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB,
-           "bgra8": cv2.COLOR_BGRA2RGB, "mono8": cv2.COLOR_GRAY2RGB,
-           "mono16": cv2.COLOR_GRAY2RGB}
-"""The OpenCV conversion that finishes each non-rgb8 encoding (mono16 once reduced to 8 bits)."""
+_BAYER_TO_RGB = {"rggb": cv2.COLOR_BayerBG2RGB, "bggr": cv2.COLOR_BayerRG2RGB,
+                 "gbrg": cv2.COLOR_BayerGR2RGB, "grbg": cv2.COLOR_BayerGB2RGB}
+"""ROS names a Bayer pattern by its top-left 2x2 block read row by row (rggb: R G over G B),
+OpenCV by the second and third pixels of its second row (so ROS's rggb is OpenCV's BG)."""
+
+_TO_RGB: dict[str, int | None] = {
+    "rgb8": None, "bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB,
+    "bgra8": cv2.COLOR_BGRA2RGB, "mono8": cv2.COLOR_GRAY2RGB, "mono16": cv2.COLOR_GRAY2RGB,
+    "uyvy": cv2.COLOR_YUV2RGB_UYVY, "yuv422": cv2.COLOR_YUV2RGB_UYVY,
+    "yuyv": cv2.COLOR_YUV2RGB_YUYV, "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUYV,
+    **{f"bayer_{pattern}{bits}": code for pattern, code in _BAYER_TO_RGB.items()
+       for bits in (8, 16)},
+}
+"""Camera encoding -> the OpenCV conversion that makes it RGB (None: it is), applied once
+16-bit samples are reduced to 8 bits. YUV is converted as BT.601 video range (Y 16..235),
+what V4L2 cameras send; Bayer is demosaiced bilinearly."""
+
+SUPPORTED_ENCODINGS = tuple(_TO_RGB)
+"""The camera encodings :func:`image_to_rgb` accepts."""
 
 _DECODED_TO_RGB = {1: cv2.COLOR_GRAY2RGB, 3: cv2.COLOR_BGR2RGB, 4: cv2.COLOR_BGRA2RGB}
 """cv2.imdecode's channel count -> the conversion to RGB (OpenCV decodes colour as BGR)."""
 
 _COMPRESSED_FORMATS = ("JPEG", "PNG")
+
+_DETAIL_CHARACTERS = 32
+"""The most of an input's string kept as an error's ``detail``."""
 
 _COMPRESSED_WRITERS = {"jpeg": ".jpg", "png": ".png"}
 """compress_rgb's formats -> the file extension that selects OpenCV's encoder."""
@@ -74,12 +104,15 @@ class CompressedImageMessage(Protocol):
 
 
 class ImageConversionError(ValueError):
-    """A message or array that cannot be converted; the text says exactly why, ``kind`` names
-    the problem in a few words (a key for counting refusals, e.g. "truncated data")."""
+    """A message or array that cannot be converted; the text says exactly why. ``kind`` names
+    the class of problem in a few fixed words (a key for counting and throttling refusals, e.g.
+    "truncated data"), ``detail`` the input's value that varies within it (e.g. the unsupported
+    encoding's name), so that varied bad input cannot multiply the keys."""
 
-    def __init__(self, text: str, *, kind: str) -> None:
+    def __init__(self, text: str, *, kind: str, detail: str | None = None) -> None:
         super().__init__(text)
         self.kind = kind
+        self.detail = detail
 
 
 # ---------------------------------------------------------------------------------------------
@@ -95,22 +128,24 @@ def check_image(msg: ImageMessage, *, max_pixels: int) -> None:
 def image_to_rgb(msg: ImageMessage, *, max_pixels: int, mono16_bits: int = 16) -> np.ndarray:
     """A camera image as a C-contiguous HxWx3 uint8 RGB array (the predictor's input).
 
-    mono8 is replicated to three channels; mono16 keeps bits ``mono16_bits - 8`` to
-    ``mono16_bits - 1`` (12 for a 12-bit camera), brighter values clip to 255; alpha is
-    dropped. An unpadded rgb8 message is returned without a copy: the array shares memory with
-    ``msg.data`` (writable for rclpy's ``array.array``, read-only for a deserialized rosbags
-    message).
+    16-bit samples (mono16, 16-bit Bayer) keep bits ``mono16_bits - 8`` to ``mono16_bits - 1``
+    (12 for a 12-bit camera), brighter values clip to 255; then the encoding's OpenCV
+    conversion makes RGB (see ``_TO_RGB``): mono is replicated to three channels, alpha
+    dropped, YUV converted, Bayer demosaiced. An unpadded rgb8 message is returned without a
+    copy: the array shares memory with ``msg.data`` (writable for rclpy's ``array.array``,
+    read-only for a deserialized rosbags message).
     """
     if not 8 <= mono16_bits <= 16:
         raise ImageConversionError(f"mono16_bits must be in 8..16, got {mono16_bits}",
                                    kind="bad argument")
     dtype, channels = _checked_layout(msg, SUPPORTED_ENCODINGS, max_pixels)
     pixels = _decode(msg, dtype, channels)
-    if msg.encoding == "rgb8":
-        return np.ascontiguousarray(pixels)
-    if msg.encoding == "mono16":
+    if dtype.itemsize == 2:
         pixels = _to_8bit(pixels, mono16_bits)
-    return cv2.cvtColor(pixels, _TO_RGB[msg.encoding])
+    conversion = _TO_RGB[msg.encoding]
+    if conversion is None:
+        return np.ascontiguousarray(pixels)
+    return cv2.cvtColor(pixels, conversion)
 
 
 def compressed_to_rgb(msg: CompressedImageMessage, *, max_pixels: int) -> np.ndarray:
@@ -159,15 +194,19 @@ def _checked_layout(msg: ImageMessage, accepted: tuple[str, ...], max_pixels: in
                     ) -> tuple[np.dtype, int]:
     """(channel dtype in the message's byte order, channels) of a message whose header fields
     describe pixels that are all present; checked before any pixel is touched."""
-    kind, channels = _layout(msg.encoding, accepted)
-    dtype = np.dtype(kind).newbyteorder(">" if msg.is_bigendian else "<")
+    layout = _layout(msg.encoding, accepted)
+    dtype = np.dtype(layout.kind).newbyteorder(">" if msg.is_bigendian else "<")
     height, width = msg.height, msg.width
     if height == 0 or width == 0:
         raise ImageConversionError(f"empty {msg.encoding} image: height {height}, width {width}",
                                    kind="empty image")
     if max_pixels is not None:
         _check_pixel_count(f"{msg.encoding} image", height, width, max_pixels)
-    pixel_bytes = channels * dtype.itemsize
+    if width % layout.block_width:
+        raise ImageConversionError(
+            f"{msg.encoding} stores pixels in groups of {layout.block_width}: width {width} is "
+            f"not a multiple of {layout.block_width}", kind="width not a whole pixel group")
+    pixel_bytes = layout.channels * dtype.itemsize
     if msg.step < width * pixel_bytes:
         raise ImageConversionError(
             f"step {msg.step} is less than width {width} x {pixel_bytes} bytes per "
@@ -178,15 +217,15 @@ def _checked_layout(msg: ImageMessage, accepted: tuple[str, ...], max_pixels: in
             f"truncated {msg.encoding} image: data has {present} bytes, step {msg.step} x "
             f"height {height} needs {needed} ({needed - present} missing)",
             kind="truncated data")
-    return dtype, channels
+    return dtype, layout.channels
 
 
-def _layout(encoding: str, accepted: tuple[str, ...]) -> tuple[str, int]:
-    """(channel dtype code, channels) of ``encoding``, refused unless it is ``accepted``."""
+def _layout(encoding: str, accepted: tuple[str, ...]) -> _Layout:
+    """How ``encoding`` stores its pixels, refused unless it is ``accepted``."""
     if encoding not in accepted:
         raise ImageConversionError(
             f"unsupported encoding {encoding!r}; supported: {', '.join(accepted)}",
-            kind=f"unsupported encoding {encoding[:32]}")
+            kind="unsupported encoding", detail=encoding[:_DETAIL_CHARACTERS])
     return _LAYOUTS[encoding]
 
 
@@ -215,19 +254,23 @@ def _decode(msg: ImageMessage, dtype: np.dtype, channels: int) -> np.ndarray:
     native_order = bool(msg.is_bigendian) == (sys.byteorder == "big")
     if bridge is None or not native_order or msg.step % (channels * dtype.itemsize):
         return _pixel_view(msg, dtype, channels)
-    decoded = bridge.imgmsg_to_cv2(msg, desired_encoding="passthrough")
+    converter, refusal = bridge
+    try:
+        decoded = converter.imgmsg_to_cv2(msg, desired_encoding="passthrough")
+    except refusal:  # an encoding older cv_bridge releases do not know ("uyvy", "yuyv")
+        return _pixel_view(msg, dtype, channels)
     return decoded.reshape(msg.height, msg.width, channels)
 
 
 @functools.lru_cache(maxsize=1)
-def _cv_bridge() -> Any:
-    """A CvBridge when cv_bridge is installed (ROS installations), else None; imported on first
-    use, so importing this module never pulls in ROS."""
+def _cv_bridge() -> tuple[Any, type[Exception]] | None:
+    """(a CvBridge, the error it raises) when cv_bridge is installed (ROS installations), else
+    None; imported on first use, so importing this module never pulls in ROS."""
     try:
-        from cv_bridge import CvBridge
+        from cv_bridge import CvBridge, CvBridgeError
     except ImportError:
         return None
-    return CvBridge()
+    return CvBridge(), CvBridgeError
 
 
 def _to_8bit(pixels: np.ndarray, bits: int) -> np.ndarray:
@@ -280,8 +323,8 @@ def image_fields(pixels: np.ndarray, encoding: str) -> ImageFields:
 
     Contiguous little-endian pixels are not copied, so builders copy exactly once.
     """
-    kind, channels = _layout(encoding, ARRAY_ENCODINGS)
-    dtype = np.dtype(kind).newbyteorder("<")
+    layout = _layout(encoding, ARRAY_ENCODINGS)
+    channels, dtype = layout.channels, np.dtype(layout.kind).newbyteorder("<")
     shape_ok = pixels.ndim == 2 if channels == 1 else (
         pixels.ndim == 3 and pixels.shape[2] == channels)
     if not shape_ok or pixels.dtype.newbyteorder("=") != dtype.newbyteorder("="):

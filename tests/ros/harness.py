@@ -38,6 +38,29 @@ def image_message(pixels: np.ndarray, encoding: str, header: Header) -> Image:
                  step=pixels.strides[0], data=pixels.tobytes())
 
 
+YUV422_BYTE_ORDER = {"uyvy": "U0V1", "yuv422": "U0V1", "yuyv": "0U1V", "yuv422_yuy2": "0U1V"}
+"""Each 4:2:2 encoding's bytes for a pixel pair, 0 and 1 being the pixels' Y
+(sensor_msgs/image_encodings.hpp: "yuv422" is UYVY, "yuv422_yuy2" is YUYV)."""
+
+
+def packed_yuv422(y: np.ndarray, u: np.ndarray, v: np.ndarray, encoding: str) -> np.ndarray:
+    """HxWx2 bytes of a 4:2:2 ``encoding`` holding luma ``y`` (HxW) and chroma ``u``, ``v``
+    (one per pixel pair: HxW/2)."""
+    parts = {"0": y[:, 0::2], "1": y[:, 1::2], "U": u, "V": v}
+    pairs = np.stack([parts[name] for name in YUV422_BYTE_ORDER[encoding]], axis=-1)
+    return pairs.astype(np.uint8).reshape(y.shape[0], y.shape[1], 2)
+
+
+def bayer_mosaic(rgb: np.ndarray, pattern: str) -> np.ndarray:
+    """The HxW samples a Bayer sensor with ``pattern`` (its top-left 2x2 block read row by
+    row, e.g. "rggb") takes of ``rgb``."""
+    mosaic = np.empty(rgb.shape[:2], rgb.dtype)
+    for index, colour in enumerate(pattern):
+        row, column = divmod(index, 2)
+        mosaic[row::2, column::2] = rgb[row::2, column::2, "rgb".index(colour)]
+    return mosaic
+
+
 def camera_info(header: Header, height: int, width: int, focal: float = 100.0) -> CameraInfo:
     info = CameraInfo(header=header, height=height, width=width, distortion_model="plumb_bob")
     info.d = [0.0] * 5

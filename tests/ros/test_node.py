@@ -9,13 +9,14 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 
 from densemtl_core.data.synthetic import render_scene
-from densemtl_ros.conversions import message_to_array
+from densemtl_ros.conversions import image_to_rgb, message_to_array
 from densemtl_ros.diagnostics import STATUS_NAME
 from densemtl_ros.node import DenseMTLNode, StartupError
 from densemtl_ros.outputs import OUTPUT_SPECS
 from densemtl_ros.pointcloud import read_points
-from tests.ros.harness import (Spinner, TestCamera, camera_info, exchange, fresh_header,
-                               image_message, stamp_key, wait_for)
+from tests.ros.harness import (YUV422_BYTE_ORDER, Spinner, TestCamera, bayer_mosaic,
+                               camera_info, exchange, fresh_header, image_message,
+                               packed_yuv422, stamp_key, wait_for)
 
 ALL_OUTPUTS = tuple(OUTPUT_SPECS)
 
@@ -64,7 +65,8 @@ def _scene(height: int, width: int, seed: int = 5) -> np.ndarray:
 
 
 def _as_encoding(rgb: np.ndarray, encoding: str) -> tuple[np.ndarray, np.ndarray]:
-    """(pixels in ``encoding``, the RGB image the node should see)."""
+    """(pixels in ``encoding``, the RGB image the node should see; for YUV and Bayer that of
+    ``image_to_rgb``, which tests/ros/test_encodings.py checks against known pixels)."""
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     alpha = np.full(rgb.shape[:2] + (1,), 200, np.uint8)
     if encoding == "mono8":
@@ -72,9 +74,20 @@ def _as_encoding(rgb: np.ndarray, encoding: str) -> tuple[np.ndarray, np.ndarray
     if encoding == "mono16":
         wide = grey.astype(np.uint16) << 8 | 0x5A  # low byte must not matter
         return wide, np.dstack([grey] * 3)
+    if encoding in YUV422_BYTE_ORDER:
+        pixels = packed_yuv422(grey, rgb[:, 0::2, 2], rgb[:, 1::2, 0], encoding)
+        return pixels, _decoded(pixels, encoding)
+    if encoding.startswith("bayer_"):
+        wide = rgb.astype(np.uint16) << 8 | 0x5A if encoding.endswith("16") else rgb
+        pixels = bayer_mosaic(wide, encoding[len("bayer_"):len("bayer_rggb")])
+        return pixels, _decoded(pixels, encoding)
     pixels = {"rgb8": rgb, "bgr8": rgb[..., ::-1], "rgba8": np.dstack([rgb, alpha]),
               "bgra8": np.dstack([rgb[..., ::-1], alpha])}[encoding]
     return pixels, rgb
+
+
+def _decoded(pixels: np.ndarray, encoding: str) -> np.ndarray:
+    return image_to_rgb(image_message(pixels, encoding, fresh_header()), max_pixels=pixels.size)
 
 
 def _check_header(outputs: dict, frame_id: str, key) -> None:
@@ -85,7 +98,10 @@ def _check_header(outputs: dict, frame_id: str, key) -> None:
 
 @pytest.mark.parametrize("encoding,size", [("rgb8", (120, 160)), ("bgr8", (97, 131)),
                                            ("rgba8", (64, 80)), ("bgra8", (120, 160)),
-                                           ("mono8", (75, 99)), ("mono16", (120, 160))])
+                                           ("mono8", (75, 99)), ("mono16", (120, 160)),
+                                           ("yuv422", (97, 130)), ("yuyv", (64, 80)),
+                                           ("bayer_rggb8", (75, 99)),
+                                           ("bayer_gbrg16", (120, 160))])
 def test_every_output_for_every_encoding(system, encoding, size):
     node, camera = system
     pixels, expected_rgb = _as_encoding(_scene(*size), encoding)
@@ -194,7 +210,9 @@ def test_disabled_outputs_are_not_published(system, set_parameters):
 
 
 BAD_FRAMES = {
-    "unsupported encoding": dict(encoding="yuv422", height=4, width=4, step=8, data=bytes(32)),
+    "unsupported encoding": dict(encoding="nv12", height=4, width=4, step=8, data=bytes(32)),
+    "odd width for pixel pairs": dict(encoding="yuyv", height=4, width=3, step=6,
+                                      data=bytes(24)),
     "step shorter than a row": dict(encoding="rgb8", height=4, width=4, step=6, data=bytes(24)),
     "truncated data": dict(encoding="rgb8", height=4, width=4, step=12, data=bytes(20)),
     "zero size": dict(encoding="rgb8", height=0, width=0, step=0, data=b""),
@@ -213,7 +231,7 @@ def test_bad_frames_are_refused_counted_and_the_node_goes_on(system):
             return node.telemetry.snapshot().refused > before
         wait_for(counted, 20, f"the {name} frame to be refused")
     reasons = node.telemetry.snapshot().refused_by_reason
-    assert any("yuv422" in reason for reason in reasons), reasons
+    assert "unsupported encoding" in reasons and "width not a whole pixel group" in reasons
     assert node.pipeline.alive
     outputs = exchange(camera, lambda header: image_message(_scene(64, 80), "rgb8", header),
                        ("segmentation", "depth"))
