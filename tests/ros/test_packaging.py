@@ -1,7 +1,9 @@
-"""The ament_python packaging: launch file, setup.py data files and package.xml agree.
+"""The ament_python packaging: launch file, setup.py data files and package.xml agree, every
+rosdep key resolves, and the package installs and finds its config files with colcon and pip.
 
 The launch file is read with ``ast`` (``launch``/``launch_ros`` are not on PyPI); where
-``launch_ros`` is installed it is also loaded and its description inspected.
+``launch_ros`` is installed it is also loaded and its description inspected. The colcon builds
+run where ``colcon`` is on PATH.
 """
 import ast
 import importlib.util
@@ -45,12 +47,12 @@ PYTHON_KEYS = {
     "torch": "python3-torch", "onnxruntime": "python3-onnxruntime-pip",
     "rosbags": "python3-rosbags-pip", "pytest": "python3-pytest",
 }
+WITHOUT_ROSDEP_KEY = {"safetensors", "onnx"}
+"""No key in rosdep/python.yaml (python3-safetensors does not exist): installed with pip."""
 DISTRIBUTION = ("setup.py", "setup.cfg", "README.md", "package.xml", "resource", "launch",
                 "config", "densemtl_core", "densemtl_ros")
 """What setup.py builds the package from (copied before a build, so the tree stays as it is)."""
 COLCON = shutil.which("colcon")
-WITHOUT_ROSDEP_KEY = {"safetensors", "onnx"}
-"""No key in rosdep/python.yaml (python3-safetensors does not exist): installed with pip."""
 
 
 def parse(path: Path) -> ast.Module:
