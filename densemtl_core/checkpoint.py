@@ -193,7 +193,8 @@ def load_training_state(checkpoint: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several unrelated types for a corrupt pickle
-        raise CheckpointError(f"{path} is not a readable training state: {error}") from error
+        reason = str(error).partition("\n")[0]  # torch's own text runs over many lines
+        raise CheckpointError(f"{path} is not a readable training state: {reason}") from error
 
 
 def _existing(path: str | Path) -> Path:

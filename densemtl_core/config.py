@@ -7,6 +7,7 @@ raw dict, so a typo in a YAML key fails at load time with the list of valid keys
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -130,6 +131,7 @@ class TrainConfig:
     batch_size: int = 8
     seed: int = 42
     val_every: int = 250
+    """Validate every N steps; 0: only at the end (a run always ends with a validation)."""
     log_every: int = 10
     amp: bool = True
     """Mixed precision; only ever used on CUDA."""
@@ -184,14 +186,19 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             return value
         raise ConfigError(f"{where}: expected true/false, got {value!r}")
     if annotation is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "3e-3" (no dot) as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads "3e-3" (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(number):  # no setting means anything at NaN or infinity
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if annotation is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -206,18 +213,30 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
+    unknown = sorted(str(key) for key in set(values) - names)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(names)}")
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in values.items()}
     return cls(**kwargs)
 
 
+def _parse_yaml(text: str, source: str) -> Any:
+    """``yaml.safe_load``; a syntax error becomes a one-line ConfigError naming ``source``."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        problem = getattr(error, "problem", None) or str(error)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"{source} is not valid YAML: {' '.join(problem.split())}{where}"
+                          ) from error
+
+
 def _parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like section.key=value")
     key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw)
+    return key.strip().split("."), _parse_yaml(raw, f"override {text!r}")
 
 
 def _set_nested(tree: dict[str, Any], path: list[str], value: Any) -> None:
@@ -241,23 +260,37 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
 
     A YAML file may name a ``base:`` file (relative to itself) whose values it overrides.
     """
-    values = _read_yaml_with_base(Path(path)) if path is not None else {}
+    values = _read_yaml_with_base(Path(path), ()) if path is not None else {}
     for override in overrides:
         _set_nested(values, *_parse_override(override))
     return config_from_dict(values)
 
 
-def _read_yaml_with_base(path: Path) -> dict[str, Any]:
+def _read_yaml_with_base(path: Path, extending: tuple[Path, ...]) -> dict[str, Any]:
+    """The values of ``path`` over those of its ``base:`` chain; ``extending`` lists the files
+    that named ``path`` as their base, so a chain that comes back to one of them is an error
+    rather than an endless recursion."""
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    with path.open("r", encoding="utf-8") as handle:
-        values = yaml.safe_load(handle) or {}
+    if path.resolve() in {p.resolve() for p in extending}:
+        chain = " -> ".join(str(p) for p in (*extending, path))
+        raise ConfigError(f"{extending[-1]}: base files form a cycle: {chain}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start})"
+                          ) from error
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from error
+    values = _parse_yaml(text, str(path)) or {}
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     base = values.pop("base", None)
     if base is None:
         return values
-    merged = _read_yaml_with_base(path.parent / base)
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: base must name a YAML file, got {base!r}")
+    merged = _read_yaml_with_base(path.parent / base, (*extending, path))
     _deep_update(merged, values)
     return merged
 
@@ -279,6 +312,20 @@ def config_to_dict(config: Any) -> dict[str, Any]:
             return {k: plain(v) for k, v in value.items()}
         return value
     return plain(dataclasses.asdict(config))
+
+
+def config_differences(first: Any, second: Any, prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """Dotted key -> (first value, second value) for every setting two configs of one type
+    disagree on, e.g. ``{"model.width": (0.5, 1.0)}``."""
+    differences: dict[str, tuple[Any, Any]] = {}
+    for item in dataclasses.fields(first):
+        key = f"{prefix}{item.name}"
+        mine, theirs = getattr(first, item.name), getattr(second, item.name)
+        if dataclasses.is_dataclass(mine):
+            differences.update(config_differences(mine, theirs, f"{key}."))
+        elif mine != theirs:
+            differences[key] = (mine, theirs)
+    return differences
 
 
 def validate(config: ExperimentConfig) -> None:
@@ -328,9 +375,25 @@ def validate(config: ExperimentConfig) -> None:
     stray = set(config.loss.task_weights) - set(TASK_NAMES)
     if stray:
         raise ConfigError(f"loss.task_weights names unknown task(s) {sorted(stray)}")
-    if config.optim.optimizer not in ("adamw", "adam", "sgd"):
+    _check_at_least(data, "data", 0, "num_workers")
+    optim = config.optim
+    if optim.optimizer not in ("adamw", "adam", "sgd"):
         raise ConfigError("optim.optimizer must be adamw, adam or sgd")
-    if config.optim.scheduler not in ("constant", "step", "poly", "cosine"):
+    if optim.scheduler not in ("constant", "step", "poly", "cosine"):
         raise ConfigError("optim.scheduler must be constant, step, poly or cosine")
-    if config.train.steps <= 0 or config.train.batch_size <= 0:
-        raise ConfigError("train.steps and train.batch_size must be positive")
+    _check_at_least(optim, "optim", 0, "lr", "backbone_lr", "weight_decay", "momentum",
+                    "warmup_steps", "grad_clip")
+    _check_at_least(optim, "optim", 1, "step_size")
+    if not all(0 <= beta < 1 for beta in optim.betas):
+        raise ConfigError(f"optim.betas must lie in [0, 1), got {list(optim.betas)}")
+    _check_at_least(config.train, "train", 1, "steps", "batch_size", "log_every", "threads")
+    _check_at_least(config.train, "train", 0, "val_every", "checkpoint_every")
+
+
+def _check_at_least(section: Any, name: str, minimum: int, *keys: str) -> None:
+    """Each of ``keys`` in ``section`` is None (where allowed) or at least ``minimum``; NaN
+    fails too, since every comparison with it is false."""
+    for key in keys:
+        value = getattr(section, key)
+        if value is not None and not value >= minimum:
+            raise ConfigError(f"{name}.{key} must be at least {minimum}, got {value!r}")

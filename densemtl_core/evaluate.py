@@ -20,7 +20,7 @@ from tqdm import tqdm
 from .checkpoint import CheckpointError, ModelMetadata, load_checkpoint
 from .config import ConfigError, ModelConfig
 from .data import build_dataset
-from .distributed import DistContext, all_reduce_sum_, resolve_device
+from .distributed import DeviceError, DistContext, all_reduce_sum_, resolve_device
 from .losses import resize_to_label
 from .metrics import MAIN_METRICS
 from .tasks import TASKS, decode_outputs
@@ -135,10 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    device = resolve_device(args.device)
     try:
+        device = resolve_device(args.device)
         model, metadata = load_checkpoint(args.checkpoint, device=device)
-    except CheckpointError as error:
+    except (DeviceError, CheckpointError) as error:
         print(f"densemtl-eval: {error}", file=sys.stderr)
         return 2
     data_cfg = metadata.config.data

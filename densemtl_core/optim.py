@@ -27,6 +27,23 @@ def build_optimizer(groups: dict[str, list[torch.nn.Parameter]], cfg: OptimConfi
     return optimizer_class(param_groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
 
 
+def check_state_shapes(optimizer: torch.optim.Optimizer) -> None:
+    """Raise ValueError when a loaded optimiser state holds a tensor shaped unlike its parameter.
+
+    ``Optimizer.load_state_dict`` checks only how many parameters each group has, so the state
+    of a network of another width loads without complaint and the first step fails deep inside
+    the update; checked right after loading, the mismatch is named instead.
+    """
+    for group in optimizer.param_groups:
+        for index, parameter in enumerate(group["params"]):
+            for name, value in optimizer.state.get(parameter, {}).items():
+                if torch.is_tensor(value) and value.dim() > 0 and value.shape != parameter.shape:
+                    raise ValueError(f"optimizer state {name!r} of parameter {index} in group "
+                                     f"{group.get('name', '?')!r} has shape "
+                                     f"{tuple(value.shape)}, the parameter "
+                                     f"{tuple(parameter.shape)}")
+
+
 def lr_factor(step: int, total_steps: int, cfg: OptimConfig) -> float:
     """Multiplier of the base learning rate at ``step`` (stepped once per iteration)."""
     if step < cfg.warmup_steps:

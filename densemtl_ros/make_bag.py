@@ -168,6 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BagError as error:
         print(f"densemtl-make-bag: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # the folder cannot be created or written (the bag is removed)
+        print(f"densemtl-make-bag: cannot write {args.out}: {error.strerror or error}",
+              file=sys.stderr)
+        return 2
     megabytes = sum(f.stat().st_size for f in path.iterdir()) / 1e6
     print(f"wrote {path}: {args.frames} frames of {args.size[0]}x{args.size[1]} at "
           f"{args.rate:g} Hz, {megabytes:.1f} MB ({args.storage})")

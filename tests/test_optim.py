@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from densemtl_core.config import OptimConfig
-from densemtl_core.optim import build_optimizer, build_scheduler, lr_factor
+from densemtl_core.optim import (build_optimizer, build_scheduler, check_state_shapes,
+                                 lr_factor)
 
 
 def _groups():
@@ -41,3 +42,26 @@ def test_scheduler_steps_the_optimizer_lr():
         optimizer.step()
         scheduler.step()
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+
+
+def _stepped(groups):
+    optimizer = build_optimizer(groups, OptimConfig())
+    for group in groups.values():
+        for parameter in group:
+            parameter.grad = torch.ones_like(parameter)
+    optimizer.step()
+    return optimizer
+
+
+def test_a_state_of_other_shapes_is_named_when_loaded():
+    """torch loads it (same number of tensors); the next step would fail inside AdamW."""
+    wider = {"backbone": [torch.nn.Parameter(torch.zeros(4))],
+             "heads": [torch.nn.Parameter(torch.zeros(3))]}
+    optimizer = build_optimizer(_groups(), OptimConfig())
+    optimizer.load_state_dict(_stepped(wider).state_dict())
+    with pytest.raises(ValueError, match=r"optimizer state 'exp_avg' of parameter 0 in group "
+                                         r"'backbone' has shape \(4,\), the parameter \(2,\)"):
+        check_state_shapes(optimizer)
+    same = build_optimizer(_groups(), OptimConfig())
+    same.load_state_dict(_stepped(_groups()).state_dict())
+    check_state_shapes(same)

@@ -103,6 +103,13 @@ def test_the_command_line_writes_a_bag_and_refuses_to_overwrite_it(tmp_path):
                                    f"overwritten"
 
 
+def test_an_unwritable_output_is_one_line(tmp_path, capsys):
+    (tmp_path / "a-file").write_text("")
+    out = tmp_path / "a-file" / "sample"
+    assert main(["--out", str(out), "--frames", "1", "--size", "12x16"]) == 2
+    assert capsys.readouterr().err == f"densemtl-make-bag: cannot write {out}: Not a directory\n"
+
+
 @pytest.mark.parametrize("args, message", [
     (["--size", "240by320"], "argument --size: expected HEIGHTxWIDTH in pixels, e.g. 240x320, "
                              "got '240by320'"),
