@@ -34,6 +34,18 @@ def _milliseconds(seconds: float) -> str:
     return f"{seconds * 1e3:.2f}"
 
 
+def _by_reason(what: str, counts: Mapping[str, int],
+               details: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
+    """A count per reason, and the latest details of each, under keys that do not vary with
+    the input (the details are the value)."""
+    values = {}
+    for reason, count in sorted(counts.items()):
+        values[f"{what}: {reason}"] = str(count)
+        if details.get(reason):
+            values[f"{what}: {reason}: latest"] = " | ".join(details[reason])
+    return values
+
+
 class DiagnosticsReporter:
     """Builds successive reports; remembers the previous one to report what changed."""
 
@@ -60,8 +72,8 @@ class DiagnosticsReporter:
         for stage, (p50, p95) in snapshot.latency.items():
             values[f"{stage} p50 (ms)"] = _milliseconds(p50)
             values[f"{stage} p95 (ms)"] = _milliseconds(p95)
-        for reason, count in sorted(snapshot.refused_by_reason.items()):
-            values[f"refused: {reason}"] = str(count)
+        values.update(_by_reason("refused", snapshot.refused_by_reason,
+                                 snapshot.refused_details))
         values.update(self._static)
         status = DiagnosticStatus(
             level=level, name=STATUS_NAME, message=message, hardware_id=self._hardware_id,

@@ -79,7 +79,7 @@ _DECODED_TO_RGB = {1: cv2.COLOR_GRAY2RGB, 3: cv2.COLOR_BGR2RGB, 4: cv2.COLOR_BGR
 _COMPRESSED_FORMATS = ("JPEG", "PNG")
 
 _DETAIL_CHARACTERS = 32
-"""The most of an input's string kept as an error's ``detail``."""
+"""The most of an input's string that an error shows (a message may hold anything)."""
 
 _COMPRESSED_WRITERS = {"jpeg": ".jpg", "png": ".png"}
 """compress_rgb's formats -> the file extension that selects OpenCV's encoder."""
@@ -223,9 +223,11 @@ def _checked_layout(msg: ImageMessage, accepted: tuple[str, ...], max_pixels: in
 def _layout(encoding: str, accepted: tuple[str, ...]) -> _Layout:
     """How ``encoding`` stores its pixels, refused unless it is ``accepted``."""
     if encoding not in accepted:
+        shown = encoding[:_DETAIL_CHARACTERS]
+        cut = f" (cut from {len(encoding)} characters)" if shown != encoding else ""
         raise ImageConversionError(
-            f"unsupported encoding {encoding!r}; supported: {', '.join(accepted)}",
-            kind="unsupported encoding", detail=encoding[:_DETAIL_CHARACTERS])
+            f"unsupported encoding {shown!r}{cut}; supported: {', '.join(accepted)}",
+            kind="unsupported encoding", detail=shown)
     return _LAYOUTS[encoding]
 
 

@@ -183,11 +183,12 @@ class DenseMTLNode(Node):
         self._camera_info = message
 
     def _refuse(self, error: ImageConversionError) -> None:
-        self.telemetry.frame_refused(error.kind)
+        self.telemetry.frame_refused(error.kind, error.detail)
         self._warn(f"refused:{error.kind}", f"frame refused: {error}")
 
     def _warn(self, kind: str, text: str) -> None:
-        """Warn at most once per ``log_throttle`` seconds for each kind of problem."""
+        """Warn at most once per ``log_throttle`` seconds for each kind of problem: a fixed
+        phrase per class of problem, never the input's values, which ``text`` gives."""
         now = time.monotonic()
         if now - self._last_warning.get(kind, -float("inf")) >= self.settings.log_throttle:
             self._last_warning[kind] = now

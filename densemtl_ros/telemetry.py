@@ -18,6 +18,11 @@ slot, message -> RGB, the network (with the Predictor's resizing), waiting betwe
 pipeline stages, the Predictor's up-sampling, building the output messages, publishing them."""
 INFERENCE_STAGES = ("network", "upsample")
 """What the bare ``Predictor.predict`` does; the rest is the node's added latency."""
+RECENT_DETAILS = 5
+"""Distinct details kept per reason, the latest: varied bad input (a new encoding name in
+every frame) must not grow the node's memory or its /diagnostics report."""
+DETAIL_CHARACTERS = 64
+"""The most of a detail that is kept."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,28 @@ class TelemetrySnapshot:
     latency: dict[str, tuple[float, float]]  # stage -> (p50, p95) seconds
     added_latency: tuple[float, float]  # callback to publish minus inference, (p50, p95) s
     refused_by_reason: dict[str, int] = field(default_factory=dict)
+    refused_details: dict[str, tuple[str, ...]] = field(default_factory=dict)  # latest first
+
+
+class _Reasons:
+    """Counts by reason, each with its latest few distinct details (the caller locks)."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self._details: dict[str, deque[str]] = {}
+
+    def add(self, reason: str, detail: str | None) -> None:
+        self.counts[reason] += 1
+        if detail is None:
+            return
+        latest = self._details.setdefault(reason, deque(maxlen=RECENT_DETAILS))
+        detail = detail[:DETAIL_CHARACTERS]
+        if detail in latest:
+            latest.remove(detail)
+        latest.appendleft(detail)
+
+    def details(self) -> dict[str, tuple[str, ...]]:
+        return {reason: tuple(latest) for reason, latest in self._details.items()}
 
 
 class Telemetry:
@@ -51,7 +78,7 @@ class Telemetry:
         self._outputs: deque[float] = deque()
         self._stages = {stage: deque(maxlen=window) for stage in STAGES}
         self._added: deque[float] = deque(maxlen=window)
-        self._reasons: Counter[str] = Counter()
+        self._refusals = _Reasons()
         self.received = self.processed = self.dropped = self.failed = self.skipped = 0
 
     def _trim(self, times: deque[float], now: float) -> None:
@@ -72,9 +99,12 @@ class Telemetry:
         with self._lock:
             self.dropped += 1
 
-    def frame_refused(self, reason: str) -> None:
+    def frame_refused(self, reason: str, detail: str | None = None) -> None:
+        """A frame not processed: counted under ``reason``, a fixed phrase for its class of
+        problem; ``detail`` (what varied, e.g. the encoding's name) is kept among the latest
+        few of that reason."""
         with self._lock:
-            self._reasons[reason] += 1
+            self._refusals.add(reason, detail)
 
     def frame_skipped(self) -> None:
         """A frame taken while no output had a subscriber: nothing to compute."""
@@ -114,11 +144,12 @@ class Telemetry:
             now = self._clock()
             return TelemetrySnapshot(
                 received=self.received, processed=self.processed, dropped=self.dropped,
-                refused=sum(self._reasons.values()), failed=self.failed,
+                refused=sum(self._refusals.counts.values()), failed=self.failed,
                 skipped=self.skipped,
                 input_rate=self._rate(self._arrivals, now),
                 output_rate=self._rate(self._outputs, now),
                 latency={stage: self._percentiles(samples)
                          for stage, samples in self._stages.items()},
                 added_latency=self._percentiles(self._added),
-                refused_by_reason=dict(self._reasons))
+                refused_by_reason=dict(self._refusals.counts),
+                refused_details=self._refusals.details())

@@ -5,7 +5,9 @@ import time
 import cv2
 import numpy as np
 import pytest
+from rcl_interfaces.msg import Log
 from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CompressedImage, Image
 
 from densemtl_core.data.synthetic import render_scene
@@ -236,6 +238,58 @@ def test_bad_frames_are_refused_counted_and_the_node_goes_on(system):
     outputs = exchange(camera, lambda header: image_message(_scene(64, 80), "rgb8", header),
                        ("segmentation", "depth"))
     assert outputs["depth"].height == 64
+
+
+def _warnings_on_rosout(node: DenseMTLNode, camera: TestCamera, containing: str) -> list[str]:
+    """A list that fills with the node's warnings containing ``containing``, as /rosout
+    carries them; connected (a marker warning came back) when this returns."""
+    found: list[str] = []
+    marker = f"rosout check {time.monotonic()}"
+    connected = threading.Event()
+
+    def record(log: Log) -> None:
+        if log.name == node.get_logger().name and log.level == Log.WARN:
+            if marker in log.msg:
+                connected.set()
+            elif containing in log.msg:
+                found.append(log.msg)
+    camera.create_subscription(Log, "/rosout", record, QoSProfile(depth=1000))
+    wait_for(lambda: node.get_logger().warning(marker) or connected.wait(1.0), 10,
+             "the node's /rosout")
+    return found
+
+
+def test_varied_bad_input_cannot_multiply_warnings_or_diagnostics_keys(system):
+    """300 frames, each with another unknown encoding: warnings stay throttled by the class of
+    problem, counters and /diagnostics keys stay bounded (each name was a warning and a key)."""
+    node, camera = system
+    warnings = _warnings_on_rosout(node, camera, "frame refused")
+    before = node.telemetry.snapshot().refused
+    began = time.monotonic()
+    for index in range(300):
+        camera.send(Image(header=fresh_header(), encoding=f"bogus{index}", height=2, width=2,
+                          step=6, data=bytes(12)))
+        time.sleep(0.003)  # the input's best-effort history holds one frame
+    wait_for(lambda: node.telemetry.snapshot().refused >= before + 100, 20,
+             "the bogus frames to be refused")
+    time.sleep(0.5)
+    elapsed = time.monotonic() - began
+    assert len(warnings) <= 1 + elapsed / node.settings.log_throttle, warnings
+
+    assert len(node.telemetry.snapshot().refused_by_reason) < 10
+
+    def report():
+        for array in reversed(camera.diagnostics):
+            for status in array.status:
+                values = {item.key: item.value for item in status.values}
+                if status.name == STATUS_NAME and int(values["frames refused"]) >= before + 100:
+                    return values
+        return None
+    values = wait_for(report, 10, "a diagnostics report of the refusals")
+    assert len([key for key in values if key.startswith("refused:")]) <= 12, values
+    assert len(values["refused: unsupported encoding: latest"].split(" | ")) == 5
+    assert "bogus" in values["refused: unsupported encoding: latest"]
+    assert len(values) < 50, sorted(values)
 
 
 def test_parameters_are_validated_at_runtime(system):

@@ -10,7 +10,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 
 from densemtl_ros.diagnostics import STATUS_NAME, DiagnosticsReporter
 from densemtl_ros.latest_frame import LatestFrame
-from densemtl_ros.telemetry import STAGES, Telemetry
+from densemtl_ros.telemetry import DETAIL_CHARACTERS, RECENT_DETAILS, STAGES, Telemetry
 
 
 class FakeClock:
@@ -246,6 +246,21 @@ def test_counters_and_refusals_by_reason():
     assert telemetry.snapshot().refused_by_reason == {"encoding": 3, "size": 1}
 
 
+def test_details_are_bounded_per_reason_latest_first():
+    """A name per frame (300 bogus encodings) keeps one counter and the latest few names."""
+    telemetry = Telemetry(clock=FakeClock())
+    for index in range(300):
+        telemetry.frame_refused("unsupported encoding", f"bogus{index}")
+    telemetry.frame_refused("unsupported encoding", "bogus297")  # seen again: moves first
+    telemetry.frame_refused("unsupported encoding", "y" * 1000)
+    telemetry.frame_refused("step too small")
+    snapshot = telemetry.snapshot()
+    assert snapshot.refused_by_reason == {"unsupported encoding": 302, "step too small": 1}
+    assert snapshot.refused_details == {"unsupported encoding": (
+        "y" * DETAIL_CHARACTERS, "bogus297", "bogus299", "bogus298", "bogus296")}
+    assert len(snapshot.refused_details["unsupported encoding"]) == RECENT_DETAILS
+
+
 def test_counters_are_thread_safe():
     telemetry = Telemetry()
 
@@ -365,11 +380,24 @@ def test_report_values_in_milliseconds():
     assert values["added latency p50 (ms)"] == "107.00"  # 100 + 2 + 4 + 1: all but inference
     assert values["added latency p95 (ms)"] == "107.00"
     assert values["refused: size"] == "2" and values["refused: encoding"] == "1"
+    assert not any(key.endswith(": latest") for key in values)  # no details were given
     for key, value in STATIC.items():
         assert values[key] == value
     for stage in STAGES:
         assert f"{stage} p50 (ms)" in values and f"{stage} p95 (ms)" in values
     assert all(isinstance(value, str) for value in values.values())
+
+
+def test_report_keys_do_not_vary_with_the_details():
+    telemetry = Telemetry(clock=FakeClock())
+    for index in range(300):
+        telemetry.frame_refused("unsupported encoding", f"bogus{index}")
+    values = values_of(DiagnosticsReporter("hw", {}).report(telemetry.snapshot(), Time()))
+    refusal_keys = {key: value for key, value in values.items() if key.startswith("refused")}
+    assert refusal_keys == {
+        "refused: unsupported encoding": "300",
+        "refused: unsupported encoding: latest": "bogus299 | bogus298 | bogus297 | bogus296 | "
+                                                 "bogus295"}
 
 
 def test_report_before_any_frame_has_nan_latencies_and_no_refusal_keys():
