@@ -3,37 +3,62 @@
 Runs on one CPU/GPU, or on several GPUs (or CPU processes with gloo) under
 ``torchrun --nproc_per_node=N -m densemtl_core.train ...``. Writes to ``train.output_dir``:
 the resolved config, a JSON-lines log, ``last.safetensors`` (+ resumable state) and
-``best.safetensors``, and the validation metrics.
+``best.safetensors``, and the validation metrics. An earlier run's files there are never
+overwritten unless asked (``--overwrite``); ``--resume`` continues that run instead.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import pickle
 import random
 import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
 import yaml
+from safetensors import SafetensorError
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from .checkpoint import (CheckpointError, ModelMetadata, load_training_state, load_weights,
-                         save_checkpoint, save_training_state, training_state_path)
-from .config import ConfigError, ExperimentConfig, config_to_dict, load_config
+                         read_metadata, save_checkpoint, save_training_state,
+                         training_state_path)
+from .config import (ConfigError, ExperimentConfig, ModelConfig, config_differences,
+                     config_to_dict, load_config)
 from .data import build_dataset
-from .distributed import DistContext, barrier, init_distributed, shutdown
+from .distributed import DeviceError, DistContext, barrier, init_distributed, shutdown
 from .evaluate import evaluate, main_metric_summary
 from .losses import MultiTaskLoss
 from .metrics import MAIN_METRICS, delta_m
-from .models import build_model
-from .optim import build_optimizer, build_scheduler
+from .models import build_model, load_torchvision_weights
+from .optim import build_optimizer, build_scheduler, check_state_shapes
 from .viz import plot_curves, save_png
+
+CONFIG_FILE = "config.yaml"
+LOG_FILE = "train_log.jsonl"
+METRICS_FILE = "metrics_val.json"
+CURVES_FILE = "curves.png"
+LAST, BEST = "last", "best"
+"""The two checkpoints of a run; only ``last`` has a training state to resume from."""
+
+
+def checkpoint_path(out_dir: Path, name: str) -> Path:
+    return out_dir / f"{name}.safetensors"
+
+
+def run_files(out_dir: Path) -> list[Path]:
+    """Every file a run writes into ``out_dir``: what marks an earlier run there, and what
+    ``overwrite`` removes (anything else in the folder is left alone)."""
+    last = checkpoint_path(out_dir, LAST)
+    return [*(out_dir / name for name in (CONFIG_FILE, LOG_FILE, METRICS_FILE, CURVES_FILE)),
+            last, training_state_path(last), checkpoint_path(out_dir, BEST)]
 
 
 def seed_everything(seed: int) -> None:
@@ -74,7 +99,7 @@ class Trainer:
         self.train_set = build_dataset(config.data, "train", train=True)
         self.val_set = build_dataset(config.data, "val", train=False)
         self._check_classes(self.train_set)
-        self.model = build_model(config.model).to(self.device)
+        self.model = build_initial_model(config.model).to(self.device)
         self.criterion = MultiTaskLoss(config.model.tasks, config.loss).to(self.device)
         groups = self.model.param_groups()
         groups["weighting"] = list(self.criterion.parameters())
@@ -175,10 +200,10 @@ class Trainer:
             self.history.append(record)
             self._log(record)
             tqdm.write(f"step {self.step}: {main_metric_summary(metrics)}")
-            self._save("last", metrics)
+            self._save(LAST, metrics)
             if self.best_score is None or score > self.best_score:
                 self.best_score = score
-                self._save("best", metrics)
+                self._save(BEST, metrics)
         barrier(self.ctx)
         return metrics
 
@@ -189,31 +214,42 @@ class Trainer:
                              metrics={"val": metrics}, step=self.step)
 
     def _save(self, name: str, metrics: dict[str, Any]) -> None:
-        path = self.out_dir / f"{name}.safetensors"
+        path = checkpoint_path(self.out_dir, name)
         save_checkpoint(path, self.model, self.metadata(metrics))
-        if name == "last":
+        if name == LAST:
             save_training_state(path, {
                 "step": self.step, "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "criterion": self.criterion.state_dict(), "rng": _rng_state(),
-                "best_score": self.best_score, "reference": self.reference_metrics})
+                "best_score": self.best_score, "reference": self.reference_metrics,
+                "history": self.history})
 
     def resume(self, checkpoint: Path) -> None:
+        """Continue the run saved at ``checkpoint`` (see :func:`check_resumable`); a training
+        state that does not fit this run's optimiser, schedule or loss is a CheckpointError."""
         load_weights(checkpoint, self.model)
         state = load_training_state(checkpoint)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.criterion.load_state_dict(state["criterion"])
-        _restore_rng(state["rng"])
-        self.step = int(state["step"])
-        self.best_score = state["best_score"]
-        self.reference_metrics = state["reference"]
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            check_state_shapes(self.optimizer)
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            self.criterion.load_state_dict(state["criterion"])
+            _restore_rng(state["rng"])
+            self.step = int(state["step"])
+            self.best_score = state["best_score"]
+            self.reference_metrics = state["reference"]
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise CheckpointError(f"{training_state_path(checkpoint)} does not fit this run: "
+                                  f"{type(error).__name__}: {_first_line(error)}") from error
+        self.history = list(state.get("history", []))  # absent in states of older versions
+        if self.ctx.is_main:
+            tqdm.write(f"resumed from {checkpoint} at step {self.step}")
 
     def _plot_curves(self) -> None:
         """``curves.png``: each task's training loss and validation main metric over steps."""
         series: dict[str, list[tuple[float, float]]] = {}
-        with (self.out_dir / "train_log.jsonl").open(encoding="utf-8") as handle:
+        with (self.out_dir / LOG_FILE).open(encoding="utf-8") as handle:
             for record in map(json.loads, handle):
                 for task in self.config.model.tasks:
                     if "train" in record:
@@ -223,18 +259,29 @@ class Trainer:
                         key = MAIN_METRICS[task][0]
                         series.setdefault(f"{task} val {key}", []).append(
                             (record["step"], record["val"][task][key]))
-        save_png(self.out_dir / "curves.png", plot_curves(series))
+        save_png(self.out_dir / CURVES_FILE, plot_curves(series))
 
     def _log(self, record: dict[str, Any]) -> None:
-        with (self.out_dir / "train_log.jsonl").open("a", encoding="utf-8") as handle:
+        with (self.out_dir / LOG_FILE).open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, sort_keys=True) + "\n")
 
     # -- the loop ---------------------------------------------------------------------------
     def fit(self) -> dict[str, dict[str, float]]:
+        """Train from ``self.step`` to ``train.steps``; the final validation metrics. A run
+        already at ``train.steps`` trains nothing and leaves its files as they are."""
         cfg = self.config.train
+        if self.step >= cfg.steps:
+            if self.ctx.is_main:
+                tqdm.write(f"already at step {self.step} of train.steps={cfg.steps}: "
+                           f"nothing to train")
+            return self.history[-1]["val"] if self.history else {}
         if self.ctx.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / "config.yaml").write_text(
+            try:
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise ConfigError(f"train.output_dir: cannot create {self.out_dir}: "
+                                  f"{error.strerror}") from error
+            (self.out_dir / CONFIG_FILE).write_text(
                 yaml.safe_dump(config_to_dict(self.config), sort_keys=False), encoding="utf-8")
         self.network.train()
         batches = self._batches()
@@ -256,14 +303,121 @@ class Trainer:
                 metrics = self.validate()
             elif cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 if self.ctx.is_main:
-                    self._save("last", self.history[-1]["val"] if self.history else {})
+                    self._save(LAST, self.history[-1]["val"] if self.history else {})
         progress.close()
         if self.ctx.is_main:
             self._plot_curves()
-            (self.out_dir / "metrics_val.json").write_text(
+            (self.out_dir / METRICS_FILE).write_text(
                 json.dumps({"format_version": 1, "step": self.step, "metrics": metrics,
                             "history": self.history}, indent=2) + "\n", encoding="utf-8")
         return metrics
+
+
+def build_initial_model(cfg: ModelConfig) -> torch.nn.Module:
+    """The network to train, its encoder read from ``model.pretrained`` when one is named; a
+    file that is missing, unreadable or does not fit the encoder is a ConfigError naming the
+    key (the file is only read here: checkpoints carry the trained weights)."""
+    model = build_model(dataclasses.replace(cfg, pretrained=None))
+    if cfg.pretrained:
+        try:
+            load_torchvision_weights(model.encoder, cfg.pretrained)
+        except (OSError, ValueError, RuntimeError, pickle.UnpicklingError,
+                SafetensorError) as error:
+            raise ConfigError(f"model.pretrained: {_first_line(error)}") from error
+    return model
+
+
+def _first_line(error: BaseException) -> str:
+    """An error's first line: torch's own messages run over many lines."""
+    return str(error).partition("\n")[0]
+
+
+def resume_checkpoint(out_dir: Path, resume: Path | Literal["auto"] | None) -> Path | None:
+    """The checkpoint a run continues from, or None when it starts afresh: ``auto`` takes
+    ``<out_dir>/last.safetensors`` when there is one; a named checkpoint must exist. Either
+    needs its training state (CheckpointError)."""
+    if resume is None:
+        return None
+    checkpoint = checkpoint_path(out_dir, LAST) if resume == "auto" else Path(resume)
+    if resume == "auto" and not checkpoint.exists():
+        return None
+    if not (checkpoint.is_file() and training_state_path(checkpoint).is_file()):
+        raise CheckpointError(f"cannot resume: {checkpoint} or its training state "
+                              f"{training_state_path(checkpoint)} is missing")
+    return checkpoint
+
+
+_SET_BY_CHECKPOINT = ("model.", "loss.weighting", "optim.optimizer")
+"""Settings a resumed run keeps from its checkpoint: they shape the weights and the saved
+optimiser and loss states (``model.pretrained`` aside: the checkpoint's weights replace it)."""
+
+
+def check_resumable(checkpoint: Path, config: ExperimentConfig) -> None:
+    """Refuse, before anything is built, a checkpoint of another set-up (CheckpointError) or
+    one already past ``train.steps`` (ConfigError); nothing is written either way."""
+    saved = read_metadata(checkpoint)
+    differing = {key: values for key, values in config_differences(saved.config, config).items()
+                 if key.startswith(_SET_BY_CHECKPOINT) and key != "model.pretrained"}
+    if differing:
+        shown = ", ".join(f"{key}={old!r} (this run: {new!r})"
+                          for key, (old, new) in list(differing.items())[:3])
+        more = f" and {len(differing) - 3} more" if len(differing) > 3 else ""
+        raise CheckpointError(f"cannot resume from {checkpoint}: it was trained with {shown}"
+                              f"{more}")
+    if saved.step > config.train.steps:
+        raise ConfigError(f"train.steps={config.train.steps} is below the {saved.step} steps "
+                          f"{checkpoint} has already done; nothing was changed (give "
+                          f"train.steps={saved.step} or more to continue)")
+
+
+def earlier_run(out_dir: Path, *, overwrite: bool) -> list[Path]:
+    """The files of an earlier run in ``out_dir`` (:func:`run_files`) that a new run would
+    replace: a ConfigError when there are some, unless ``overwrite``."""
+    earlier = [path for path in run_files(out_dir) if path.exists()]
+    if earlier and not overwrite:
+        last = checkpoint_path(out_dir, LAST)
+        advice = ("continue it with --resume auto, or start over with --overwrite"
+                  if last in earlier and training_state_path(last) in earlier else
+                  "it left no checkpoint to continue from: start over with --overwrite")
+        raise ConfigError(f"train.output_dir {out_dir} holds an earlier run "
+                          f"({', '.join(path.name for path in earlier)}); {advice}")
+    return earlier
+
+
+def _remove(paths: list[Path]) -> None:
+    """Delete an earlier run's files (``overwrite``), once the new run is known to start."""
+    try:
+        for path in paths:
+            path.unlink(missing_ok=True)
+    except OSError as error:
+        raise ConfigError(f"train.output_dir: cannot remove {error.filename}: "
+                          f"{error.strerror}") from error
+
+
+def train(config: ExperimentConfig, ctx: DistContext, *,
+          resume: Path | Literal["auto"] | None = None, overwrite: bool = False
+          ) -> dict[str, dict[str, float]]:
+    """Train one run into ``train.output_dir``; the final validation metrics.
+
+    ``resume``: a checkpoint with its training state, or ``"auto"`` for the output folder's
+    ``last.safetensors`` when it exists. A run that does not continue the one in the output
+    folder never mixes with an earlier run's files there: it stops with a ConfigError, or,
+    with ``overwrite``, removes them first.
+    """
+    out_dir = Path(config.train.output_dir)
+    checkpoint = resume_checkpoint(out_dir, resume)
+    if checkpoint is not None:
+        check_resumable(checkpoint, config)
+    continuing = (checkpoint is not None
+                  and checkpoint.resolve() == checkpoint_path(out_dir, LAST).resolve())
+    replaced = [] if continuing else earlier_run(out_dir, overwrite=overwrite)
+    trainer = Trainer(config, ctx)  # a set-up that cannot start stops here, deleting nothing
+    if checkpoint is not None:
+        trainer.resume(checkpoint)
+    if ctx.is_main:
+        _remove(replaced)
+    barrier(ctx)  # no process writes before every one has looked at the folder
+    return trainer.fit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -272,37 +426,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", default=None, metavar="CKPT|auto",
                         help="continue from a checkpoint's training state; 'auto' takes "
                              "<output_dir>/last.safetensors if it exists")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="when output_dir holds an earlier run that this one does not "
+                             "continue, delete that run's files first (config.yaml, "
+                             "train_log.jsonl, metrics_val.json, curves.png, the last and best "
+                             "checkpoints and the training state; other files are kept). "
+                             "Without it such a run is refused")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value",
                         help="e.g. train.steps=200 model.width=0.5 optim.lr=1e-3")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)  # overrides may follow the options
+    resume = args.resume if args.resume in (None, "auto") else Path(args.resume)
     try:
         config = load_config(args.config, args.overrides)
-    except ConfigError as error:
+        ctx = init_distributed(config.train.device)
+    except (ConfigError, DeviceError) as error:
         print(f"densemtl-train: {error}", file=sys.stderr)
         return 2
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
-    ctx = init_distributed(config.train.device)
     try:
-        trainer = Trainer(config, ctx)
-        if args.resume:
-            checkpoint = (trainer.out_dir / "last.safetensors" if args.resume == "auto"
-                          else Path(args.resume))
-            if checkpoint.is_file() and training_state_path(checkpoint).is_file():
-                trainer.resume(checkpoint)
-                if ctx.is_main:
-                    print(f"resumed from {checkpoint} at step {trainer.step}")
-            elif args.resume != "auto":
-                raise CheckpointError(f"cannot resume: {checkpoint} or its training state "
-                                      f"{training_state_path(checkpoint)} is missing")
-        metrics = trainer.fit()
+        metrics = train(config, ctx, resume=resume, overwrite=args.overwrite)
         if ctx.is_main:
             print(f"final validation: {main_metric_summary(metrics)}")
-            print(f"checkpoints in {trainer.out_dir}")
+            print(f"checkpoints in {config.train.output_dir}")
     except (ConfigError, CheckpointError) as error:
         print(f"densemtl-train: {error}", file=sys.stderr)
         return 2
