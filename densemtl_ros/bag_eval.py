@@ -19,7 +19,8 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
-from contextlib import ExitStack
+from typing import TYPE_CHECKING
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -32,11 +33,17 @@ from densemtl_core.viz import mosaic, save_png
 
 from .bag_frames import BagFrame, BagFrames, BagTopics
 from .calibration import Calibration
-from .bags import BagError, BagWriter, calibration_message, image_message, open_bag
+from .bags import BagError, BagReader, BagWriter, calibration_message, image_message, open_bag
 from .encodings import resize_rgb
 from .published import (IMAGE_OUTPUTS, PublishedMaps, published_image, published_maps,
                         topic_suffix)
-from .scoring import FrameScorer, LabelMapping, frame_mosaic, summary, worst_and_best, write_report
+from .report_folder import (MOSAIC_KINDS, NODE_LOG_FILE, REPORT_FILE, check_report_folder,
+                            mosaic_file, remove_results)
+from .scoring import (TASK_FIELDS, FrameScorer, LabelMapping, frame_mosaic, summary,
+                      worst_and_best, write_report)
+
+if TYPE_CHECKING:  # the live mode's rclpy is imported only when it runs
+    from .replay import LiveRecording
 
 OUTPUT_NAMESPACE = "/densemtl"
 MOSAIC_FRAMES = 3
@@ -111,6 +118,7 @@ class Evaluation:
         self.predictor, self.frames, self.output_bag = predictor, frames, output_bag
         self.offline = FrameScorer(predictor.metadata)
         self.latencies_ms: list[float] = []
+        self.recording: LiveRecording | None = None
 
     def predict(self, frame: BagFrame, size: tuple[int, int]) -> PublishedMaps:
         began = time.perf_counter()
@@ -139,8 +147,16 @@ class Evaluation:
             if self.output_bag is not None:
                 self.output_bag.write(frame, _resized(frame.rgb, size), maps)
 
-    def run_live(self, recording, progress: bool) -> FrameScorer:
+    def maps_of(self, frame: BagFrame, size: tuple[int, int]) -> PublishedMaps | None:
+        """What the node published for the frame (after :meth:`run_live`), or the Predictor's
+        maps."""
+        if self.recording is None:
+            return self.predict(frame, size)
+        return self.recording.maps(frame.stamp_ns)
+
+    def run_live(self, recording: LiveRecording, progress: bool) -> FrameScorer:
         """Score the node's outputs, and the offline prediction of the same frames."""
+        self.recording = recording
         live = FrameScorer(self.predictor.metadata)
         for frame in tqdm(self.frames, total=len(self.frames), desc="scoring", unit="frame",
                           disable=not progress):
@@ -148,7 +164,7 @@ class Evaluation:
             if size is None:
                 self.offline.skip(frame.index, frame.stamp_ns, "not scored live")
                 continue
-            maps = recording.maps(frame.stamp_ns)
+            maps = self.maps_of(frame, size)
             if maps is None:
                 live.skip(frame.index, frame.stamp_ns, "dropped by the node")
                 self.offline.skip(frame.index, frame.stamp_ns, "dropped by the node")
@@ -163,25 +179,26 @@ class Evaluation:
                 self.output_bag.write(frame, _resized(frame.rgb, size), maps)
         return live
 
-    def mosaics(self, scorer: FrameScorer, maps_of, out_dir: Path) -> list[Path]:
+    def mosaics(self, scorer: FrameScorer, out_dir: Path) -> list[Path]:
         """PNG mosaics of the worst and best frames by the first scored task's main metric."""
         scored = [task for task in MAIN_METRICS if scorer.frames_scored().get(task)]
         if not scored:
             return []
-        worst, best = worst_and_best(scorer.frames, scored[0], MOSAIC_FRAMES)
-        wanted = {index: name for name, indices in (("worst", worst), ("best", best))
-                  for index in indices}
-        tiles: dict[str, list[tuple[str, np.ndarray]]] = {"worst": [], "best": []}
+        chosen = dict(zip(MOSAIC_KINDS, worst_and_best(scorer.frames, scored[0],
+                                                       MOSAIC_FRAMES)))
+        tiles: dict[str, list[tuple[str, np.ndarray]]] = {kind: [] for kind in MOSAIC_KINDS}
         for frame in self.frames:
-            if frame.index in wanted:
+            kinds = [kind for kind, indices in chosen.items() if frame.index in indices]
+            if kinds:  # a frame may be among both when few were scored
                 size = _output_size(frame)
-                picture = frame_mosaic(_resized(frame.rgb, size), maps_of(frame, size),
+                picture = frame_mosaic(_resized(frame.rgb, size), self.maps_of(frame, size),
                                        frame.truth, self.predictor.metadata)
-                tiles[wanted[frame.index]].append((f"frame {frame.index}", picture))
+                for kind in kinds:
+                    tiles[kind].append((f"frame {frame.index}", picture))
         paths = []
         for name, pictures in tiles.items():
             if pictures:
-                path = out_dir / f"{name}_{scored[0]}.png"
+                path = mosaic_file(out_dir, name, scored[0])
                 save_png(path, mosaic([[tile] for tile in pictures]))
                 paths.append(path)
         return paths
@@ -240,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rate", type=float, default=1.0,
                         help="with --live: playback speed (1: as recorded); 0: each frame once "
                              "the node has answered the previous one")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier run's results in --out (only the files this "
+                             "tool writes; anything else there is left alone)")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -265,40 +285,55 @@ def _agreement(live: dict, offline: dict) -> dict:
 
 
 def evaluate(args: argparse.Namespace) -> dict:
-    """Run the evaluation the arguments describe; returns the report (also written)."""
-    args.out.mkdir(parents=True, exist_ok=True)
-    predictor = load_predictor(args.model, backend=args.backend, device=args.device)
-    metadata = predictor.metadata
-    mapping = (LabelMapping.parse(args.label_map, metadata.config.model.num_classes,
-                                  metadata.class_names)
-               if args.label_map else LabelMapping.identity(metadata.config.model.num_classes))
+    """Run the evaluation the arguments describe; returns the report (also written).
+
+    What can be checked without the model is checked first (the topics, the report folder, the
+    output bag's path, the bag and its topics), so that a mistake costs no model loading (an
+    ONNX export, an engine build) and comes within a second. The output bag is complete before
+    any picture is written: a picture that cannot be written never costs it.
+    """
     topics = BagTopics(args.image_topic, args.camera_info_topic, args.gt_segmentation_topic,
                        args.gt_depth_topic, args.gt_normals_topic)
+    earlier = check_report_folder(args.out, overwrite=args.overwrite)
     progress = not args.no_progress
-    with ExitStack() as stack:
-        bag = stack.enter_context(open_bag(args.bag))
-        frames = BagFrames(bag, topics, mapping, round(args.stamp_tolerance_ms * 1e6))
-        output_bag = None
-        if args.output_bag:
-            writer = stack.enter_context(BagWriter(args.output_bag, args.storage))
-            output_bag = PredictionBag(writer, metadata)
-        evaluation = Evaluation(predictor, frames, output_bag=output_bag)
+    with open_bag(args.bag) as bag:
+        topics.require(bag)
+        writer = BagWriter(args.output_bag, args.storage) if args.output_bag else nullcontext()
+        with writer:
+            if earlier:
+                remove_results(earlier)
+                print(f"replacing the earlier run's {', '.join(path.name for path in earlier)} "
+                      f"in {args.out}", file=sys.stderr)
+            predictor = load_predictor(args.model, backend=args.backend, device=args.device)
+            metadata = predictor.metadata
+            num_classes = metadata.config.model.num_classes
+            mapping = (LabelMapping.parse(args.label_map, num_classes, metadata.class_names)
+                       if args.label_map else LabelMapping.identity(num_classes))
+            frames = BagFrames(bag, topics, mapping, round(args.stamp_tolerance_ms * 1e6))
+            output_bag = PredictionBag(writer, metadata) if args.output_bag else None
+            evaluation = Evaluation(predictor, frames, output_bag=output_bag)
+            if args.live:
+                recording = _replay(args, bag, topics)
+                scorer = evaluation.run_live(recording, progress)
+            else:
+                evaluation.run_offline(progress)
+                scorer = evaluation.offline
+        mode = "live" if args.live else "offline"
+        latencies = ([seconds * 1e3 for seconds in recording.latencies()] if args.live
+                     else evaluation.latencies_ms)
+        report = summary(scorer, latencies_ms=latencies,
+                         source=_source(args, predictor, frames, mode, mapping))
         if args.live:
-            report = _live(args, evaluation, bag, topics, mapping, progress)
-        else:
-            evaluation.run_offline(progress)
-            report = summary(evaluation.offline, latencies_ms=evaluation.latencies_ms,
-                             source=_source(args, predictor, frames, "offline", mapping))
-            report["mosaics"] = [str(path) for path in evaluation.mosaics(
-                evaluation.offline, evaluation.predict, args.out)]
+            report["live"] = _live_section(args, recording, report, evaluation)
         if output_bag is not None:
             report["output_bag"] = output_bag.summary()
+        report["mosaics"] = [str(path) for path in evaluation.mosaics(scorer, args.out)]
     write_report(report, args.out)
     return report
 
 
-def _live(args, evaluation: Evaluation, bag, topics: BagTopics, mapping: LabelMapping,
-          progress: bool) -> dict:
+def _replay(args: argparse.Namespace, bag: BagReader, topics: BagTopics) -> LiveRecording:
+    """Play the bag to the node (started here with ``--start-node``); what it published."""
     from .replay import NodeProcess, replay_through_node
 
     with ExitStack() as stack:
@@ -308,26 +343,52 @@ def _live(args, evaluation: Evaluation, bag, topics: BagTopics, mapping: LabelMa
                 parameters["model.path"] = str(Path(args.model).resolve())
             stack.enter_context(NodeProcess(topics.image, topics.camera_info,
                                             parameters=parameters,
-                                            log_path=args.out / "node.log"))
+                                            log_path=args.out / NODE_LOG_FILE))
         with tqdm(total=bag.message_counts.get(topics.image, 0), desc="replaying",
-                  unit="frame", disable=not progress) as bar:
-            recording = replay_through_node(bag, topics.image, topics.camera_info,
-                                            node_name=args.node, rate=args.rate, progress=bar)
-    live = evaluation.run_live(recording, progress)
-    source = _source(args, evaluation.predictor, evaluation.frames, "live", mapping)
-    latencies = [seconds * 1e3 for seconds in recording.latencies()]
-    report = summary(live, latencies_ms=latencies, source=source)
+                  unit="frame", disable=args.no_progress) as bar:
+            return replay_through_node(bag, topics.image, topics.camera_info,
+                                       node_name=args.node, rate=args.rate, progress=bar)
+
+
+def _live_section(args: argparse.Namespace, recording: LiveRecording, report: dict,
+                  evaluation: Evaluation) -> dict:
+    """How the replay went, and the offline score of the frames the node answered."""
     offline = summary(evaluation.offline, latencies_ms=evaluation.latencies_ms)
-    report["live"] = {
+    return {
         "frames_sent": len(recording.sent), "frames_answered": len(recording.answered),
         "frames_dropped": len(recording.sent) - len(recording.answered),
         "replay_seconds": recording.wall_seconds, "rate": args.rate,
         "node_diagnostics": recording.diagnostics,
         "offline_same_frames": offline["metrics"],
         "agreement": _agreement(report["metrics"], offline["metrics"])}
-    report["mosaics"] = [str(path) for path in evaluation.mosaics(
-        live, lambda frame, size: recording.maps(frame.stamp_ns), args.out)]
-    return report
+
+
+def nothing_scored(report: dict) -> str | None:
+    """Why the report holds no score although it should, or None: the bag had no image, or
+    ground truth was given and no frame had any of it to score."""
+    source = report["source"]
+    if source["frames_in_bag"] == 0:
+        return f"the bag has no message on {source['topics']['image']}"
+    given = set(source["topics"]) - {"image", "camera_info"}
+    if given and not any(report["frames_scored"].values()):
+        reasons = ", ".join(f"{reason} ({count})"
+                            for reason, count in report["skipped"]["counts"].items())
+        return f"no frame was scored: {reasons or 'no task of the model has ground truth'}"
+    return None
+
+
+def unscored_ground_truth(report: dict) -> list[str]:
+    """A line for each ground-truth topic that scored no frame while others did."""
+    scored, topics = report["frames_scored"], report["source"]["topics"]
+    if not any(scored.values()):
+        return []
+    lines = []
+    for task, name in TASK_FIELDS.items():
+        if name in topics and scored.get(task) == 0:
+            hint = ("; if its ids are not the model's classes, map them with --label-map"
+                    if name == "segmentation" else "")
+            lines.append(f"{name} ground truth on {topics[name]} scored no frame{hint}")
+    return lines
 
 
 def _print_summary(report: dict, out: Path) -> None:
@@ -349,17 +410,29 @@ def _print_summary(report: dict, out: Path) -> None:
               f"{live['frames_dropped']} dropped; live and offline scores "
               f"{'agree' if live['agreement']['agree'] else 'DIFFER'} (largest difference "
               f"{live['agreement']['largest_difference']:.2g})")
-    print(f"report: {out / 'report.json'}")
+    print(f"report: {out / REPORT_FILE}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit codes: 0 scored; 1 ran but scored nothing that it should have (a warning says
+    why); 2 refused (a one-line error)."""
     args = build_parser().parse_args(argv)
     try:
         report = evaluate(args)
     except (BagError, PredictorError, ValueError, TimeoutError) as error:
         print(f"densemtl-bag-eval: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a picture or the report could not be written
+        print(f"densemtl-bag-eval: error: cannot write {error.filename or args.out}: "
+              f"{error.strerror or error}", file=sys.stderr)
+        return 2
     _print_summary(report, args.out)
+    for line in unscored_ground_truth(report):
+        print(f"densemtl-bag-eval: warning: {line}", file=sys.stderr)
+    problem = nothing_scored(report)
+    if problem:
+        print(f"densemtl-bag-eval: warning: {problem}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -35,6 +35,19 @@ class BagTopics:
     depth: str | None = None
     normals: str | None = None
 
+    def __post_init__(self) -> None:
+        """One topic per role: a ground-truth topic equal to the camera's, or two roles on one
+        topic, would silently score nothing or one task in place of another."""
+        roles = {"image": self.image, "camera_info": self.camera_info,
+                 **{f"{name} ground-truth": topic for name, topic in self.ground_truth.items()}}
+        seen: dict[str, str] = {}
+        for role, topic in roles.items():
+            if topic and topic in seen:
+                raise ValueError(f"topic {topic} is given as both the {seen[topic]} and the "
+                                 f"{role} topic; each needs a topic of its own")
+            if topic:
+                seen[topic] = role
+
     @property
     def ground_truth(self) -> dict[str, str]:
         """GroundTruth field -> topic, for the topics given."""

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.interfaces import Connection
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
@@ -39,6 +39,8 @@ STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 """The rosbag2 storage formats :class:`BagWriter` writes."""
 
 _BAG_FILES = (".mcap", ".db3", ".bag")
+_MCAP_MAGIC = b"\x89MCAP0\r\n"
+"""The bytes an MCAP file begins and ends with."""
 
 
 class BagError(RuntimeError):
@@ -82,8 +84,31 @@ def open_bag(path: str | Path, *, typestore: Typestore | None = None) -> BagRead
         reader = AnyReader([path], default_typestore=typestore or get_typestore(DEFAULT_STORE))
         reader.open()
     except Exception as error:  # rosbags' parsers raise whatever corrupt input trips them up
+        truncated = _truncated_mcap(path)
+        if truncated is not None:
+            recovered = truncated.with_name(f"{truncated.stem}_recovered.mcap")
+            raise BagError(f"cannot read {path}: {truncated} is cut short (the recorder did not "
+                           f"close it); recover its messages with `mcap recover {truncated} -o "
+                           f"{recovered}` (the mcap command-line tool) and pass {recovered} "
+                           f"as the bag") from error
         raise BagError(f"cannot read {path} as a bag: {error}") from error
     return BagReader(path, reader)
+
+
+def _truncated_mcap(path: Path) -> Path | None:
+    """The first MCAP file of the bag at ``path`` that begins like one but lacks the closing
+    magic bytes, or None: a recording whose recorder was killed, or a partial copy."""
+    files = sorted(path.glob("*.mcap")) if path.is_dir() else [path]
+    for file in files:
+        if file.suffix != ".mcap" or file.stat().st_size < len(_MCAP_MAGIC):
+            continue
+        with file.open("rb") as handle:
+            start = handle.read(len(_MCAP_MAGIC))
+            handle.seek(-len(_MCAP_MAGIC), 2)
+            end = handle.read()
+        if start == _MCAP_MAGIC and end != _MCAP_MAGIC:
+            return file
+    return None
 
 
 def _check_bag_path(path: Path) -> None:
@@ -216,7 +241,11 @@ class BagWriter:
         self._connections: dict[str, Connection] = {}
 
     def __enter__(self) -> BagWriter:
-        self._writer.open()
+        try:
+            self._writer.open()
+        except (OSError, WriterError) as error:
+            raise BagError(f"cannot write {self.path}: "
+                           f"{getattr(error, 'strerror', None) or error}") from error
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,

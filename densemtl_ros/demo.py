@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -76,13 +77,17 @@ def write_gif(frames: list[np.ndarray], path: Path) -> Path:
     return path
 
 
-def _node_speed(report: dict) -> dict:
-    """The node's own figures (its /diagnostics) and what the replay measured."""
+def node_speed(report: dict) -> dict:
+    """The node's own figures (its /diagnostics) and what the replay measured, for
+    ``node_speed.json``; a figure the node has not measured (yet) is None."""
     diagnostics = report["live"]["node_diagnostics"]
 
-    def number(key: str) -> float | None:
-        value = diagnostics.get(key)
-        return float(value) if value not in (None, "nan") else None
+    def number(key: str) -> float | None:  # the node writes "nan" before its first frame
+        try:
+            value = float(diagnostics[key])
+        except (KeyError, ValueError):
+            return None
+        return value if math.isfinite(value) else None
     return {
         "frames_sent": report["live"]["frames_sent"],
         "frames_processed": report["live"]["frames_answered"],
@@ -110,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     from .bags import open_bag
     from .make_bag import (CAMERA_INFO_TOPIC, DEPTH_TOPIC, IMAGE_TOPIC, NORMALS_TOPIC,
                            SEGMENTATION_TOPIC, write_sample_bag)
+    from .scoring import write_json
 
     args.out.mkdir(parents=True, exist_ok=True)
     recording = args.out / "sample_bag"
@@ -127,14 +133,14 @@ def main(argv: list[str] | None = None) -> int:
                "--gt-segmentation-topic", SEGMENTATION_TOPIC, "--gt-depth-topic", DEPTH_TOPIC,
                "--gt-normals-topic", NORMALS_TOPIC, "--out", str(args.out),
                "--backend", "onnxruntime", "--live", "--start-node", "--rate", str(args.rate),
-               "--output-bag", str(node_outputs)]
+               "--output-bag", str(node_outputs), "--overwrite"]
     code = bag_eval.main(command)
     if code:
         return code
     report = json.loads((args.out / "report.json").read_text())
     gif = write_gif(_animation_frames(node_outputs), args.out / "demo.gif")
-    speed = _node_speed(report)
-    (args.out / "node_speed.json").write_text(json.dumps(speed, indent=2))
+    speed = node_speed(report)
+    write_json(args.out / "node_speed.json", speed)
     latency = speed["node_added_latency_ms"]
     print(f"node: {speed['frames_processed']} of {speed['frames_sent']} frames processed at "
           f"{speed['node_output_rate_hz']} Hz, added latency p50 {latency['p50']} ms / p95 "

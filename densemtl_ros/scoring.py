@@ -33,18 +33,20 @@ from densemtl_core.tasks import TASKS
 from densemtl_core.viz import mosaic
 
 from .published import PublishedMaps
+from .report_folder import FRAMES_FILE, REPORT_FILE
 
 REPORT_FORMAT = "densemtl-bag-eval"
 REPORT_FORMAT_VERSION = 1
 SKIP_EXAMPLES = 3
 """How many skipped frames of each reason the report lists with their stamps."""
 NOTHING_TO_SCORE = "no task has both a prediction and ground truth"
-"""The skip reason :meth:`FrameScorer.score` records by itself."""
+NO_VALID_TRUTH = "no valid ground-truth pixel (segmentation: no label among the model's classes)"
+"""The skip reasons :meth:`FrameScorer.score` records by itself."""
 
-_TASK_FIELDS = {"semseg": "segmentation", "depth": "depth", "normals": "normals",
+TASK_FIELDS = {"semseg": "segmentation", "depth": "depth", "normals": "normals",
                 "edges": "edges"}
 """Model task name -> attribute of :class:`PublishedMaps` and :class:`GroundTruth`."""
-assert tuple(_TASK_FIELDS) == tuple(TASKS)
+assert tuple(TASK_FIELDS) == tuple(TASKS)
 
 _MAX_DATASET_ID = np.iinfo(np.uint16).max
 _MAPPING_FILE_SUFFIXES = (".yaml", ".yml", ".json")
@@ -284,8 +286,10 @@ class FrameScorer:
               ) -> dict[str, dict[str, float]]:
         """Score the model's tasks that have both a map and ground truth; the frame's metrics.
 
-        Maps and ground truth must have the same shape (resizing is the caller's job). A frame
-        with nothing to score is recorded as skipped. Nothing is accumulated if any task fails.
+        Maps and ground truth must have the same shape (resizing is the caller's job). A task
+        counts as scored only where its ground truth has a valid pixel (one of its metrics is
+        a number: an all-ignored label image gives none); a frame with no task scored is
+        recorded as skipped. Nothing is accumulated if any task fails.
         """
         pairs = self._scorable_pairs(maps, truth)
         if not pairs:
@@ -295,12 +299,18 @@ class FrameScorer:
         for task, (pred, target) in pairs.items():
             frame_meters[task].update(*_METER_INPUTS[task](pred, target))
         metrics = {task: meter.compute() for task, meter in frame_meters.items()}
-        for task, meter in frame_meters.items():
-            _add_states(self._meters[task], meter)
+        depth_pixels = (self._depth_coverage_pixels(*pairs["depth"]) if "depth" in pairs
+                        else np.zeros(2, dtype=np.int64))
         if "depth" in pairs:
-            pixels = self._depth_coverage_pixels(*pairs["depth"])
-            self._depth_pixels += pixels
-            metrics["depth"]["coverage"] = _fraction(*pixels)
+            metrics["depth"]["coverage"] = _fraction(*depth_pixels)
+        metrics = {task: values for task, values in metrics.items()
+                   if any(math.isfinite(value) for value in values.values())}
+        if not metrics:
+            self.skip(index, stamp_ns, NO_VALID_TRUTH)
+            return {}
+        for task in metrics:
+            _add_states(self._meters[task], frame_meters[task])
+        self._depth_pixels += depth_pixels
         self.frames.append(FrameScore(int(index), int(stamp_ns), metrics))
         return metrics
 
@@ -326,7 +336,7 @@ class FrameScorer:
         """(prediction, ground truth) of each model task that has both, shapes checked."""
         pairs = {}
         for task in self.tasks:
-            pred, target = getattr(maps, _TASK_FIELDS[task]), getattr(truth, _TASK_FIELDS[task])
+            pred, target = getattr(maps, TASK_FIELDS[task]), getattr(truth, TASK_FIELDS[task])
             if pred is None or target is None:
                 continue
             if pred.shape != target.shape:
@@ -347,14 +357,23 @@ def _fraction(part: int, whole: int) -> float:
 
 # -- Reports -------------------------------------------------------------------------------------
 
-def _json_number(value: float) -> float | None:
-    """NaN (a metric with no pixels to average) becomes null: strict JSON has no NaN."""
-    return value if math.isfinite(value) else None
+def finite_json(value: Any) -> Any:
+    """``value`` (dicts, lists, numbers) with every NaN or infinite float as None: strict JSON
+    has no NaN, and a metric with no pixel to average is unknown, not a number."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {key: finite_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(item) for item in value]
+    return value
 
 
-def _json_metrics(metrics: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, Any]]:
-    return {task: {key: _json_number(value) for key, value in values.items()}
-            for task, values in metrics.items()}
+def write_json(path: Path, value: Any) -> Path:
+    """``value`` as strict JSON (see :func:`finite_json`), indented, keys sorted."""
+    path.write_text(json.dumps(finite_json(value), indent=2, sort_keys=True, allow_nan=False)
+                    + "\n", encoding="utf-8")
+    return path
 
 
 def _timing(latencies_ms: Sequence[float]) -> dict[str, float] | None:
@@ -390,28 +409,28 @@ def summary(scorer: FrameScorer, *, latencies_ms: Sequence[float] = (),
         "format": REPORT_FORMAT,
         "format_version": REPORT_FORMAT_VERSION,
         "source": dict(source or {}),
-        "metrics": _json_metrics(scorer.metrics()),
+        "metrics": finite_json(scorer.metrics()),
         "frames_scored": scorer.frames_scored(),
         "skipped": _skipped(scorer.skipped),
         "timing": _timing(latencies_ms),
         "frames": [{"index": frame.index, "stamp_ns": frame.stamp_ns,
-                    "metrics": _json_metrics(frame.metrics)} for frame in scorer.frames],
+                    "metrics": finite_json(frame.metrics)} for frame in scorer.frames],
     }
 
 
 def write_report(report: Mapping[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``report.json`` and ``frames.csv`` (one row per frame, a ``task_metric`` column per
-    metric, empty where a task was not scored or had no pixels); their paths."""
+    metric, empty where a task was not scored or had no pixels); their paths. Neither holds a
+    NaN (see :func:`finite_json`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = out_dir / "report.json"
-    json_path.write_text(json.dumps(report, indent=2, sort_keys=True, allow_nan=False) + "\n",
-                         encoding="utf-8")
+    report = finite_json(report)
+    json_path = write_json(out_dir / REPORT_FILE, report)
     rows = [{"index": frame["index"], "stamp_ns": frame["stamp_ns"],
              **{f"{task}_{key}": value for task, values in frame["metrics"].items()
                 for key, value in values.items()}} for frame in report["frames"]]
     columns = list(dict.fromkeys(column for row in rows for column in row)) or ["index", "stamp_ns"]
-    csv_path = out_dir / "frames.csv"
+    csv_path = out_dir / FRAMES_FILE
     with csv_path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, restval="")
         writer.writeheader()
@@ -452,7 +471,7 @@ def frame_mosaic(rgb: np.ndarray, maps: PublishedMaps, truth: GroundTruth,
     info = display_info(metadata)
     rows = [[("input", rgb)]]
     for task in metadata.tasks:
-        field = _TASK_FIELDS[task]
+        field = TASK_FIELDS[task]
         tiles = [_tile(task, label, array, info)
                  for label, array in (("pred", getattr(maps, field)), ("gt", getattr(truth, field)))
                  if array is not None]

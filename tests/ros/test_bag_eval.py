@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,14 +23,15 @@ from densemtl_core.export.onnx import onnx_model_bytes
 from densemtl_core.pretrained import DEFAULT_MODEL
 from densemtl_core.runtime import load_predictor
 from densemtl_ros.bag_eval import NO_MATCHED_TRUTH, main, published_maps
-from densemtl_ros.bags import header_stamp_ns, open_bag
+from densemtl_ros.bags import BagWriter, header_stamp_ns, open_bag
 from densemtl_ros.calibration import Calibration
 from densemtl_ros.encodings import message_to_array
 from densemtl_ros.make_bag import (CAMERA_INFO_TOPIC, DEPTH_TOPIC, IMAGE_TOPIC, NORMALS_TOPIC,
                                    SEGMENTATION_TOPIC, write_sample_bag)
-from densemtl_ros.scoring import REPORT_FORMAT, REPORT_FORMAT_VERSION
+from densemtl_ros.demo import node_speed
+from densemtl_ros.scoring import NO_VALID_TRUTH, REPORT_FORMAT, REPORT_FORMAT_VERSION, write_json
 from tests.ros.bag_fixtures import (Recording, Truth, frame_stamps, node_processes,
-                                    render_frames)
+                                    render_frames, strict_json)
 
 FRAMES, SIZE = 8, (60, 80)
 TRUTH_ARGS = ["--gt-segmentation-topic", SEGMENTATION_TOPIC, "--gt-depth-topic", DEPTH_TOPIC,
@@ -101,11 +103,12 @@ def perfect_bag(tmp_path_factory, scene, perfect) -> Path:
 
 
 def evaluate(bag: Path, out: Path, *extra: str, model: Path | None = None,
-             truth: list[str] = TRUTH_ARGS) -> tuple[int, dict | None]:
+             truth: list[str] = TRUTH_ARGS, camera_info: bool = True
+             ) -> tuple[int, dict | None]:
     """Run the command line; its exit code and report (None when it wrote none)."""
-    argv = ["--bag", str(bag), "--image-topic", IMAGE_TOPIC, "--camera-info-topic",
-            CAMERA_INFO_TOPIC, *truth, "--out", str(out), "--backend", "onnxruntime",
-            "--no-progress", *extra]
+    argv = ["--bag", str(bag), "--image-topic", IMAGE_TOPIC,
+            *(["--camera-info-topic", CAMERA_INFO_TOPIC] if camera_info else []),
+            *truth, "--out", str(out), "--backend", "onnxruntime", "--no-progress", *extra]
     if model is not None:
         argv += ["--model", str(model)]
     code = main(argv)
@@ -276,10 +279,12 @@ def test_ground_truth_within_the_stamp_tolerance_is_matched(jittered_bag, tmp_pa
 
 
 def test_ground_truth_outside_the_stamp_tolerance_is_not_scored(jittered_bag, tmp_path,
-                                                                model_file):
+                                                                model_file, capsys):
     code, report = evaluate(jittered_bag, tmp_path / "out", "--stamp-tolerance-ms", "1",
                             model=model_file)
-    assert code == 0
+    assert code == 1  # a report, but no score
+    assert capsys.readouterr().err.strip() == (
+        f"densemtl-bag-eval: warning: no frame was scored: {NO_MATCHED_TRUTH} ({FRAMES})")
     assert report["source"]["stamp_tolerance_ms"] == 1.0
     assert report["frames_scored"] == {task: 0 for task in (*SCORED_TASKS, "edges")}
     assert report["metrics"] == {} and report["frames"] == [] and report["mosaics"] == []
@@ -292,7 +297,7 @@ def test_ground_truth_outside_the_stamp_tolerance_is_not_scored(jittered_bag, tm
 
 
 def test_label_map_turns_dataset_ids_into_model_classes(tmp_path, scene, predicted, perfect,
-                                                        model_file, predictor):
+                                                        model_file, predictor, capsys):
     """Dataset id = model id + 10; the most frequent non-zero class is left out of the map, and
     rows 0-4 hold an id no one maps: both are ignored, not counted wrong."""
     counts = np.bincount(np.concatenate([m.segmentation.ravel() for m in predicted]),
@@ -315,9 +320,16 @@ def test_label_map_turns_dataset_ids_into_model_classes(tmp_path, scene, predict
     assert report["source"]["label_map"] == {str(i + 10): i for i in range(8) if i != unmapped}
     assert report["frames_scored"]["semseg"] == FRAMES
     assert_metrics(report["metrics"], {"semseg": PERFECT["semseg"]}, tolerance=0.0)
-    # Without the map every id is >= 10: nothing is labelled, nothing is right or wrong.
+    # Without the map every id is >= 10: nothing is labelled, nothing is right or wrong, and
+    # segmentation is not scored (depth and normals are).
+    capsys.readouterr()
     code, plain = evaluate(bag, tmp_path / "plain", model=model_file)
-    assert code == 0 and plain["metrics"]["semseg"]["pixel_acc"] is None
+    assert code == 0 and "semseg" not in plain["metrics"]
+    assert plain["frames_scored"] == {"semseg": 0, "depth": FRAMES, "normals": FRAMES,
+                                      "edges": 0}
+    assert (f"warning: segmentation ground truth on {SEGMENTATION_TOPIC} scored no frame; if "
+            f"its ids are not the model's classes, map them with --label-map"
+            in capsys.readouterr().err)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -355,6 +367,168 @@ def test_what_is_no_bag_is_refused_with_a_clear_message(tmp_path, capsys, model_
     assert error.startswith(f"densemtl-bag-eval: error: {path}") or \
         error.startswith(f"densemtl-bag-eval: error: cannot read {path}")
     assert message in error and "Traceback" not in error
+
+
+@pytest.fixture
+def broken_model(tmp_path) -> Path:
+    """A model file that fails to load: an error about anything else came before loading."""
+    path = tmp_path / "broken.onnx"
+    path.write_bytes(b"no model in here " * 64)
+    return path
+
+
+def refused_before_the_model(capsys, code: int) -> str:
+    """The one-line error of a run refused before its model was loaded."""
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1, error
+    assert error.startswith("densemtl-bag-eval: error: ") and "broken.onnx" not in error
+    return error.strip()
+
+
+def test_bag_problems_are_found_before_the_model_is_loaded(perfect_bag, tmp_path, capsys,
+                                                           broken_model):
+    code, _ = evaluate(perfect_bag, tmp_path / "out", model=broken_model,
+                       truth=["--gt-depth-topic", "/camera/nope"])
+    assert "topic /camera/nope is not in" in refused_before_the_model(capsys, code)
+    code, _ = evaluate(perfect_bag, tmp_path / "out", model=broken_model,
+                       truth=["--gt-depth-topic", SEGMENTATION_TOPIC, "--gt-normals-topic",
+                              NORMALS_TOPIC, "--gt-segmentation-topic", DEPTH_TOPIC,
+                              "--image-topic", CAMERA_INFO_TOPIC, "--camera-info-topic",
+                              "/camera/other_info"])
+    error = refused_before_the_model(capsys, code)
+    assert f"topic {CAMERA_INFO_TOPIC} has type sensor_msgs/msg/CameraInfo, expected" in error
+    assert not (tmp_path / "out" / "report.json").exists()
+
+
+@pytest.mark.parametrize("where", ["file", "folder"])
+def test_a_truncated_mcap_says_how_to_recover_it(perfect_bag, tmp_path, capsys, broken_model,
+                                                 where):
+    """The recording's MCAP file cut 1000 bytes short, as a killed recorder leaves it."""
+    (source,) = perfect_bag.glob("*.mcap")
+    if where == "folder":
+        bag = tmp_path / "bag"
+        shutil.copytree(perfect_bag, bag)
+        (truncated,) = bag.glob("*.mcap")
+    else:
+        bag = truncated = tmp_path / "recording.mcap"
+    truncated.write_bytes(source.read_bytes()[:-1000])
+    code, _ = evaluate(bag, tmp_path / "out", model=broken_model)
+    error = refused_before_the_model(capsys, code)
+    recovered = truncated.with_name(f"{truncated.stem}_recovered.mcap")
+    assert f"{truncated} is cut short" in error
+    assert f"`mcap recover {truncated} -o {recovered}`" in error
+
+
+@pytest.mark.parametrize("roles", [
+    {"--gt-depth-topic": IMAGE_TOPIC},
+    {"--gt-segmentation-topic": CAMERA_INFO_TOPIC},
+    {"--gt-depth-topic": NORMALS_TOPIC, "--gt-normals-topic": NORMALS_TOPIC},
+], ids=["depth=image", "segmentation=camera_info", "depth=normals"])
+def test_one_topic_given_for_two_roles_is_refused(perfect_bag, tmp_path, capsys, broken_model,
+                                                  roles):
+    """Each would drop a task, or score a task against another's data, without a word."""
+    truth = [item for pair in roles.items() for item in pair]
+    code, _ = evaluate(perfect_bag, tmp_path / "out", model=broken_model, truth=truth)
+    error = refused_before_the_model(capsys, code)
+    (topic,) = set(roles.values())
+    assert f"topic {topic} is given as both the " in error
+    assert "each needs a topic of its own" in error
+
+
+@pytest.mark.parametrize("make", ["file", "inside a file"])
+def test_a_report_folder_that_cannot_be_written_is_refused_first(perfect_bag, tmp_path, capsys,
+                                                                 broken_model, make):
+    (tmp_path / "taken").write_text("the user's")
+    out = tmp_path / "taken" if make == "file" else tmp_path / "taken" / "out"
+    code, _ = evaluate(perfect_bag, out, model=broken_model)
+    error = refused_before_the_model(capsys, code)
+    assert error.startswith(f"densemtl-bag-eval: error: report folder {out} ")
+    assert ("is a file, not a folder" if make == "file" else "cannot be written") in error
+    assert (tmp_path / "taken").read_text() == "the user's"
+
+
+def test_an_output_bag_that_cannot_be_written_is_refused_first(perfect_bag, tmp_path, capsys,
+                                                               broken_model):
+    (tmp_path / "earlier").mkdir()
+    (tmp_path / "earlier" / "metadata.yaml").write_text("the user's")
+    (tmp_path / "file").write_text("the user's")
+    for path, problem in ((tmp_path / "earlier", "exists already"),
+                          (tmp_path / "file" / "bag", "cannot write")):
+        code, _ = evaluate(perfect_bag, tmp_path / "out", "--output-bag", str(path),
+                           model=broken_model)
+        assert problem in refused_before_the_model(capsys, code)
+    assert (tmp_path / "earlier" / "metadata.yaml").read_text() == "the user's"
+
+
+def test_an_earlier_run_is_refused_and_replaced_only_when_asked(perfect_bag, tmp_path, capsys,
+                                                                 model_file):
+    """A second run into the same folder would leave the first one's segmentation mosaics
+    beside a report that scored depth only."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's")
+    code, first = evaluate(perfect_bag, out, model=model_file)
+    assert code == 0 and sorted(Path(path).name for path in first["mosaics"]) == [
+        "best_semseg.png", "worst_semseg.png"]
+    depth_only = ["--gt-depth-topic", DEPTH_TOPIC]
+    written = {path.name: path.read_bytes() for path in out.iterdir()}
+    capsys.readouterr()
+    code, _ = evaluate(perfect_bag, out, model=model_file, truth=depth_only)
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and error == (
+        f"densemtl-bag-eval: error: report folder {out} holds an earlier run's results "
+        f"(report.json, frames.csv, worst_semseg.png, best_semseg.png); choose another folder, "
+        f"or replace them with --overwrite")
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == written
+    code, second = evaluate(perfect_bag, out, "--overwrite", model=model_file, truth=depth_only)
+    assert code == 0 and second["frames_scored"]["semseg"] == 0
+    assert sorted(path.name for path in out.iterdir()) == [
+        "best_depth.png", "frames.csv", "notes.txt", "report.json", "worst_depth.png"]
+    assert (out / "notes.txt").read_text() == "the user's"
+
+
+def test_a_finished_output_bag_outlives_a_picture_that_cannot_be_written(perfect_bag, tmp_path,
+                                                                         capsys, model_file):
+    """The best frames' mosaic cannot be written (a folder holds its name)."""
+    (tmp_path / "out" / "best_semseg.png").mkdir(parents=True)
+    code, _ = evaluate(perfect_bag, tmp_path / "out", "--output-bag",
+                       str(tmp_path / "predictions"), model=model_file)
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and error.startswith("densemtl-bag-eval: error: cannot write ")
+    assert "best_semseg.png" in error and "\n" not in error
+    with open_bag(tmp_path / "predictions") as output:
+        assert output.message_counts["/densemtl/depth"] == FRAMES
+        assert sum(1 for item in output.messages() if item.error is None) == \
+            output.message_count
+
+
+def test_an_empty_bag_warns_and_fails(tmp_path, capsys, model_file):
+    with BagWriter(tmp_path / "bag") as bag:
+        bag.add_topic(IMAGE_TOPIC, "sensor_msgs/msg/Image")
+        bag.add_topic(DEPTH_TOPIC, "sensor_msgs/msg/Image")
+    code, report = evaluate(tmp_path / "bag", tmp_path / "out", model=model_file,
+                            truth=["--gt-depth-topic", DEPTH_TOPIC], camera_info=False)
+    assert code == 1 and report["source"]["frames_in_bag"] == 0
+    assert capsys.readouterr().err.strip() == (
+        f"densemtl-bag-eval: warning: the bag has no message on {IMAGE_TOPIC}")
+
+
+@pytest.mark.parametrize("invalid", ["labels outside the model's classes", "no valid depth"])
+def test_ground_truth_with_nothing_valid_warns_and_fails(tmp_path, scene, predicted, capsys,
+                                                         model_file, invalid):
+    if invalid == "no valid depth":
+        topic, truth = DEPTH_TOPIC, Truth("32FC1", [np.full(SIZE, np.nan, np.float32)] * FRAMES)
+    else:
+        topic, truth = SEGMENTATION_TOPIC, Truth(
+            "mono8", [maps.segmentation + np.uint8(100) for maps in predicted])
+    bag = recording(scene, {topic: truth}).write(tmp_path / "bag")
+    option = "--gt-depth-topic" if topic == DEPTH_TOPIC else "--gt-segmentation-topic"
+    code, report = evaluate(bag, tmp_path / "out", model=model_file, truth=[option, topic])
+    assert code == 1 and report["metrics"] == {} and report["frames"] == []
+    assert report["skipped"]["counts"] == {NO_VALID_TRUTH: FRAMES}
+    assert capsys.readouterr().err.strip() == (
+        f"densemtl-bag-eval: warning: no frame was scored: {NO_VALID_TRUTH} ({FRAMES})")
+    assert "NaN" not in (tmp_path / "out" / "report.json").read_text()
 
 
 def test_a_corrupt_image_message_skips_its_frame_only(tmp_path, scene, perfect, model_file):
@@ -480,6 +654,20 @@ def test_a_ros1_bag_is_evaluated(tmp_path, scene, perfect, model_file):
         infos = [item.message for item in output.messages(["/densemtl/camera_info"])]
     assert len(infos) == FRAMES  # ROS 1 spells the intrinsics K
     np.testing.assert_allclose(infos[0].k.reshape(3, 3), scene[0]["intrinsics"])
+
+
+def test_node_speed_holds_only_numbers_or_null(tmp_path):
+    """Before its first frame the node reports "nan"; a rate over no time is "inf"."""
+    report = {"timing": None, "live": {
+        "frames_sent": 2, "frames_answered": 0, "frames_dropped": 2,
+        "node_diagnostics": {"output rate (Hz)": "inf", "added latency p50 (ms)": "nan",
+                             "added latency p95 (ms)": "NaN", "network p50 (ms)": "12.5",
+                             "backend": "onnxruntime"}}}
+    speed = node_speed(report)
+    assert speed["node_output_rate_hz"] is None and speed["node_network_ms"]["p50"] == 12.5
+    assert speed["node_added_latency_ms"] == {"p50": None, "p95": None}
+    text = write_json(tmp_path / "node_speed.json", speed).read_text()
+    assert strict_json(text) == speed
 
 
 # ---------------------------------------------------------------------------------------------

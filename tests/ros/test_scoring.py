@@ -12,9 +12,11 @@ from densemtl_core.checkpoint import ModelMetadata
 from densemtl_core.config import ExperimentConfig, ModelConfig
 from densemtl_core.losses import IGNORE_INDEX
 from densemtl_core.metrics import DepthMeter, EdgeMeter, NormalsMeter, SegmentationMeter
-from densemtl_ros.scoring import (NOTHING_TO_SCORE, REPORT_FORMAT, FrameScore, FrameScorer,
-                                  GroundTruth, LabelMapping, PublishedMaps, frame_mosaic,
-                                  match_by_stamp, summary, worst_and_best, write_report)
+from densemtl_ros.scoring import (NO_VALID_TRUTH, NOTHING_TO_SCORE, REPORT_FORMAT, FrameScore,
+                                  FrameScorer, GroundTruth, LabelMapping, PublishedMaps,
+                                  frame_mosaic, match_by_stamp, summary, worst_and_best,
+                                  write_report)
+from tests.ros.bag_fixtures import strict_json
 
 CLASS_NAMES = ("wall", "floor", "chair")
 CLASS_COLORS = ((200, 0, 0), (0, 200, 0), (0, 0, 200))
@@ -175,6 +177,29 @@ def test_tasks_without_both_sides_are_not_scored_and_empty_frames_are_skipped():
     assert set(scorer.metrics()) == {"semseg"}
 
 
+def test_a_task_whose_ground_truth_has_no_valid_pixel_is_not_scored():
+    """Labels all outside the model's classes (ignored), depth all out of range, zero normals:
+    no number to report, so the task is not scored there; a frame left with none is skipped."""
+    scorer = FrameScorer(metadata(tasks=("semseg", "depth", "normals")))
+    labels = np.zeros((2, 2), np.uint8)
+    ignored = np.full((2, 2), IGNORE_INDEX, np.uint8)
+    maps = PublishedMaps(segmentation=labels, depth=np.ones((2, 2), np.float32),
+                         normals=normals_map(2, 2))
+    metrics = scorer.score(0, 0, maps, GroundTruth(segmentation=ignored,
+                                                   depth=np.full((2, 2), 2.0, np.float32)))
+    assert set(metrics) == {"depth"}
+    assert scorer.score(1, 10, maps, GroundTruth(
+        segmentation=ignored, depth=np.full((2, 2), 50.0, np.float32),
+        normals=np.zeros((2, 2, 3), np.float32))) == {}
+    assert scorer.frames_scored() == {"semseg": 0, "depth": 1, "normals": 0}
+    assert [(s.index, s.reason) for s in scorer.skipped] == [(1, NO_VALID_TRUTH)]
+    assert set(scorer.metrics()) == {"depth"}
+    # No prediction where the ground truth is valid is a result (coverage 0), not nothing.
+    metrics = scorer.score(2, 20, PublishedMaps(depth=np.full((2, 2), np.nan, np.float32)),
+                           GroundTruth(depth=np.full((2, 2), 2.0, np.float32)))
+    assert metrics["depth"]["coverage"] == 0.0 and math.isnan(metrics["depth"]["rmse"])
+
+
 def test_dataset_metrics_equal_meters_fed_every_frame():
     rng = np.random.default_rng(0)
     frames = []
@@ -305,8 +330,8 @@ def scored_session():
     labels = np.array([[0, 1], [2, 2]], dtype=np.uint8)
     scorer.score(0, T0, PublishedMaps(segmentation=labels, depth=np.full((2, 2), 2.0)),
                  GroundTruth(segmentation=labels, depth=np.full((2, 2), 4.0)))
-    scorer.score(1, T0 + 33 * MS, PublishedMaps(segmentation=labels),
-                 GroundTruth(segmentation=np.full((2, 2), IGNORE_INDEX, np.uint8)))
+    scorer.score(1, T0 + 33 * MS, PublishedMaps(depth=np.full((2, 2), np.nan)),
+                 GroundTruth(depth=np.full((2, 2), 4.0)))  # nothing predicted: errors unknown
     for index in range(2, 7):
         scorer.skip(index, T0 + index * 33 * MS, "no ground truth within tolerance")
     scorer.skip(7, T0 + 7 * 33 * MS, "bad image encoding")
@@ -318,8 +343,10 @@ def test_summary_and_written_report_round_trip(tmp_path):
                      source={"checkpoint": "model.safetensors", "bag": "run1"})
     assert report["format"] == REPORT_FORMAT and report["format_version"] == 1
     assert report["metrics"]["depth"]["abs_rel"] == pytest.approx(0.5)
-    assert report["frames_scored"] == {"semseg": 2, "depth": 1}
-    assert report["frames"][1]["metrics"]["semseg"]["miou"] is None  # nothing labelled: null
+    assert report["frames_scored"] == {"semseg": 1, "depth": 2}
+    assert report["frames"][1]["metrics"]["depth"]["rmse"] is None  # no pixel to average: null
+    assert report["frames"][1]["metrics"]["depth"]["coverage"] == 0.0
+    assert report["metrics"]["depth"]["coverage"] == 0.5
     assert report["skipped"]["counts"] == {"no ground truth within tolerance": 5,
                                            "bad image encoding": 1}
     assert [e["index"] for e in report["skipped"]["examples"]] == [2, 3, 4, 7]
@@ -334,7 +361,24 @@ def test_summary_and_written_report_round_trip(tmp_path):
     assert rows[0][:4] == ["index", "stamp_ns", "semseg_miou", "semseg_pixel_acc"]
     assert "depth_coverage" in rows[0] and len(rows) == 3
     assert rows[1][:3] == ["0", str(T0), "1.0"]
-    assert rows[2][rows[0].index("depth_rmse")] == ""  # depth not scored in frame 1
+    assert rows[2][rows[0].index("semseg_miou")] == ""  # segmentation not scored in frame 1
+    assert rows[2][rows[0].index("depth_rmse")] == ""  # null
+    assert rows[2][rows[0].index("depth_coverage")] == "0.0"
+
+
+def test_written_reports_hold_no_nan_anywhere(tmp_path):
+    """Not only metrics: any figure a report carries may be NaN or infinite (a live run's
+    difference of two unknowns, a rate over no time); JSON and CSV get null and an empty cell."""
+    report = summary(scored_session(), source={"bag": "run1"})
+    report["live"] = {"agreement": {"largest_difference": math.nan}, "rates": [1.0, math.inf]}
+    report["frames"][0]["metrics"]["depth"]["rmse"] = -math.inf
+    json_path, csv_path = write_report(report, tmp_path / "out")
+    written = strict_json(json_path.read_text())
+    assert written["live"] == {"agreement": {"largest_difference": None}, "rates": [1.0, None]}
+    assert written["frames"][0]["metrics"]["depth"]["rmse"] is None
+    with csv_path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows[0]["depth_rmse"] == "" and "nan" not in csv_path.read_text().lower()
 
 
 def test_summary_without_latencies_has_no_timing():
