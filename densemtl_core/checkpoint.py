@@ -134,39 +134,91 @@ def read_metadata(path: str | Path) -> ModelMetadata:
 
 
 def load_weights(path: str | Path, model: torch.nn.Module) -> None:
-    """Load a checkpoint's weights into ``model``; any missing, extra or reshaped tensor fails."""
+    """Load a checkpoint's weights into ``model``; any missing, extra or reshaped tensor fails
+    (before any weight is read)."""
     path = _existing(path)
+    expected = model.state_dict()
+    _check_tensor_shapes(path, {name: tuple(value.shape) for name, value in expected.items()})
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"{path} is not a readable safetensors checkpoint: {error}") from error
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    reshaped = sorted(k for k in set(expected) & set(tensors)
-                      if expected[k].shape != tensors[k].shape)
-    if missing or unexpected or reshaped:
-        details = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected),
-                            ("shape mismatch", reshaped)):
-            if keys:
-                details.append(f"{label}: {keys[:5]}{' ...' if len(keys) > 5 else ''}")
-        raise CheckpointError(f"{path} does not fit the model described by its metadata "
-                              f"({'; '.join(details)})")
     for name, tensor in tensors.items():
         tensors[name] = tensor.to(expected[name].dtype)
     model.load_state_dict(tensors, strict=True)
 
 
+MAX_INPUT_PIXELS = 2048 * 2048
+"""Largest network input a checkpoint may declare: eight times the method's largest set-up
+(512 x 1024), twice Cityscapes at its full 1024 x 2048."""
+
+MAX_ATTENTION_TOKENS = 32768
+"""Most tokens a cross-task attention may have at the declared input size: its matrix holds
+their square, 4 GiB of float32 per image and task pair here (the method's Cityscapes set-up has
+8192 tokens, 256 MiB)."""
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"
                     ) -> tuple[torch.nn.Module, ModelMetadata]:
-    """Rebuild the network from the checkpoint's metadata and load its weights (eval mode)."""
+    """Rebuild the network from the checkpoint's metadata and load its weights (eval mode).
+
+    The metadata alone decides how large the network and its activations are, so it is checked
+    before anything is allocated: the network is first laid out on torch's ``meta`` device
+    (shapes, no memory) and every parameter's shape compared with the tensors in the file's
+    header, and the input size is held to :data:`MAX_INPUT_PIXELS` and
+    :data:`MAX_ATTENTION_TOKENS`. A 2 MB file claiming ``model.width: 64`` is refused here
+    instead of building a network hundreds of thousands of times its size.
+    """
     from .models import build_model
 
+    path = _existing(path)
     metadata = read_metadata(path)
-    model = build_model(_without_pretrained(metadata.config).model)
+    config = _without_pretrained(metadata.config).model
+    try:
+        with torch.device("meta"):
+            layout = build_model(config)
+    except ValueError as error:
+        raise CheckpointError(f"{path}: its metadata describes no valid network: {error}"
+                              ) from error
+    _check_tensor_shapes(path, {name: tuple(value.shape)
+                                for name, value in layout.state_dict().items()})
+    _check_input_size(path, metadata.input_size, layout.attention_tokens(metadata.input_size))
+    model = build_model(config)
     load_weights(path, model)
     return model.to(device).eval(), metadata
+
+
+def _check_tensor_shapes(path: Path, expected: dict[str, tuple[int, ...]]) -> None:
+    """CheckpointError unless the file holds exactly the ``expected`` tensor names and shapes,
+    read from the safetensors header (no tensor is loaded)."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            found = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path} is not a readable safetensors checkpoint: {error}") from error
+    reshaped = [f"{name} {list(expected[name])} in the metadata, {list(found[name])} in the file"
+                for name in sorted(set(expected) & set(found)) if expected[name] != found[name]]
+    details = []
+    for label, items in (("shape mismatch", reshaped),
+                         ("missing", sorted(set(expected) - set(found))),
+                         ("unexpected", sorted(set(found) - set(expected)))):
+        if items:
+            more = f", and {len(items) - 2} more" if len(items) > 2 else ""
+            details.append(f"{label}: {', '.join(items[:2])}{more}")
+    if details:
+        raise CheckpointError(f"{path} does not fit the model described by its metadata "
+                              f"({'; '.join(details)})")
+
+
+def _check_input_size(path: Path, size: tuple[int, int], attention_tokens: int) -> None:
+    height, width = size
+    if height * width > MAX_INPUT_PIXELS:
+        raise CheckpointError(f"{path}: its metadata declares a {height}x{width} network input, "
+                              f"over the limit of {MAX_INPUT_PIXELS} pixels")
+    if attention_tokens > MAX_ATTENTION_TOKENS:
+        raise CheckpointError(f"{path}: its metadata declares a cross-task attention over "
+                              f"{attention_tokens} tokens at the {height}x{width} input, over the "
+                              f"limit of {MAX_ATTENTION_TOKENS}")
 
 
 def _without_pretrained(config: ExperimentConfig) -> ExperimentConfig:

@@ -1,4 +1,7 @@
 import dataclasses
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,6 +11,7 @@ from densemtl_core.checkpoint import (CheckpointError, ModelMetadata, load_check
 from densemtl_core.config import load_config
 from densemtl_core.models import build_model
 
+REPO = Path(__file__).resolve().parents[1]
 TINY = ["model.width=0.125", "model.backbone=resnet18", "data.image_size=[32, 48]",
         "model.tasks=[semseg, depth]", "model.num_classes=5"]
 
@@ -105,6 +109,53 @@ def test_weights_that_do_not_fit_the_metadata(tmp_path, trained):
         None, TINY + ["model.tasks=[semseg, depth, normals]"]))
     path = save_checkpoint(tmp_path / "ckpt2.safetensors", model, wider)
     with pytest.raises(CheckpointError, match="missing"):
+        load_checkpoint(path)
+
+
+PEAK_OF_A_LOAD = """
+import resource, sys
+import densemtl_core.models
+from densemtl_core.checkpoint import CheckpointError, load_checkpoint
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    load_checkpoint(sys.argv[1])
+except CheckpointError as error:
+    print(error)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+def test_metadata_claiming_a_wider_network_is_refused_before_building_it(tmp_path, trained):
+    """Metadata claiming 16 times the channels of the file's tensors made the loader build that
+    network (+420 MiB here; 8.5 GB for a file claiming width 64) before comparing shapes. The
+    peak is measured in a fresh interpreter, which earlier tests cannot have raised."""
+    model, metadata = trained
+    wider = dataclasses.replace(metadata, config=load_config(None, TINY + ["model.width=2.0"]))
+    path = save_checkpoint(tmp_path / "wide.safetensors", model, wider)
+    result = subprocess.run([sys.executable, "-c", PEAK_OF_A_LOAD, str(path)], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    message, growth_mib = result.stdout.splitlines()
+    assert message.startswith(f"{path} does not fit the model described by its metadata "
+                              f"(shape mismatch: encoder.bn1.bias [128] in the metadata, [8] in "
+                              f"the file, ")
+    assert int(growth_mib) < 32
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["data.image_size=[4096, 4096]"], "a 4096x4096 network input, over the limit of 4194304"),
+    (["data.image_size=[1024, 1024]", "model.attention_downsample=1"],
+     "attention over 262144 tokens at the 1024x1024 input, over the limit of 32768"),
+])
+def test_metadata_declaring_an_input_too_large_to_run_is_refused(tmp_path, trained, overrides,
+                                                                 message):
+    """The input size is the one size the tensors cannot confirm: it only shows as activation
+    memory when the network first runs (a 4096x4096 input, or 262144 attention tokens, whose
+    attention matrix alone would be 256 GiB)."""
+    model, metadata = trained
+    claimed = dataclasses.replace(metadata, config=load_config(None, TINY + overrides))
+    path = save_checkpoint(tmp_path / "large.safetensors", model, claimed)
+    with pytest.raises(CheckpointError, match=message):
         load_checkpoint(path)
 
 

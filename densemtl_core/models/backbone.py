@@ -157,7 +157,13 @@ class ResNetEncoder(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """torchvision's initialisation, used when no ImageNet weights are loaded."""
+        """torchvision's initialisation, used when no ImageNet weights are loaded.
+
+        Skipped on the meta device (a layout of shapes, as checkpoint loading builds first):
+        there is nothing to draw, and torch's ``normal_`` there imports torch._dynamo (3 s).
+        """
+        if self.conv1.weight.is_meta:
+            return
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")

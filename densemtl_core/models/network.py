@@ -64,10 +64,20 @@ class MultiTaskNet(nn.Module):
         if stride != 2 ** scale:
             raise ValueError(f"the decoder feature at exchange_scale {scale} has stride {stride} "
                              f"with dilation {cfg.dilation}, not {2 ** scale}")
-        downsample = cfg.attention_downsample or ATTENTION_DOWNSAMPLE[scale]
         channels = scaled_width(cfg.decoder_channels[scale], cfg.width)
-        return ExchangeBlock(self.tasks, channels, cfg.exchange_branches, cfg.fusion, downsample,
-                             cfg.sxtam_alpha_init)
+        return ExchangeBlock(self.tasks, channels, cfg.exchange_branches, cfg.fusion,
+                             self._attention_downsample(), cfg.sxtam_alpha_init)
+
+    def _attention_downsample(self) -> int:
+        return self.cfg.attention_downsample or ATTENTION_DOWNSAMPLE[self.cfg.exchange_scale]
+
+    def attention_tokens(self, image_size: Sequence[int]) -> int:
+        """Tokens of each cross-task attention (SxTAM) for an ``image_size`` input, 0 without
+        one; its attention matrix holds their square per image and task pair."""
+        if self.exchange is None or "sxtam" not in self.cfg.exchange_branches:
+            return 0
+        stride = 2 ** self.cfg.exchange_scale * self._attention_downsample()
+        return (image_size[0] // stride) * (image_size[1] // stride)
 
     def normalize_input(self, image: Tensor) -> Tensor:
         return (image - self.input_mean) / self.input_std
