@@ -4,21 +4,19 @@ Reading messages into arrays needs no ROS and lives in :mod:`.encodings` (bag ev
 without a ROS installation); its names are re-exported here for the node. Builders copy the
 array once into the message (see :func:`message_bytes` for what rclpy's setter adds); output
 messages are little-endian (``is_bigendian = 0``). Every refusal raises
-:class:`ImageConversionError` saying what is wrong, with the numbers.
-:func:`scale_camera_info` reuses the training library's ``scale_intrinsics`` (torch, which the
-node has loaded for the model anyway), so both sides agree on the pixel-centre convention.
+:class:`ImageConversionError` saying what is wrong, with the numbers. A CameraInfo is built
+from a :class:`.calibration.Calibration`, which reads, checks and rescales any CameraInfo
+without ROS (the bag tools write theirs from it too).
 """
 from __future__ import annotations
 
 import array
 
 import numpy as np
-import torch
 from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
 from std_msgs.msg import Header
 
-from densemtl_core.data.transforms import scale_intrinsics
-
+from .calibration import Calibration
 from .encodings import (ARRAY_ENCODINGS, SUPPORTED_ENCODINGS, ImageConversionError, as_float32,
                         check_image, compressed_to_rgb, image_fields, image_to_rgb,
                         message_to_array, probability_to_mono8)
@@ -27,7 +25,7 @@ __all__ = [
     "ARRAY_ENCODINGS", "SUPPORTED_ENCODINGS", "ImageConversionError", "check_image",
     "compressed_to_rgb", "image_to_rgb", "message_to_array",  # from .encodings
     "array_to_msg", "labels_to_msg", "rgb_to_msg", "depth_to_msg", "normals_to_msg",
-    "probability_to_msg", "message_bytes", "scale_camera_info",
+    "probability_to_msg", "message_bytes", "calibration_to_msg",
 ]
 
 
@@ -95,40 +93,15 @@ def array_to_msg(pixels: np.ndarray, header: Header, encoding: str) -> Image:
 # CameraInfo
 
 
-def scale_camera_info(info: CameraInfo, height: int, width: int) -> CameraInfo:
-    """The same camera as ``info`` (same header, distortion model and D, R) at
-    ``height`` x ``width``, for outputs published at another resolution than the input.
-
-    K and P follow :func:`densemtl_core.data.transforms.scale_intrinsics` (pixel centres at
-    integer coordinates: ``c' = (c + 0.5) * s - 0.5``); P's Tx and Ty scale with fx and fy, an
-    unset (all-zero) P stays unset. Binning is reset to 0, the ROI scaled (edges at ``x * s``).
-    """
-    if info.width == 0 or info.height == 0 or not any(info.k):
-        raise ImageConversionError(
-            f"camera info is uncalibrated: width {info.width}, height {info.height}, "
-            f"K {list(info.k)}", kind="uncalibrated camera info")
-    if height <= 0 or width <= 0:
-        raise ImageConversionError(f"target size must be positive, got {height}x{width}",
-                                   kind="bad argument")
-    source, target = (info.height, info.width), (height, width)
-    scale_x, scale_y = width / info.width, height / info.height
-    k = scale_intrinsics(torch.tensor(info.k, dtype=torch.float64).view(3, 3), source, target)
-    p = torch.tensor(info.p, dtype=torch.float64).view(3, 4)
-    if p.any():
-        p[:, :3] = scale_intrinsics(p[:, :3], source, target)
-        p[:2, 3] *= torch.tensor([scale_x, scale_y], dtype=torch.float64)
-    return CameraInfo(header=info.header, height=height, width=width,
-                      distortion_model=info.distortion_model, d=list(info.d), r=list(info.r),
-                      k=k.flatten().tolist(), p=p.flatten().tolist(),
-                      roi=_scaled_roi(info.roi, scale_x, scale_y))
-
-
-def _scaled_roi(roi: RegionOfInterest, scale_x: float, scale_y: float) -> RegionOfInterest:
-    """``roi`` in the scaled image; an unset ROI (zero size: the full image) stays unset."""
-    if roi.width == 0 or roi.height == 0:
-        return RegionOfInterest(do_rectify=roi.do_rectify)
-    left, top = round(roi.x_offset * scale_x), round(roi.y_offset * scale_y)
-    right = round((roi.x_offset + roi.width) * scale_x)
-    bottom = round((roi.y_offset + roi.height) * scale_y)
-    return RegionOfInterest(x_offset=left, y_offset=top, width=right - left,
-                            height=bottom - top, do_rectify=roi.do_rectify)
+def calibration_to_msg(calibration: Calibration, header: Header) -> CameraInfo:
+    """A CameraInfo holding every field of ``calibration``, with ``header`` itself as its
+    header."""
+    roi = calibration.roi
+    return CameraInfo(
+        header=header, height=calibration.height, width=calibration.width,
+        distortion_model=calibration.distortion_model, d=calibration.d.tolist(),
+        k=calibration.k.reshape(-1).tolist(), r=calibration.r.reshape(-1).tolist(),
+        p=calibration.p.reshape(-1).tolist(), binning_x=calibration.binning_x,
+        binning_y=calibration.binning_y,
+        roi=RegionOfInterest(x_offset=roi.x_offset, y_offset=roi.y_offset, height=roi.height,
+                             width=roi.width, do_rectify=roi.do_rectify))

@@ -21,12 +21,21 @@ def _level_and_message(now: TelemetrySnapshot, before: TelemetrySnapshot | None
                        ) -> tuple[bytes, str]:
     failed = now.failed - (before.failed if before else 0)
     refused = now.refused - (before.refused if before else 0)
+    withheld = now.withheld - (before.withheld if before else 0)
     if now.received == 0 or now.input_rate == 0.0:
         return DiagnosticStatus.WARN, "no images received recently"
     if failed:
         return DiagnosticStatus.ERROR, f"{failed} frames failed in inference since last report"
     if refused:
         return DiagnosticStatus.WARN, f"{refused} frames refused since last report"
+    if withheld:
+        earlier = before.withheld_by_reason if before else {}
+        reasons = [f"{reason}: {now.withheld_details[reason][0]}"
+                   if now.withheld_details.get(reason) else reason
+                   for reason, count in sorted(now.withheld_by_reason.items())
+                   if count > earlier.get(reason, 0)]
+        return (DiagnosticStatus.WARN, f"{withheld} frames without some outputs since last "
+                                       f"report ({'; '.join(reasons)})")
     return DiagnosticStatus.OK, f"processing {now.output_rate:.1f} Hz of {now.input_rate:.1f} Hz"
 
 
@@ -66,6 +75,7 @@ class DiagnosticsReporter:
             "frames refused": str(snapshot.refused),
             "frames failed": str(snapshot.failed),
             "frames skipped (no subscriber)": str(snapshot.skipped),
+            "frames with outputs withheld": str(snapshot.withheld),
             "added latency p50 (ms)": _milliseconds(snapshot.added_latency[0]),
             "added latency p95 (ms)": _milliseconds(snapshot.added_latency[1]),
         }
@@ -74,6 +84,8 @@ class DiagnosticsReporter:
             values[f"{stage} p95 (ms)"] = _milliseconds(p95)
         values.update(_by_reason("refused", snapshot.refused_by_reason,
                                  snapshot.refused_details))
+        values.update(_by_reason("outputs withheld", snapshot.withheld_by_reason,
+                                 snapshot.withheld_details))
         values.update(self._static)
         status = DiagnosticStatus(
             level=level, name=STATUS_NAME, message=message, hardware_id=self._hardware_id,

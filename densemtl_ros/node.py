@@ -31,11 +31,12 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from densemtl_core.runtime import NetworkOutputs, Predictor, load_predictor
 
+from .calibration import Calibration
 from .conversions import ImageConversionError, check_image
 from .encodings import camera_image_to_rgb, resize_rgb
 from .diagnostics import DiagnosticsReporter
 from .latest_frame import LatestFrame
-from .outputs import FrameOutputs, OutputPublishers, camera_info_for
+from .outputs import CAMERA_INFO_OUTPUTS, FrameOutputs, OutputPublishers, camera_info_for
 from .parameters import PARAMETERS, SPECS, NodeSettings, check_parameters
 from .pipeline import TwoStagePipeline
 from .published import published_maps
@@ -63,7 +64,7 @@ class _Job:
     network: NetworkOutputs
     active: frozenset[str]
     settings: NodeSettings
-    camera_info: CameraInfo | None
+    calibration: Calibration | None  # usable for this frame, or None
     handed_off: float
     seconds: dict[str, float]
 
@@ -110,7 +111,8 @@ class DenseMTLNode(Node):
         self.predictor = load_node_predictor(self.settings)
         self.telemetry = Telemetry()
         self._latest: LatestFrame[_Frame] = LatestFrame()
-        self._camera_info: CameraInfo | None = None
+        self._calibration: Calibration | None = None  # the latest camera_info's
+        self._reported_calibration_problem: str | None = None
         self._last_warning: dict[str, float] = {}
         self.outputs = OutputPublishers(self, self.predictor.metadata,
                                          _qos(self.settings.output_reliability,
@@ -180,21 +182,24 @@ class DenseMTLNode(Node):
             self.telemetry.frame_dropped()
 
     def _on_camera_info(self, message: CameraInfo) -> None:
-        self._camera_info = message
+        self._calibration = Calibration.of_message(message)
 
     def _refuse(self, error: ImageConversionError) -> None:
         self.telemetry.frame_refused(error.kind, error.detail)
         self._warn(f"refused:{error.kind}", f"frame refused: {error}")
 
-    def _warn(self, kind: str, text: str) -> None:
+    def _warn(self, kind: str, text: str) -> bool:
         """Warn at most once per ``log_throttle`` seconds for each kind of problem: a fixed
-        phrase per class of problem, never the input's values, which ``text`` gives."""
+        phrase per class of problem, never the input's values, which ``text`` gives. Returns
+        whether it warned."""
         now = time.monotonic()
-        if now - self._last_warning.get(kind, -float("inf")) >= self.settings.log_throttle:
-            self._last_warning[kind] = now
-            snapshot = self.telemetry.snapshot()
-            self.get_logger().warning(f"{text} [refused {snapshot.refused}, failed "
-                                      f"{snapshot.failed} so far]")
+        if now - self._last_warning.get(kind, -float("inf")) < self.settings.log_throttle:
+            return False
+        self._last_warning[kind] = now
+        snapshot = self.telemetry.snapshot()
+        self.get_logger().warning(f"{text} [refused {snapshot.refused}, failed "
+                                  f"{snapshot.failed} so far]")
+        return True
 
     def _report(self) -> None:
         self._diagnostics.publish(self._reporter.report(self.telemetry.snapshot(),
@@ -214,16 +219,40 @@ class DenseMTLNode(Node):
             self._refuse(error)
             return None
         converted = time.perf_counter()
-        active = self.outputs.active(settings, self._camera_info is not None)
+        active = self.outputs.wanted(settings)
+        calibration = self._calibration  # read once: the subscription may replace it
+        if active & CAMERA_INFO_OUTPUTS and not self._usable(calibration, rgb.shape[:2]):
+            active, calibration = active - CAMERA_INFO_OUTPUTS, None
         if not active:
             self.telemetry.frame_skipped()
             return None
         network = self.predictor.run_network(rgb)
         finished = time.perf_counter()
         return _Job(frame=frame, rgb=rgb, network=network, active=active, settings=settings,
-                    camera_info=self._camera_info, handed_off=finished,
+                    calibration=calibration, handed_off=finished,
                     seconds={"wait": started - frame.received, "convert": converted - started,
                              "network": finished - converted})
+
+    def _usable(self, calibration: Calibration | None, image_size: tuple[int, int]) -> bool:
+        """Whether a camera_info arrived that describes images of ``image_size``. An unusable
+        one is counted for every frame and warned about when what is wrong with it changes
+        (throttled); it withholds only the outputs that need it."""
+        if calibration is None:
+            return False
+        problem = calibration.problem(*image_size)
+        if problem is None:
+            if self._reported_calibration_problem is not None:
+                self._reported_calibration_problem = None
+                self.get_logger().info("camera_info usable again: ~/camera_info and ~/points "
+                                       "resume")
+            return True
+        self.telemetry.outputs_withheld("unusable camera_info", problem)
+        if problem != self._reported_calibration_problem and self._warn(
+                "unusable camera_info", f"{problem}: ~/camera_info and ~/points are withheld "
+                                        "until a usable camera_info arrives; the other outputs "
+                                        "go on"):
+            self._reported_calibration_problem = problem
+        return False
 
     def _publish(self, job: _Job) -> None:
         """Second stage: up-sample the maps the active outputs need, build and publish them."""
@@ -237,7 +266,7 @@ class DenseMTLNode(Node):
         rgb = job.rgb if job.rgb.shape[:2] == tuple(size) else resize_rgb(job.rgb, size)
         outputs = FrameOutputs(header=header, rgb=rgb,
                                maps=published_maps(prediction, self.predictor.metadata),
-                               camera_info=camera_info_for(job.camera_info, header, *size))
+                               camera_info=camera_info_for(job.calibration, header, *size))
         prepared = time.perf_counter()
         building, sending = self.outputs.publish(job.active, outputs, settings)
         self.telemetry.frame_processed({

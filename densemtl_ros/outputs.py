@@ -4,11 +4,11 @@ An output exists when the model has its task; it is produced for a frame only wh
 ``publish.*`` parameter is on and someone subscribes, and the Predictor is asked only for the
 tasks those outputs need (up-sampling a map nobody reads is most of the post-processing cost).
 Every message carries the input image's header unchanged; the pixels are
-:mod:`densemtl_ros.published`'s, which the bag evaluator scores and records too.
+:mod:`densemtl_ros.published`'s, which the bag evaluator scores and records too. The outputs
+that need camera_info (:data:`CAMERA_INFO_OUTPUTS`) are produced only with a usable one.
 """
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass
 
@@ -20,7 +20,8 @@ from std_msgs.msg import Header
 
 from densemtl_core.checkpoint import ModelMetadata
 
-from .conversions import array_to_msg, scale_camera_info
+from .calibration import Calibration
+from .conversions import array_to_msg, calibration_to_msg
 from .parameters import OUTPUTS, NodeSettings
 from .pointcloud import make_pointcloud
 from .published import PublishedMaps, published_image
@@ -31,6 +32,7 @@ class OutputSpec:
     topic: str
     message_type: type
     tasks: tuple[str, ...]  # the model tasks the output is computed from
+    needs_camera_info: bool = False
 
 
 OUTPUT_SPECS: dict[str, OutputSpec] = {
@@ -40,10 +42,13 @@ OUTPUT_SPECS: dict[str, OutputSpec] = {
     "normals": OutputSpec("~/normals", Image, ("normals",)),
     "normals_color": OutputSpec("~/normals/color", Image, ("normals",)),
     "edges": OutputSpec("~/edges", Image, ("edges",)),
-    "camera_info": OutputSpec("~/camera_info", CameraInfo, ()),
-    "points": OutputSpec("~/points", PointCloud2, ("depth",)),
+    "camera_info": OutputSpec("~/camera_info", CameraInfo, (), needs_camera_info=True),
+    "points": OutputSpec("~/points", PointCloud2, ("depth",), needs_camera_info=True),
 }
 assert tuple(OUTPUT_SPECS) == OUTPUTS
+
+CAMERA_INFO_OUTPUTS = frozenset(name for name, spec in OUTPUT_SPECS.items()
+                                if spec.needs_camera_info)
 
 
 @dataclass(frozen=True)
@@ -66,13 +71,11 @@ class OutputPublishers:
             name: node.create_publisher(spec.message_type, spec.topic, qos)
             for name, spec in OUTPUT_SPECS.items() if set(spec.tasks) <= tasks}
 
-    def active(self, settings: NodeSettings, have_camera_info: bool) -> frozenset[str]:
-        """The outputs to produce now: enabled, subscribed and computable."""
-        active = {name for name, publisher in self.publishers.items()
-                  if name in settings.publish and publisher.get_subscription_count() > 0}
-        if not have_camera_info:
-            active -= {"camera_info", "points"}
-        return frozenset(active)
+    def wanted(self, settings: NodeSettings) -> frozenset[str]:
+        """The outputs enabled and subscribed now (those in :data:`CAMERA_INFO_OUTPUTS` can
+        be produced only with a usable camera_info)."""
+        return frozenset(name for name, publisher in self.publishers.items()
+                         if name in settings.publish and publisher.get_subscription_count() > 0)
 
     def needed_tasks(self, active: frozenset[str]) -> frozenset[str]:
         """Model tasks the Predictor must finish for ``active`` outputs (the cloud's points
@@ -111,14 +114,12 @@ class OutputPublishers:
         return building, sending
 
 
-def camera_info_for(info: CameraInfo | None, header: Header, height: int, width: int
+def camera_info_for(calibration: Calibration | None, header: Header, height: int, width: int
                     ) -> CameraInfo | None:
-    """The latest camera_info described at the output resolution, with the frame's header."""
-    if info is None:
+    """The camera_info of a usable ``calibration`` described at the output resolution, with the
+    frame's header."""
+    if calibration is None:
         return None
-    if (info.height, info.width) != (height, width):
-        info = scale_camera_info(info, height, width)
-    else:
-        info = copy.copy(info)  # the stored message is shared with the subscription thread
-    info.header = header
-    return info
+    if (calibration.height, calibration.width) != (height, width):
+        calibration = calibration.scaled(height, width)
+    return calibration_to_msg(calibration, header)

@@ -2,7 +2,8 @@
 
 Points are in the camera's optical frame (x right, y down, z forward), the frame of the depth
 image's header, so the cloud reuses that header. One point per valid pixel (optionally every
-``stride``-th row and column), unorganised (height 1) with invalid pixels dropped.
+``stride``-th row and column), unorganised (height 1) with invalid pixels dropped; the cloud
+is marked dense only when every coordinate is finite (a huge depth can still overflow).
 
 Point layout (:data:`POINT_DTYPE`, 20 bytes, every field 4-byte aligned): x, y, z float32;
 rgb float32 whose bits are 0x00RRGGBB (the PCL/RViz convention); label uint32. uint32 rather
@@ -49,7 +50,7 @@ def depth_to_points(depth: np.ndarray, fx: float, fy: float, cx: float, cy: floa
     Returns (N x 3 float32 points, N x 2 (row, col) pixel indices, to gather colours and
     labels with), in row-major pixel order. A pixel is valid when its depth is finite,
     positive and at most ``max_depth``. Pixel centres are at integer coordinates, like the
-    intrinsics scaled by :func:`densemtl_ros.conversions.scale_camera_info`.
+    intrinsics scaled by :meth:`densemtl_ros.calibration.Calibration.scaled`.
     """
     valid = _valid_samples(depth, stride, max_depth)
     points = np.stack(_back_project(depth, valid, (fx, fy, cx, cy), stride), axis=1)
@@ -80,7 +81,8 @@ def make_pointcloud(header: Header, depth: np.ndarray,
     cloud["rgb"].view("<u4")[:] = (
         0 if rgb is None else _packed_colours(rgb[::stride, ::stride], valid))
     cloud["label"] = 0 if labels is None else labels[::stride, ::stride][valid]
-    return _cloud_message(header, cloud)
+    dense = all(np.isfinite(values).all() for values in coordinates)
+    return _cloud_message(header, cloud, dense)
 
 
 def read_points(msg: PointCloud2) -> np.ndarray:
@@ -112,7 +114,7 @@ def _intrinsics(source: CameraInfo | np.ndarray, shape: tuple[int, ...]
         if (source.height, source.width) != tuple(shape):
             raise ValueError(
                 f"camera info describes {source.height}x{source.width} images but the depth is "
-                f"{shape[0]}x{shape[1]}; scale it with conversions.scale_camera_info")
+                f"{shape[0]}x{shape[1]}; scale it with calibration.Calibration.scaled")
         source = source.k
     matrix = np.asarray(source, dtype=np.float64).reshape(3, 3)
     return matrix[0, 0], matrix[1, 1], matrix[0, 2], matrix[1, 2]
@@ -139,12 +141,14 @@ def _back_project(depth: np.ndarray, valid: np.ndarray,
     N x 3 rows or gathering through pixel indices is ten times slower.)
     """
     fx, fy, cx, cy = intrinsics
-    if fx == 0 or fy == 0:
-        raise ValueError(f"focal lengths must be non-zero, got fx={fx}, fy={fy}")
+    if fx == 0 or fy == 0 or not all(map(math.isfinite, intrinsics)):
+        raise ValueError(f"intrinsics must be finite with non-zero focal lengths, got fx={fx}, "
+                         f"fy={fy}, cx={cx}, cy={cy}")
     z = depth[::stride, ::stride].astype(np.float32, copy=False)
     x_per_z = ((np.arange(0, depth.shape[1], stride) - cx) / fx).astype(np.float32)
     y_per_z = ((np.arange(0, depth.shape[0], stride) - cy) / fy).astype(np.float32)
-    with np.errstate(invalid="ignore"):  # inf * 0 at invalid samples, dropped here
+    # inf * 0 at invalid samples, dropped here; an overflow makes the cloud not dense
+    with np.errstate(invalid="ignore", over="ignore"):
         return (z * x_per_z)[valid], (z * y_per_z[:, None])[valid], z[valid]
 
 
@@ -175,8 +179,8 @@ def _packed_colours(rgb: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return packed
 
 
-def _cloud_message(header: Header, cloud: np.ndarray) -> PointCloud2:
-    """An unorganised, dense, little-endian PointCloud2 of ``cloud`` (POINT_DTYPE points)."""
+def _cloud_message(header: Header, cloud: np.ndarray, dense: bool) -> PointCloud2:
+    """An unorganised little-endian PointCloud2 of ``cloud`` (POINT_DTYPE points)."""
     create_cloud = _sensor_msgs_py_create_cloud()
     if create_cloud is not None:
         msg = create_cloud(header, list(POINT_FIELDS), cloud)
@@ -185,7 +189,7 @@ def _cloud_message(header: Header, cloud: np.ndarray) -> PointCloud2:
                           is_bigendian=False, point_step=POINT_DTYPE.itemsize,
                           row_step=POINT_DTYPE.itemsize * len(cloud))
         msg.data = message_bytes(cloud)
-    msg.is_dense = True
+    msg.is_dense = dense
     return msg
 
 

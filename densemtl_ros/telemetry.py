@@ -39,6 +39,9 @@ class TelemetrySnapshot:
     added_latency: tuple[float, float]  # callback to publish minus inference, (p50, p95) s
     refused_by_reason: dict[str, int] = field(default_factory=dict)
     refused_details: dict[str, tuple[str, ...]] = field(default_factory=dict)  # latest first
+    withheld: int = 0  # frames published without some of the wanted outputs
+    withheld_by_reason: dict[str, int] = field(default_factory=dict)
+    withheld_details: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class _Reasons:
@@ -79,6 +82,7 @@ class Telemetry:
         self._stages = {stage: deque(maxlen=window) for stage in STAGES}
         self._added: deque[float] = deque(maxlen=window)
         self._refusals = _Reasons()
+        self._withholdings = _Reasons()
         self.received = self.processed = self.dropped = self.failed = self.skipped = 0
 
     def _trim(self, times: deque[float], now: float) -> None:
@@ -105,6 +109,12 @@ class Telemetry:
         few of that reason."""
         with self._lock:
             self._refusals.add(reason, detail)
+
+    def outputs_withheld(self, reason: str, detail: str | None = None) -> None:
+        """A frame whose other outputs go on without some it could not have (``~/points``
+        without a usable camera_info); ``reason`` and ``detail`` as for refusals."""
+        with self._lock:
+            self._withholdings.add(reason, detail)
 
     def frame_skipped(self) -> None:
         """A frame taken while no output had a subscriber: nothing to compute."""
@@ -152,4 +162,7 @@ class Telemetry:
                          for stage, samples in self._stages.items()},
                 added_latency=self._percentiles(self._added),
                 refused_by_reason=dict(self._refusals.counts),
-                refused_details=self._refusals.details())
+                refused_details=self._refusals.details(),
+                withheld=sum(self._withholdings.counts.values()),
+                withheld_by_reason=dict(self._withholdings.counts),
+                withheld_details=self._withholdings.details())

@@ -1,5 +1,6 @@
 """densemtl_ros.conversions: rclpy messages built from arrays, read back and sent over DDS, and
-CameraInfo scaling (reading messages is tested in test_encodings.py)."""
+CameraInfo from a calibration (reading messages is tested in test_encodings.py, calibrations
+in test_bags.py)."""
 import array
 import time
 
@@ -11,9 +12,12 @@ from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
 from std_msgs.msg import Header
 
 from densemtl_ros import conversions, encodings
-from densemtl_ros.conversions import (ImageConversionError, depth_to_msg, labels_to_msg,
-                                      message_to_array, normals_to_msg, probability_to_msg,
-                                      rgb_to_msg, scale_camera_info)
+from densemtl_ros.calibration import Calibration
+from densemtl_ros.conversions import (ImageConversionError, calibration_to_msg, depth_to_msg,
+                                      labels_to_msg, message_to_array, normals_to_msg,
+                                      probability_to_msg, rgb_to_msg)
+from densemtl_ros.outputs import camera_info_for
+
 
 def _rng(seed: int = 0) -> np.random.Generator:
     return np.random.default_rng(seed)
@@ -130,7 +134,7 @@ def test_published_messages_survive_dds(ros, builder, values):
 
 
 # ---------------------------------------------------------------------------------------------
-# scale_camera_info
+# CameraInfo
 
 
 def _camera_info() -> CameraInfo:
@@ -140,28 +144,30 @@ def _camera_info() -> CameraInfo:
                       roi=RegionOfInterest(x_offset=100, y_offset=50, width=401, height=300,
                                            do_rectify=True))
     info.k = [500.0, 0.0, 319.5, 0.0, 480.0, 239.5, 0.0, 0.0, 1.0]
-    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    info.r = [0.999, -0.0447, 0.0, 0.0447, 0.999, 0.0, 0.0, 0.0, 1.0]
     info.p = [510.0, 0.0, 321.5, -51.0, 0.0, 490.0, 241.5, 4.9, 0.0, 0.0, 1.0, 0.0]
     return info
 
 
-@pytest.mark.parametrize("height, width, k, p", [
-    (240, 320, [250.0, 0.0, 159.5, 0.0, 240.0, 119.5, 0.0, 0.0, 1.0],
-     [255.0, 0.0, 160.5, -25.5, 0.0, 245.0, 120.5, 2.45, 0.0, 0.0, 1.0, 0.0]),
-    (960, 1280, [1000.0, 0.0, 639.5, 0.0, 960.0, 479.5, 0.0, 0.0, 1.0],
-     [1020.0, 0.0, 643.5, -102.0, 0.0, 980.0, 483.5, 9.8, 0.0, 0.0, 1.0, 0.0]),
-])
-def test_halving_and_doubling_scale_k_and_p(height, width, k, p):
+def _assert_same_camera(built: CameraInfo, info: CameraInfo) -> None:
+    for name in ("height", "width", "distortion_model", "binning_x", "binning_y", "roi"):
+        assert getattr(built, name) == getattr(info, name), name
+    for name in ("d", "k", "r", "p"):
+        np.testing.assert_array_equal(getattr(built, name), getattr(info, name))
+
+
+def test_calibration_to_msg_keeps_every_field_and_takes_the_header(header):
     info = _camera_info()
-    scaled = scale_camera_info(info, height, width)
-    assert (scaled.height, scaled.width) == (height, width)
-    np.testing.assert_allclose(scaled.k, k, rtol=1e-12)
-    np.testing.assert_allclose(scaled.p, p, rtol=1e-12)
-    np.testing.assert_array_equal(scaled.r, info.r)
-    assert scaled.header is info.header
-    assert scaled.distortion_model == "plumb_bob" and list(scaled.d) == list(info.d)
-    assert (scaled.binning_x, scaled.binning_y) == (0, 0)
-    np.testing.assert_array_equal(info.k, _camera_info().k)  # the original is left alone
+    built = calibration_to_msg(Calibration.of_message(info), header)
+    assert built.header is header
+    _assert_same_camera(built, info)
+
+
+def test_camera_info_for_the_camera_size_is_the_camera_info_with_the_frame_header(header):
+    info = _camera_info()
+    published = camera_info_for(Calibration.of_message(info), header, 480, 640)
+    assert published.header is header
+    _assert_same_camera(published, info)
 
 
 def _project(k, point):
@@ -170,37 +176,16 @@ def _project(k, point):
 
 
 @pytest.mark.parametrize("height, width", [(240, 320), (960, 1280), (300, 500)])
-def test_a_projected_point_lands_on_the_scaled_pixel(height, width):
+def test_a_projected_point_lands_on_the_scaled_pixel(height, width, header):
     info = _camera_info()
-    scaled = scale_camera_info(info, height, width)
+    scaled = camera_info_for(Calibration.of_message(info), header, height, width)
+    assert (scaled.height, scaled.width, scaled.distortion_model) == (height, width,
+                                                                      "plumb_bob")
+    np.testing.assert_array_equal(scaled.d, info.d)
+    np.testing.assert_array_equal(scaled.r, info.r)
     scale = np.array([width / 640, height / 480])
     for point in ([0.3, -0.2, 2.5], [-1.0, 0.7, 4.0], [0.0, 0.0, 1.0]):
         original = _project(info.k, np.array(point))
         # Pixel centres at integers: the pixel edge at c + 0.5 scales by s.
         np.testing.assert_allclose(_project(scaled.k, np.array(point)),
                                    (original + 0.5) * scale - 0.5, rtol=1e-12)
-
-
-def test_roi_is_scaled_and_an_unset_roi_stays_unset():
-    roi = scale_camera_info(_camera_info(), 240, 320).roi
-    assert (roi.x_offset, roi.y_offset, roi.width, roi.height, roi.do_rectify) == (
-        50, 25, 200, 150, True)
-    info = _camera_info()
-    info.roi = RegionOfInterest()
-    roi = scale_camera_info(info, 240, 320).roi
-    assert (roi.x_offset, roi.y_offset, roi.width, roi.height) == (0, 0, 0, 0)
-
-
-def test_an_unset_projection_stays_unset():
-    info = _camera_info()
-    info.p = [0.0] * 12
-    assert not any(scale_camera_info(info, 240, 320).p)
-
-
-@pytest.mark.parametrize("field, value", [("width", 0), ("height", 0), ("k", [0.0] * 9)])
-def test_uncalibrated_camera_info_is_refused(field, value):
-    info = _camera_info()
-    setattr(info, field, value)
-    with pytest.raises(ImageConversionError, match="camera info is uncalibrated"):
-        scale_camera_info(info, 240, 320)
-

@@ -8,13 +8,15 @@ import pytest
 from rcl_interfaces.msg import Log
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
-from sensor_msgs.msg import CompressedImage, Image
+from diagnostic_msgs.msg import DiagnosticStatus
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import Header
 
 from densemtl_core.data.synthetic import render_scene
 from densemtl_ros.conversions import image_to_rgb, message_to_array
 from densemtl_ros.diagnostics import STATUS_NAME
 from densemtl_ros.node import DenseMTLNode, StartupError
-from densemtl_ros.outputs import OUTPUT_SPECS
+from densemtl_ros.outputs import CAMERA_INFO_OUTPUTS, OUTPUT_SPECS
 from densemtl_ros.pointcloud import read_points
 from tests.ros.harness import (YUV422_BYTE_ORDER, Spinner, TestCamera, bayer_mosaic,
                                camera_info, exchange, fresh_header, image_message,
@@ -209,6 +211,94 @@ def test_disabled_outputs_are_not_published(system, set_parameters):
     time.sleep(0.5)
     key = stamp_key(outputs["depth"].header)
     assert key not in camera.received["normals"] and key not in camera.received["edges"]
+
+
+IMAGE_OUTPUTS = tuple(name for name in ALL_OUTPUTS if name not in CAMERA_INFO_OUTPUTS)
+
+
+def _with_k(info: CameraInfo, fx: float, fy: float | None = None) -> CameraInfo:
+    k = list(info.k)
+    k[0], k[4] = fx, fx if fy is None else fy
+    info.k = k
+    return info
+
+
+UNUSABLE_CAMERA_INFOS = {  # what the problem must name -> camera_info for a 120x160 image
+    "size is 0x0": lambda header: _with_k(camera_info(header, 0, 0), 0.0),
+    "focal length is fx 0, fy 0": lambda header: _with_k(camera_info(header, 60, 80), 0.0),
+    "focal length is fx -100": lambda header: _with_k(camera_info(header, 120, 160), -100.0),
+    "focal length is fx nan": lambda header: _with_k(camera_info(header, 120, 160), np.nan),
+    "focal length is fx 100, fy inf": lambda header: _with_k(camera_info(header, 120, 160),
+                                                             100.0, np.inf),
+    "another aspect ratio": lambda header: camera_info(header, 100, 160),
+}
+
+
+def _scene_frame(header: Header) -> Image:
+    return image_message(_scene(120, 160), "rgb8", header)
+
+
+@pytest.mark.parametrize("problem", UNUSABLE_CAMERA_INFOS)
+def test_an_unusable_camera_info_withholds_only_the_outputs_that_need_it(system, problem):
+    """A bad camera_info once stopped every output: the frame failed before publishing."""
+    node, camera = system
+    bad_info = UNUSABLE_CAMERA_INFOS[problem]
+    exchange(camera, _scene_frame, IMAGE_OUTPUTS, info=bad_info)  # the node has it now
+    before = node.telemetry.snapshot()
+    outputs = exchange(camera, _scene_frame, IMAGE_OUTPUTS, info=bad_info)
+    key = stamp_key(outputs["depth"].header)
+    assert (outputs["depth"].height, outputs["depth"].width) == (120, 160)
+    time.sleep(0.5)
+    assert key not in camera.received["camera_info"] and key not in camera.received["points"]
+    after = node.telemetry.snapshot()
+    assert after.failed == before.failed
+    assert (after.withheld_by_reason["unusable camera_info"]
+            > before.withheld_by_reason.get("unusable camera_info", 0))
+    assert problem in after.withheld_details["unusable camera_info"][0]
+    # A usable camera_info brings both back.
+    outputs = exchange(camera, _scene_frame, ALL_OUTPUTS,
+                       info=lambda header: camera_info(header, 120, 160))
+    assert outputs["points"].width > 0 and outputs["points"].is_dense
+
+
+def test_an_unusable_camera_info_is_warned_once_per_change_and_is_no_failure(
+        system, set_parameters):
+    node, camera = system
+    set_parameters(log_throttle=0.0)
+    exchange(camera, _scene_frame, ALL_OUTPUTS, info=lambda header: camera_info(header, 120, 160))
+    warnings = _warnings_on_rosout(node, camera, "are withheld")
+    failed = node.telemetry.snapshot().failed
+    for problem in ("focal length is fx 0, fy 0", "focal length is fx nan"):
+        for _ in range(3):
+            exchange(camera, _scene_frame, IMAGE_OUTPUTS, info=UNUSABLE_CAMERA_INFOS[problem])
+    wait_for(lambda: len(warnings) >= 2, 10, "the warnings")
+    time.sleep(0.5)
+    assert len(warnings) == 2, warnings
+    assert "fx 0, fy 0" in warnings[0] and "fx nan" in warnings[1]
+
+    def report():
+        for array in reversed(camera.diagnostics):
+            for status in array.status:
+                values = {item.key: item.value for item in status.values}
+                if (status.name == STATUS_NAME
+                        and "fx nan" in values.get("outputs withheld: unusable camera_info: "
+                                                   "latest", "")):
+                    return status, values
+        return None
+    status, values = wait_for(report, 10, "a diagnostics report of the camera_info problem")
+    assert status.level != DiagnosticStatus.ERROR and "failed" not in status.message
+    assert int(values["frames failed"]) == failed == node.telemetry.snapshot().failed
+    exchange(camera, _scene_frame, ALL_OUTPUTS, info=lambda header: camera_info(header, 120, 160))
+
+
+def test_a_camera_info_of_another_size_and_the_same_aspect_is_scaled(system):
+    node, camera = system
+    outputs = exchange(camera, _scene_frame, ALL_OUTPUTS,
+                       info=lambda header: camera_info(header, 60, 80, focal=50.0))
+    info = outputs["camera_info"]
+    assert (info.height, info.width) == (120, 160)
+    assert info.k[0] == pytest.approx(100.0) and info.k[2] == pytest.approx((39.5 + 0.5) * 2 - 0.5)
+    assert outputs["points"].width > 0
 
 
 BAD_FRAMES = {

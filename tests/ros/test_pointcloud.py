@@ -74,6 +74,28 @@ def test_depth_to_points_refuses_bad_arguments(depth, stride, reason):
         depth_to_points(depth, FX, FY, CX, CY, stride=stride)
 
 
+@pytest.mark.parametrize("intrinsics", [(0.0, FY, CX, CY), (FX, np.nan, CX, CY),
+                                        (FX, FY, np.nan, CY), (FX, FY, CX, -np.inf)])
+def test_intrinsics_that_would_make_nan_points_are_refused(intrinsics):
+    with pytest.raises(ValueError, match="intrinsics must be finite with non-zero focal"):
+        depth_to_points(_plane(), *intrinsics)
+    k = np.array([[intrinsics[0], 0, intrinsics[2]], [0, intrinsics[1], intrinsics[3]],
+                  [0, 0, 1]])
+    with pytest.raises(ValueError, match="intrinsics must be finite"):
+        make_pointcloud(Header(), _plane(), k)
+
+
+def test_a_cloud_with_a_non_finite_point_is_not_dense():
+    """Valid depths (finite, positive) can still overflow float32 once back-projected."""
+    depth = _plane()
+    wide_angle = np.array([[1.0, 0.0, CX], [0.0, 1.0, CY], [0.0, 0.0, 1.0]])
+    assert make_pointcloud(Header(), depth, wide_angle, stride=8).is_dense
+    depth[0, 0] = 3e38  # x = 3e38 * (0 - 320) / 1
+    cloud = make_pointcloud(Header(), depth, wide_angle, stride=8)
+    assert not np.isfinite(read_points(cloud)["x"]).all()
+    assert not cloud.is_dense
+
+
 def _decoded_colours(points: np.ndarray) -> np.ndarray:
     packed = points["rgb"].view(np.uint32)
     assert not (packed >> 24).any()

@@ -333,6 +333,28 @@ def test_report_levels():
     assert level() == (DiagnosticStatus.WARN, "no images received recently")
 
 
+def test_withheld_outputs_warn_with_the_reason_and_are_no_failure():
+    clock = FakeClock()
+    telemetry = Telemetry(clock=clock)
+    reporter = DiagnosticsReporter("hw", {})
+    stream(telemetry, clock)
+    reporter.report(telemetry.snapshot(), Time())
+    for _ in range(3):
+        telemetry.outputs_withheld("unusable camera_info", "camera_info size is 0x0")
+    stream(telemetry, clock)
+    report = reporter.report(telemetry.snapshot(), Time())
+    status = report.status[0]
+    assert status.level == DiagnosticStatus.WARN
+    assert status.message == ("3 frames without some outputs since last report "
+                              "(unusable camera_info: camera_info size is 0x0)")
+    values = values_of(report)
+    assert values["frames failed"] == "0" and values["frames with outputs withheld"] == "3"
+    assert values["outputs withheld: unusable camera_info"] == "3"
+    assert values["outputs withheld: unusable camera_info: latest"] == "camera_info size is 0x0"
+    stream(telemetry, clock)
+    assert reporter.report(telemetry.snapshot(), Time()).status[0].level == DiagnosticStatus.OK
+
+
 def test_ok_message_gives_the_rates():
     clock = FakeClock()
     telemetry = Telemetry(clock=clock)
