@@ -152,7 +152,7 @@ class Evaluation:
         maps."""
         if self.recording is None:
             return self.predict(frame, size)
-        return self.recording.maps(frame.stamp_ns)
+        return self.recording.maps(frame.index)
 
     def run_live(self, recording: LiveRecording, progress: bool) -> FrameScorer:
         """Score the node's outputs, and the offline prediction of the same frames."""
@@ -209,8 +209,8 @@ def _score(scorer: FrameScorer, frame: BagFrame, maps: PublishedMaps) -> None:
         scorer.skip(frame.index, frame.stamp_ns, problem)
     if frame.matched_nothing:
         scorer.skip(frame.index, frame.stamp_ns, NO_MATCHED_TRUTH)
-        return
-    scorer.score(frame.index, frame.stamp_ns, maps, frame.truth)
+    elif not (frame.problems and frame.truth.is_empty()):  # else its problems said why
+        scorer.score(frame.index, frame.stamp_ns, maps, frame.truth)
 
 
 def _resized(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -313,7 +313,8 @@ def evaluate(args: argparse.Namespace) -> dict:
             output_bag = PredictionBag(writer, metadata) if args.output_bag else None
             evaluation = Evaluation(predictor, frames, output_bag=output_bag)
             if args.live:
-                recording = _replay(args, bag, topics)
+                recording = _replay(args, bag, topics,
+                                    restamp=frames.shared_image_stamps() > 0)
                 scorer = evaluation.run_live(recording, progress)
             else:
                 evaluation.run_offline(progress)
@@ -323,6 +324,7 @@ def evaluate(args: argparse.Namespace) -> dict:
                      else evaluation.latencies_ms)
         report = summary(scorer, latencies_ms=latencies,
                          source=_source(args, predictor, frames, mode, mapping))
+        report["stamp_matching"] = frames.stamp_matching()
         if args.live:
             report["live"] = _live_section(args, recording, report, evaluation)
         if output_bag is not None:
@@ -332,8 +334,10 @@ def evaluate(args: argparse.Namespace) -> dict:
     return report
 
 
-def _replay(args: argparse.Namespace, bag: BagReader, topics: BagTopics) -> LiveRecording:
-    """Play the bag to the node (started here with ``--start-node``); what it published."""
+def _replay(args: argparse.Namespace, bag: BagReader, topics: BagTopics, restamp: bool
+            ) -> LiveRecording:
+    """Play the bag to the node (started here with ``--start-node``); what it published.
+    ``restamp``: images share stamps, so each is published with one of its own."""
     from .replay import NodeProcess, replay_through_node
 
     with ExitStack() as stack:
@@ -347,7 +351,8 @@ def _replay(args: argparse.Namespace, bag: BagReader, topics: BagTopics) -> Live
         with tqdm(total=bag.message_counts.get(topics.image, 0), desc="replaying",
                   unit="frame", disable=args.no_progress) as bar:
             return replay_through_node(bag, topics.image, topics.camera_info,
-                                       node_name=args.node, rate=args.rate, progress=bar)
+                                       node_name=args.node, rate=args.rate, restamp=restamp,
+                                       progress=bar)
 
 
 def _live_section(args: argparse.Namespace, recording: LiveRecording, report: dict,
@@ -358,6 +363,7 @@ def _live_section(args: argparse.Namespace, recording: LiveRecording, report: di
         "frames_sent": len(recording.sent), "frames_answered": len(recording.answered),
         "frames_dropped": len(recording.sent) - len(recording.answered),
         "replay_seconds": recording.wall_seconds, "rate": args.rate,
+        "restamped": recording.restamped,
         "node_diagnostics": recording.diagnostics,
         "offline_same_frames": offline["metrics"],
         "agreement": _agreement(report["metrics"], offline["metrics"])}
@@ -391,6 +397,21 @@ def unscored_ground_truth(report: dict) -> list[str]:
     return lines
 
 
+def _stamp_warnings(matching: dict) -> list[str]:
+    """What equal header stamps did to the pairing with ground truth, if anything."""
+    lines = []
+    if matching["images_sharing_a_stamp"]:
+        lines.append(f"{matching['images_sharing_a_stamp']} image(s) share their header stamp "
+                     f"with another image (a driver that stamps 0, or twice alike)")
+    for key, what in (("paired_by_order", "paired with ground truth by message order"),
+                      ("ambiguous", "left unscored: ground truth ambiguous")):
+        counts = {name: count for name, count in matching[key].items() if count}
+        if counts:
+            lines.append(f"frames {what} among equal stamps: " + ", ".join(
+                f"{name} {count}" for name, count in counts.items()))
+    return lines
+
+
 def _print_summary(report: dict, out: Path) -> None:
     for task, metrics in report["metrics"].items():
         shown = ", ".join(f"{name} {value:.4g}" for name, value in metrics.items()
@@ -400,12 +421,17 @@ def _print_summary(report: dict, out: Path) -> None:
     if skipped["total"]:
         print(f"skipped {skipped['total']} frame(s): " + ", ".join(
             f"{reason} ({count})" for reason, count in skipped["counts"].items()))
+    for line in _stamp_warnings(report["stamp_matching"]):
+        print(f"warning: {line}", file=sys.stderr)
     output_bag = report.get("output_bag")
     if output_bag and output_bag["camera_info_left_out"]:
         print(f"warning: camera_info left out of {output_bag['camera_info_left_out']} frame(s) "
               f"of {output_bag['path']}: {output_bag['camera_info_problem']}", file=sys.stderr)
     if "live" in report:
         live = report["live"]
+        if live["restamped"]:
+            print("live: images sharing stamps were replayed with a stamp each (their position "
+                  "in the bag), so that the node's outputs could be told apart")
         print(f"live: {live['frames_answered']} of {live['frames_sent']} frames answered, "
               f"{live['frames_dropped']} dropped; live and offline scores "
               f"{'agree' if live['agreement']['agree'] else 'DIFFER'} (largest difference "

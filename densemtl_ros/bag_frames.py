@@ -16,13 +16,12 @@ import numpy as np
 
 from .bags import BagReader, header_stamp_ns
 from .encodings import ImageConversionError, camera_image_to_rgb, message_to_array
-from .scoring import GroundTruth, LabelMapping, match_by_stamp
+from .scoring import STAMP_RULE, GroundTruth, LabelMapping, StampPairs, pair_by_stamp
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 GROUND_TRUTH_TYPES = ("sensor_msgs/msg/Image",)
 CAMERA_INFO_TYPES = ("sensor_msgs/msg/CameraInfo",)
 MAX_PIXELS = 64_000_000
-_UNREADABLE = -(2**62)
 
 
 @dataclass(frozen=True)
@@ -80,6 +79,12 @@ class BagFrame:
     """Ground-truth topics were given, but none had a message within the stamp tolerance."""
 
 
+def ambiguous_truth(name: str) -> str:
+    """The skip reason of a frame whose ``name`` ground truth equal stamps left ambiguous."""
+    return (f"{name} ground truth ambiguous: its stamp is shared by a different number of "
+            f"images and ground-truth messages")
+
+
 def ground_truth_depth(array: np.ndarray, encoding: str) -> np.ndarray:
     """Metres with NaN where invalid, from 32FC1 metres or 16UC1 millimetres (0: invalid)."""
     if encoding == "32FC1":
@@ -119,21 +124,37 @@ class BagFrames:
         self.corrupt: dict[str, int] = {}
         stamps = self._stamps()
         self.image_stamps = stamps[topics.image]
-        self._matches = {name: match_by_stamp(self.image_stamps, stamps[topic], tolerance_ns)
-                         for name, topic in topics.ground_truth.items()}
+        self._pairs: dict[str, StampPairs] = {
+            name: pair_by_stamp(self.image_stamps, stamps[topic], tolerance_ns)
+            for name, topic in topics.ground_truth.items()}
+        self._matches = {name: pairs.indices for name, pairs in self._pairs.items()}
 
     def __len__(self) -> int:
         return len(self.image_stamps)
 
-    def _stamps(self) -> dict[str, list[int]]:
+    def shared_image_stamps(self) -> int:
+        """How many images share their header stamp with another image."""
+        counts = Counter(stamp for stamp in self.image_stamps if stamp is not None)
+        return sum(count for count in counts.values() if count > 1)
+
+    def stamp_matching(self) -> dict:
+        """How images were paired with ground truth, for the report: the rule, and per
+        ground-truth topic the frames paired by message order and those left ambiguous."""
+        return {"rule": STAMP_RULE, "images_sharing_a_stamp": self.shared_image_stamps(),
+                "paired_by_order": {name: len(pairs.by_order)
+                                    for name, pairs in self._pairs.items()},
+                "ambiguous": {name: len(pairs.ambiguous) for name, pairs in self._pairs.items()}}
+
+    def _stamps(self) -> dict[str, list[int | None]]:
         """Header stamps per topic, in log order; an unreadable message keeps its place with
-        a stamp nothing matches (a corrupt image message still counts as a frame)."""
+        the stamp None, which matches nothing (a corrupt image message still counts as a
+        frame)."""
         topics = [self.topics.image, *self.topics.ground_truth.values()]
-        stamps: dict[str, list[int]] = {topic: [] for topic in topics}
+        stamps: dict[str, list[int | None]] = {topic: [] for topic in topics}
         for item in self.bag.messages(topics):
             if item.message is None:
                 self.corrupt[item.topic] = self.corrupt.get(item.topic, 0) + 1
-                stamps[item.topic].append(_UNREADABLE)  # keeps positions aligned
+                stamps[item.topic].append(None)  # keeps positions aligned
                 continue
             stamps[item.topic].append(header_stamp_ns(item.message))
         return stamps
@@ -204,8 +225,10 @@ class BagFrames:
                 if (name, target) in problems:
                     frame.problems.append(problems[(name, target)])
                 fields[name] = truth.get((name, target))
+            ambiguous = [name for name, pairs in self._pairs.items() if index in pairs.ambiguous]
+            frame.problems.extend(map(ambiguous_truth, ambiguous))
             frame.truth = GroundTruth(**fields)
-            frame.matched_nothing = bool(self._matches) and not targets
+            frame.matched_nothing = bool(self._matches) and not targets and not ambiguous
             self._forget(targets, truth, users)
             yield frame
 

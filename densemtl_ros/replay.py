@@ -5,6 +5,11 @@ Playback follows the recorded timing scaled by ``rate`` (2.0: twice as fast), in
 node slower than the camera drops frames as it would on a robot; ``rate=0`` publishes each frame
 once the node has answered the previous one (or after ``answer_timeout``), so every frame is
 processed. :class:`NodeProcess` starts a node in its own process for the demo and the tests.
+
+The node's outputs carry the input's header, so they are told apart by stamp. A bag whose
+images share stamps (a driver that stamps 0) is replayed with ``restamp``: each image is
+published with a stamp of its own (its position in the bag, in nanoseconds), which the node
+uses for nothing else, so every output still finds its image.
 """
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Header
 
-from .bags import BagMessage, BagReader, header_stamp_ns
+from .bags import BagReader, header_stamp_ns
 from .diagnostics import STATUS_NAME
 from .encodings import message_to_array
 from .published import PublishedMaps
@@ -68,16 +73,21 @@ def to_ros_message(message, msgtype: str):
 
 @dataclass
 class LiveRecording:
-    """What came back from the node: maps by input stamp, and how the replay went."""
+    """What came back from the node: maps by the stamp each image was published with, and how
+    the replay went. ``stamps``: an image's position among the bag's images (corrupt ones
+    included) -> the stamp it was published with (its own unless ``restamped``)."""
 
     outputs: dict[int, dict[str, object]] = field(default_factory=dict)
-    sent: dict[int, float] = field(default_factory=dict)  # image stamp -> publish time
-    answered: dict[int, float] = field(default_factory=dict)  # image stamp -> last output time
+    sent: dict[int, float] = field(default_factory=dict)  # published stamp -> publish time
+    answered: dict[int, float] = field(default_factory=dict)  # stamp -> last output time
     diagnostics: dict[str, str] = field(default_factory=dict)
     wall_seconds: float = 0.0
+    stamps: dict[int, int] = field(default_factory=dict)
+    restamped: bool = False
 
-    def maps(self, stamp: int) -> PublishedMaps | None:
-        received = self.outputs.get(stamp)
+    def maps(self, index: int) -> PublishedMaps | None:
+        """What the node published for the bag's ``index``-th image; None if nothing."""
+        received = self.outputs.get(self.stamps.get(index))
         if received is None:
             return None
         return PublishedMaps(**{name: received.get(name) for name in RECORDED_OUTPUTS})
@@ -149,14 +159,16 @@ class _Player:
 
 def replay_through_node(bag: BagReader, image_topic: str, camera_info_topic: str | None,
                         *, node_name: str = "/densemtl", rate: float = 1.0,
-                        outputs: Iterable[str] = tuple(RECORDED_OUTPUTS),
+                        restamp: bool = False, outputs: Iterable[str] = tuple(RECORDED_OUTPUTS),
                         connect_timeout: float = 60.0, answer_timeout: float = 10.0,
                         drain_seconds: float = 3.0, progress=None) -> LiveRecording:
     """Publish the bag's ``image_topic`` (and ``camera_info_topic``) on the same topic names,
-    record the node's outputs under ``node_name`` by input stamp; see the module docstring."""
+    record the node's outputs under ``node_name`` by input stamp; with ``restamp`` each image
+    gets a stamp of its own. See the module docstring."""
     context = Context()
     rclpy.init(context=context)
     player = _Player(context, node_name, tuple(outputs))
+    player.recording.restamped = restamp
     try:
         topics = [image_topic] + ([camera_info_topic] if camera_info_topic else [])
         message_types = {topic: CameraInfo if topic == camera_info_topic else
@@ -173,7 +185,7 @@ def replay_through_node(bag: BagReader, image_topic: str, camera_info_topic: str
             time.sleep(0.1)
         time.sleep(1.0)  # the node's side of discovery: it computes only subscribed outputs
         began = time.monotonic()
-        _play(bag, topics, message_types, player, rate, answer_timeout, progress)
+        _play(bag, image_topic, topics, message_types, player, rate, answer_timeout, progress)
         _drain(player, drain_seconds)
         player.recording.wall_seconds = time.monotonic() - began
         return player.recording
@@ -182,11 +194,16 @@ def replay_through_node(bag: BagReader, image_topic: str, camera_info_topic: str
         rclpy.try_shutdown(context=context)
 
 
-def _play(bag: BagReader, topics: list[str], message_types: dict[str, type], player: _Player,
-          rate: float, answer_timeout: float, progress) -> None:
+def _play(bag: BagReader, image_topic: str, topics: list[str],
+          message_types: dict[str, type], player: _Player, rate: float, answer_timeout: float,
+          progress) -> None:
     first_log_time = None
     began = time.monotonic()
+    images = 0  # position among the images, corrupt ones included (as BagFrames counts)
     for item in bag.messages(topics):
+        position = images
+        if item.topic == image_topic:
+            images += 1
         if item.message is None:  # corrupt in the bag: the offline path counts it
             continue
         if first_log_time is None:
@@ -194,19 +211,25 @@ def _play(bag: BagReader, topics: list[str], message_types: dict[str, type], pla
         if rate > 0:
             due = began + (item.log_time_ns - first_log_time) / 1e9 / rate
             time.sleep(max(0.0, due - time.monotonic()))
-        _publish(player, item, message_types[item.topic])
-        if message_types[item.topic] is not CameraInfo:
+        message = to_ros_message(item.message, item.msgtype)
+        if item.topic == image_topic:
+            stamp = _stamp_image(player.recording, message, position)
+            player.recording.sent[stamp] = time.monotonic()
+        player.publisher(item.topic, message_types[item.topic]).publish(message)
+        if item.topic == image_topic:
             if progress is not None:
                 progress.update(1)
             if rate <= 0:
-                player.wait_for_answer(header_stamp_ns(item.message), answer_timeout)
+                player.wait_for_answer(stamp, answer_timeout)
 
 
-def _publish(player: _Player, item: BagMessage, message_type: type) -> None:
-    message = to_ros_message(item.message, item.msgtype)
-    if message_type is not CameraInfo:
-        player.recording.sent[header_stamp_ns(message)] = time.monotonic()
-    player.publisher(item.topic, message_type).publish(message)
+def _stamp_image(recording: LiveRecording, message, position: int) -> int:
+    """The stamp the ``position``-th image is published with (set on ``message``)."""
+    if recording.restamped:
+        sec, nanosec = divmod(position, 1_000_000_000)
+        message.header.stamp = Time(sec=sec, nanosec=nanosec)
+    recording.stamps[position] = header_stamp_ns(message)
+    return recording.stamps[position]
 
 
 def _drain(player: _Player, quiet_seconds: float) -> None:

@@ -23,15 +23,17 @@ from densemtl_core.export.onnx import onnx_model_bytes
 from densemtl_core.pretrained import DEFAULT_MODEL
 from densemtl_core.runtime import load_predictor
 from densemtl_ros.bag_eval import NO_MATCHED_TRUTH, main, published_maps
+from densemtl_ros.bag_frames import ambiguous_truth
 from densemtl_ros.bags import BagWriter, header_stamp_ns, open_bag
 from densemtl_ros.calibration import Calibration
 from densemtl_ros.encodings import message_to_array
 from densemtl_ros.make_bag import (CAMERA_INFO_TOPIC, DEPTH_TOPIC, IMAGE_TOPIC, NORMALS_TOPIC,
                                    SEGMENTATION_TOPIC, write_sample_bag)
 from densemtl_ros.demo import node_speed
-from densemtl_ros.scoring import NO_VALID_TRUTH, REPORT_FORMAT, REPORT_FORMAT_VERSION, write_json
+from densemtl_ros.scoring import (NO_VALID_TRUTH, REPORT_FORMAT, REPORT_FORMAT_VERSION,
+                                  STAMP_RULE, write_json)
 from tests.ros.bag_fixtures import (Recording, Truth, frame_stamps, node_processes,
-                                    render_frames, strict_json)
+                                    render_frames, strict_json, with_header_stamps)
 
 FRAMES, SIZE = 8, (60, 80)
 TRUTH_ARGS = ["--gt-segmentation-topic", SEGMENTATION_TOPIC, "--gt-depth-topic", DEPTH_TOPIC,
@@ -294,6 +296,54 @@ def test_ground_truth_outside_the_stamp_tolerance_is_not_scored(jittered_bag, tm
         frame_stamps(FRAMES)[:3]
     with (tmp_path / "out" / "frames.csv").open() as handle:
         assert handle.read().splitlines() == ["index,stamp_ns"]
+
+
+@pytest.mark.parametrize("stamps", ["all zero", "two alike"])
+def test_equal_stamps_pair_frames_with_their_own_ground_truth_by_order(
+        tmp_path, scene, perfect, model_file, capsys, stamps):
+    """A driver that does not stamp (every header 0), or stamps frames 3 and 4 alike: stamps
+    cannot tell those frames apart, message order can (as many images as ground truth)."""
+    header = ([0] * FRAMES if stamps == "all zero" else
+              frame_stamps(FRAMES)[:4] + frame_stamps(FRAMES)[3:7])
+    shared = FRAMES if stamps == "all zero" else 2
+    bag = with_header_stamps(recording(scene, perfect), header).write(tmp_path / "bag")
+    code, report = evaluate(bag, tmp_path / "out", model=model_file)
+    assert code == 0
+    assert_perfect(report)  # each frame scored against its own ground truth
+    assert [frame["stamp_ns"] for frame in report["frames"]] == header
+    matching = report["stamp_matching"]
+    assert matching["rule"] == STAMP_RULE and matching["images_sharing_a_stamp"] == shared
+    assert matching["paired_by_order"] == {"segmentation": shared, "depth": shared,
+                                           "normals": shared}
+    assert matching["ambiguous"] == {"segmentation": 0, "depth": 0, "normals": 0}
+    error = capsys.readouterr().err
+    assert f"warning: {shared} image(s) share their header stamp with another image" in error
+    assert (f"warning: frames paired with ground truth by message order among equal stamps: "
+            f"segmentation {shared}, depth {shared}, normals {shared}") in error
+
+
+def test_equal_stamps_with_a_message_missing_leave_that_ground_truth_unscored(
+        tmp_path, scene, perfect, model_file, capsys):
+    """All stamps 0 and frame 5's depth not recorded: 8 images and 7 depth maps at stamp 0
+    cannot be paired, so no frame gets depth (not frame 0's for all, as nearest-stamp
+    matching gave); segmentation and normals still pair by order."""
+    kept = [index for index in range(FRAMES) if index != 5]
+    depth = perfect[DEPTH_TOPIC]
+    truth = {**perfect, DEPTH_TOPIC: Truth(depth.encoding, [depth.arrays[i] for i in kept],
+                                           [frame_stamps(FRAMES)[i] for i in kept])}
+    bag = with_header_stamps(recording(scene, truth), [0] * FRAMES,
+                             {DEPTH_TOPIC: [0] * len(kept)}).write(tmp_path / "bag")
+    code, report = evaluate(bag, tmp_path / "out", model=model_file)
+    assert code == 0
+    assert report["frames_scored"] == {"semseg": FRAMES, "depth": 0, "normals": FRAMES,
+                                       "edges": 0}
+    assert_metrics(report["metrics"], {"semseg": PERFECT["semseg"]}, tolerance=0.0)
+    assert report["skipped"]["counts"] == {ambiguous_truth("depth"): FRAMES}
+    assert report["stamp_matching"]["ambiguous"] == {"segmentation": 0, "depth": FRAMES,
+                                                     "normals": 0}
+    error = capsys.readouterr().err
+    assert (f"warning: frames left unscored: ground truth ambiguous among equal stamps: "
+            f"depth {FRAMES}") in error
 
 
 def test_label_map_turns_dataset_ids_into_model_classes(tmp_path, scene, predicted, perfect,
@@ -706,6 +756,21 @@ def test_live_scores_equal_the_offline_scores(live_bag, tmp_path, model_file):
         assert metrics.keys() == offline["metrics"].keys()
         assert_metrics(metrics, offline["metrics"], tolerance=1e-3)
     assert live["node_diagnostics"]["model"] == str(model_file)  # the node got --model
+
+
+def test_live_with_equal_stamps_scores_each_frame_against_its_own_outputs(
+        tmp_path, scene, perfect, model_file):
+    """All stamps 0: the node's outputs, keyed by the stamp they carry, could not be told apart;
+    the replay stamps each image by its position, and live agrees with offline."""
+    bag = with_header_stamps(recording(scene, perfect, period_ns=10_000_000),
+                             [0] * FRAMES).write(tmp_path / "bag")
+    report = run_live(bag, tmp_path / "live", "0", model_file)
+    live = report["live"]
+    assert live["restamped"] is True and live["frames_answered"] == FRAMES
+    assert live["agreement"]["agree"] is True
+    assert report["stamp_matching"]["images_sharing_a_stamp"] == FRAMES
+    assert_metrics(report["metrics"], PERFECT, tolerance=1e-3)
+    assert_metrics(live["offline_same_frames"], PERFECT, tolerance=0.0)
 
 
 def test_live_faster_than_real_time_counts_the_dropped_frames(live_bag, tmp_path, model_file):

@@ -14,8 +14,8 @@ from densemtl_core.losses import IGNORE_INDEX
 from densemtl_core.metrics import DepthMeter, EdgeMeter, NormalsMeter, SegmentationMeter
 from densemtl_ros.scoring import (NO_VALID_TRUTH, NOTHING_TO_SCORE, REPORT_FORMAT, FrameScore,
                                   FrameScorer, GroundTruth, LabelMapping, PublishedMaps,
-                                  frame_mosaic, match_by_stamp, summary, worst_and_best,
-                                  write_report)
+                                  frame_mosaic, match_by_stamp, pair_by_stamp, summary,
+                                  worst_and_best, write_report)
 from tests.ros.bag_fixtures import strict_json
 
 CLASS_NAMES = ("wall", "floor", "chair")
@@ -321,6 +321,33 @@ def test_match_unsorted_inputs_and_out_of_range_images():
     assert match_by_stamp(images, [], 5) == [None] * 4
     with pytest.raises(ValueError):
         match_by_stamp(images, truth, -1)
+
+
+def test_equal_stamps_pair_by_message_order_when_as_many_share_them():
+    pairs = pair_by_stamp([0, 0, 0], [0, 0, 0], 5 * MS)
+    assert pairs.indices == [0, 1, 2] and pairs.by_order == {0, 1, 2} and not pairs.ambiguous
+    # Two frames stamped alike among distinct ones, and their ground truth likewise.
+    images = [T0, T0 + 100 * MS, T0 + 100 * MS, T0 + 300 * MS]
+    truth = [T0 + 1 * MS, T0 + 100 * MS, T0 + 100 * MS, T0 + 299 * MS]
+    pairs = pair_by_stamp(images, truth, 5 * MS)
+    assert pairs.indices == [0, 1, 2, 3] and pairs.by_order == {1, 2}
+
+
+def test_equal_stamps_in_other_numbers_leave_the_images_without_ground_truth():
+    """Never a neighbour's ground truth: with all stamps 0 and one message missing, nearest
+    stamp matching gave every image the first message."""
+    assert match_by_stamp([0, 0, 0], [0, 0], 5 * MS) == [0, 0, 0]
+    pairs = pair_by_stamp([0, 0, 0], [0, 0], 5 * MS)
+    assert pairs.indices == [None] * 3 and pairs.ambiguous == {0, 1, 2} and not pairs.by_order
+    pairs = pair_by_stamp([T0, T0, T0 + 100 * MS], [T0, T0 + 100 * MS], 5 * MS)  # two images
+    assert pairs.indices == [None, None, 1] and pairs.ambiguous == {0, 1}
+    pairs = pair_by_stamp([T0, T0 + 100 * MS], [T0, T0, T0 + 100 * MS], 5 * MS)  # two truths
+    assert pairs.indices == [None, 2] and pairs.ambiguous == {0}
+
+
+def test_unreadable_stamps_pair_with_nothing():
+    pairs = pair_by_stamp([None, T0, None], [None, T0, None], 5 * MS)
+    assert pairs.indices == [None, 1, None] and not pairs.ambiguous and not pairs.by_order
 
 
 # -- Reports -------------------------------------------------------------------------------------
