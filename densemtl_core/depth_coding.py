@@ -27,3 +27,9 @@ def decode_inverse_depth(code: torch.Tensor, paper_compat: bool = False) -> torc
     if paper_compat:
         return INVERSE_DEPTH_SCALE / 100.0 / safe - 1.0
     return (INVERSE_DEPTH_SCALE / safe - 1.0) / 100.0
+
+
+def released_code_depth(depth_m: torch.Tensor) -> torch.Tensor:
+    """Metres -> the depth the released code scores: its 655.36 / d - 1 decoding of the code d
+    of ``depth_m``, which is the depth 0.99 m short (METHOD.md sections 4.2 and 9.1)."""
+    return decode_inverse_depth(encode_inverse_depth(depth_m), paper_compat=True)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .depth_coding import released_code_depth
 from .losses import IGNORE_INDEX
 
 MAIN_METRICS: dict[str, tuple[str, bool]] = {
@@ -132,17 +133,25 @@ class DepthMeter(Meter):
     RMSE-log are square roots of the averaged per-image squared errors, as in the method.
     ``median_scaling`` multiplies each prediction by median(target) / median(prediction) over its
     valid pixels before clamping (for scale-ambiguous, self-supervised depth).
+
+    ``paper_compat`` scores as the released code does (METHOD.md sections 4.2 and 9.1): both
+    prediction and target, given in metres, become the depth its 655.36 / d - 1 decoding gives
+    (0.99 m short), and the range mask, the median scaling and the clamp apply to that depth; a
+    target under 0.991 m drops out. Only the scores change: predictions stay metres everywhere.
+    A prediction the model's decoding clamped at its ``max_depth`` scores as max_depth - 0.99
+    here, where the released code's clamp after decoding lets it reach max_depth.
     """
 
     _PER_IMAGE = ("abs_rel", "sq_rel", "mse", "mse_log", "delta1", "delta2", "delta3")
 
     def __init__(self, min_depth: float = 1e-3, max_depth: float = 80.0,
-                 median_scaling: bool = False) -> None:
+                 median_scaling: bool = False, paper_compat: bool = False) -> None:
         if not 0 <= min_depth < max_depth:
             raise ValueError("need 0 <= min_depth < max_depth")
         self.min_depth = min_depth
         self.max_depth = max_depth
         self.median_scaling = median_scaling
+        self.paper_compat = paper_compat
         super().__init__()
 
     def _empty_state(self) -> dict[str, Tensor]:
@@ -155,7 +164,10 @@ class DepthMeter(Meter):
         batch = target_m.shape[0]
         pred = pred_m.reshape(batch, -1).double()
         target = target_m.reshape(batch, -1).double()
-        valid = (target > 0) & (target > self.min_depth) & (target < self.max_depth)
+        valid = target > 0
+        if self.paper_compat:
+            pred, target = released_code_depth(pred), released_code_depth(target)
+        valid &= (target > self.min_depth) & (target < self.max_depth)
         if self.median_scaling:
             scale = _masked_image_medians(target, valid) / _masked_image_medians(pred, valid)
             pred = pred * scale[:, None]

@@ -54,7 +54,9 @@ def _decode_normals(raw: torch.Tensor, _: ModelConfig) -> torch.Tensor:
 
 
 def _decode_depth(raw: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
-    return decode_inverse_depth(raw, cfg.paper_compat).clamp(cfg.min_depth, cfg.max_depth)
+    """Metres, always: ``paper_compat`` changes how depth is scored (the meter), never what a
+    model predicts or a runtime publishes."""
+    return decode_inverse_depth(raw).clamp(cfg.min_depth, cfg.max_depth)
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -73,7 +75,8 @@ TASKS: dict[str, TaskSpec] = {
         channels=lambda cfg: 1,
         loss=losses.TASK_LOSSES["depth"],
         decode=_decode_depth,
-        make_meter=lambda cfg: metrics.DepthMeter(max_depth=cfg.max_depth),
+        make_meter=lambda cfg: metrics.DepthMeter(max_depth=cfg.max_depth,
+                                                  paper_compat=cfg.paper_compat),
         update_meter=lambda meter, depth, target: meter.update(depth, target),
         render=_depth_render,
         to_display=_channels_last,

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from densemtl_core.config import ModelConfig
+from densemtl_core.depth_coding import encode_inverse_depth
 from densemtl_core.losses import IGNORE_INDEX
 from densemtl_core.metrics import (
     MAIN_METRICS,
@@ -14,6 +16,7 @@ from densemtl_core.metrics import (
     delta_m,
     thin_edges,
 )
+from densemtl_core.tasks import TASKS
 
 NAN = math.nan
 
@@ -105,6 +108,36 @@ def test_depth_without_valid_pixels_is_nan():
     meter = DepthMeter()
     meter.update(torch.ones(1, 2, 2), torch.zeros(1, 2, 2))
     assert all(math.isnan(value) for value in meter.compute().values())
+
+
+def test_paper_compat_scores_a_perfect_prediction_perfectly():
+    """Only the prediction used to be decoded 0.99 m short, so a perfect one scored RMSE 0.97."""
+    cfg = ModelConfig(tasks=("depth",), max_depth=80.0, paper_compat=True)
+    target = torch.tensor([[[[0.0, 0.5, 1.5, 2.0], [5.0, 10.0, 40.0, 79.0]]]])
+    meter = TASKS["depth"].make_meter(cfg)
+    decoded = TASKS["depth"].decode(encode_inverse_depth(target), cfg)
+    TASKS["depth"].update_meter(meter, decoded, target)
+    scores = meter.compute()
+    assert scores["rmse"] < 1e-4 and scores["abs_rel"] < 1e-5
+    assert scores["delta1"] == 1.0
+
+
+def test_paper_compat_masks_and_clamps_on_the_released_codes_depth():
+    """Both maps are decoded 655.36 / d - 1 (0.99 m short); the range mask and the clamp apply to
+    that depth, as in the released code."""
+    meter = DepthMeter(max_depth=80.0, paper_compat=True)
+    # Targets: 0.5 m is -0.49 m there (out), 2 m -> 1.01, 80.5 m -> 79.51 (in), 81.5 m -> 80.51
+    # (out), 0 is invalid. The prediction 85 m -> 84.01 is clamped to 80.
+    pred = torch.tensor([[[1.0, 3.0, 85.0, 50.0, 7.0]]], dtype=torch.float64)
+    target = torch.tensor([[[0.5, 2.0, 80.5, 81.5, 0.0]]], dtype=torch.float64)
+    meter.update(pred, target)
+    assert meter.compute() == approx({
+        "abs_rel": (1.0 / 1.01 + 0.49 / 79.51) / 2,
+        "sq_rel": (1.0 / 1.01 + 0.49 ** 2 / 79.51) / 2,
+        "rmse": math.sqrt((1.0 + 0.49 ** 2) / 2),
+        "rmse_log": math.sqrt((math.log(2.01 / 1.01) ** 2 + math.log(80 / 79.51) ** 2) / 2),
+        "delta1": 0.5, "delta2": 0.5, "delta3": 0.5,  # ratios 1.99 and 1.006
+    }, rel=1e-6, abs=1e-9)
 
 
 # --- normals --------------------------------------------------------------------------------

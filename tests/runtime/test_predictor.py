@@ -10,6 +10,7 @@ from densemtl_core.export.sidecar import (BuildEnvironment, BuildSettings, Engin
                                          sha256_file, write_sidecar)
 from densemtl_core.runtime import (InvalidImageError, ModelFileError, PredictorError,
                                    load_predictor)
+from tests.runtime.tiny_models import make_checkpoint
 
 FIELDS = ("segmentation", "probabilities", "depth", "normals", "edges")
 
@@ -114,6 +115,18 @@ def test_network_then_finish_equals_predict(predictors, frames, backend):
     np.testing.assert_array_equal(split.edges, whole.edges)
     assert split.segmentation is None and split.normals is None
     assert predictor.finish(first, output_size=(10, 12)).depth.shape == (10, 12)
+
+
+def test_paper_compat_never_changes_what_the_runtime_returns(tmp_path, frames):
+    """``paper_compat`` is a way of scoring: depth stays metres (REP 118) in every output."""
+    plain, compat = (make_checkpoint(tmp_path / name, tasks=("semseg", "depth"), arch="mtl",
+                                     overrides=overrides)
+                     for name, overrides in (("plain.safetensors", ()),
+                                             ("compat.safetensors", ("model.paper_compat=true",))))
+    expected = load_predictor(plain, backend="torch", device="cpu").predict(frames[0])
+    actual = load_predictor(compat, backend="torch", device="cpu").predict(frames[0])
+    np.testing.assert_array_equal(actual.depth, expected.depth)
+    np.testing.assert_array_equal(actual.segmentation, expected.segmentation)
 
 
 def test_tasks_the_model_lacks_are_absent(two_task_checkpoint):
