@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -23,6 +23,7 @@ from .data import build_dataset
 from .distributed import DeviceError, DistContext, all_reduce_sum_, resolve_device
 from .losses import resize_to_label
 from .metrics import MAIN_METRICS
+from .strict_json import write_json
 from .tasks import TASKS, decode_outputs
 from .viz import mosaic, save_png
 
@@ -69,6 +70,12 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, cfg: ModelConfig, *,
     return {task: meter.compute() for task, meter in meters.items()}
 
 
+def unscored_tasks(metrics: dict[str, dict[str, float]]) -> list[str]:
+    """The tasks whose main metric is not a number: no sample had a valid pixel of them."""
+    return [task for task, values in metrics.items()
+            if not math.isfinite(values[MAIN_METRICS[task][0]])]
+
+
 def main_metric_summary(metrics: dict[str, dict[str, float]]) -> str:
     """One line with each task's main metric, e.g. ``semseg miou=0.71 | depth rmse=0.42``."""
     parts = []
@@ -111,11 +118,10 @@ def prediction_mosaic(model: torch.nn.Module, dataset: Dataset, metadata: ModelM
 
 def write_report(out_dir: Path, metrics: dict[str, dict[str, float]], context: dict[str, Any]
                  ) -> Path:
+    """``metrics.json`` in ``out_dir``; a metric nothing was scored for is null."""
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {"format_version": METRICS_FORMAT_VERSION, **context, "metrics": metrics}
-    path = out_dir / "metrics.json"
-    path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return path
+    return write_json(out_dir / "metrics.json", report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.length is not None and args.length < 1:
+        print(f"densemtl-eval: --length must be at least 1, got {args.length}", file=sys.stderr)
+        return 2
     try:
         device = resolve_device(args.device)
         model, metadata = load_checkpoint(args.checkpoint, device=device)
@@ -153,6 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"densemtl-eval: {error}", file=sys.stderr)
         return 2
+    if len(dataset) == 0:
+        print(f"densemtl-eval: the {args.split} split of {data_cfg.dataset} has no samples",
+              file=sys.stderr)
+        return 2
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False,
                         num_workers=data_cfg.num_workers)
     if args.scale not in metadata.config.model.output_scales:
@@ -170,11 +183,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
         print(f"{task:8s} {shown}")
     print(f"wrote {report}")
+    unscored = unscored_tasks(metrics)
+    for task in unscored:
+        print(f"densemtl-eval: warning: no sample of the {args.split} split has a valid {task} "
+              f"pixel; its metrics are null", file=sys.stderr)
     count = min(args.mosaic_samples, len(dataset))
     if count > 0:
         picture = prediction_mosaic(model, dataset, metadata, range(count), device)
         print(f"wrote {save_png(out_dir / 'predictions.png', picture)}")
-    return 0
+    return 1 if len(unscored) == len(metrics) else 0
 
 
 if __name__ == "__main__":

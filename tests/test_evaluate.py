@@ -66,3 +66,48 @@ def test_missing_dataset_root_is_a_clear_error(tmp_path, capsys):
     missing = tmp_path / "no_such_root"
     assert main(["--checkpoint", str(path), "--data-root", str(missing), "--split", "val"]) == 2
     assert str(missing) in capsys.readouterr().err
+
+
+def _strict_json(path):
+    """The file parsed by a strict JSON reader: NaN and Infinity are refused."""
+    def refuse(constant):
+        raise ValueError(f"{path} holds {constant}")
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+@pytest.mark.parametrize("length", ["0", "-3"])
+def test_an_empty_split_is_a_clear_error_and_writes_nothing(tmp_path, checkpoint, capsys, length):
+    """``--length 0`` wrote a metrics.json full of NaN and exited 0."""
+    assert main(["--checkpoint", str(checkpoint), "--out", str(tmp_path), "--length", length]) == 2
+    assert capsys.readouterr().err == f"densemtl-eval: --length must be at least 1, got {length}\n"
+    assert not list(tmp_path.iterdir())
+
+
+def _depth_beyond_range(tmp_path, tasks):
+    """A checkpoint whose depth range (0.1 to 0.2 m) excludes every synthetic ground-truth pixel."""
+    config = load_config("config/train/synthetic_densemtl_sdne.yaml",
+                         ["model.width=0.125", "data.image_size=[48, 64]", "data.test_length=2",
+                          f"model.tasks=[{', '.join(tasks)}]", "model.arch=mtl",
+                          "model.min_depth=0.1", "model.max_depth=0.2"])
+    return save_checkpoint(tmp_path / "near.safetensors", build_model(config.model).eval(),
+                           ModelMetadata(config, SYNTHETIC_CLASSES, SYNTHETIC_COLORS))
+
+
+def test_a_task_nothing_was_scored_for_is_null_and_warned_about(tmp_path, capsys):
+    path = _depth_beyond_range(tmp_path, ("semseg", "depth"))
+    assert main(["--checkpoint", str(path), "--out", str(tmp_path / "eval"),
+                 "--mosaic-samples", "0"]) == 0
+    metrics = _strict_json(tmp_path / "eval" / "metrics.json")["metrics"]
+    assert set(metrics["depth"].values()) == {None}
+    assert 0.0 <= metrics["semseg"]["miou"] <= 1.0
+    assert ("densemtl-eval: warning: no sample of the test split has a valid depth pixel; its "
+            "metrics are null") in capsys.readouterr().err
+
+
+def test_nothing_scored_at_all_exits_non_zero(tmp_path, capsys):
+    path = _depth_beyond_range(tmp_path, ("depth",))
+    assert main(["--checkpoint", str(path), "--out", str(tmp_path / "eval"),
+                 "--mosaic-samples", "0"]) == 1
+    assert set(_strict_json(tmp_path / "eval" / "metrics.json")["metrics"]["depth"].values()) \
+        == {None}
+    assert "valid depth pixel" in capsys.readouterr().err
