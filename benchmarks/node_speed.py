@@ -167,11 +167,11 @@ def _messages(frames: list[np.ndarray]) -> list:
 
 
 def _node_diagnostics(bench: Bench) -> dict[str, str]:
-    from densemtl_ros.diagnostics import STATUS_NAME
+    from densemtl_ros.diagnostics import status_name
 
     for array in reversed(bench.diagnostics):
         for status in array.status:
-            if status.name == STATUS_NAME:
+            if status.name == status_name("/densemtl"):
                 return {item.key: item.value for item in status.values}
     return {}
 

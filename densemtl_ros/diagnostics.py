@@ -2,7 +2,9 @@
 
 One status per report: its level says whether frames flow and whether any were refused or
 failed since the previous report; its values give rates, counters and per-stage latency
-percentiles (what ``rqt_runtime_monitor`` and the diagnostic aggregator show).
+percentiles (what ``rqt_runtime_monitor`` and the diagnostic aggregator show). Its name and
+hardware_id start with the node's fully qualified name, so that two nodes (one per camera, in
+their namespaces) are two statuses: the aggregator keys statuses by name.
 """
 from __future__ import annotations
 
@@ -14,7 +16,10 @@ from std_msgs.msg import Header
 
 from .telemetry import TelemetrySnapshot
 
-STATUS_NAME = "densemtl: dense multi-task inference"
+def status_name(node_name: str) -> str:
+    """The status name of the node whose fully qualified name is ``node_name``, e.g.
+    "/perception/densemtl: dense multi-task inference"."""
+    return f"{node_name}: dense multi-task inference"
 
 
 def _level_and_message(now: TelemetrySnapshot, before: TelemetrySnapshot | None
@@ -58,7 +63,8 @@ def _by_reason(what: str, counts: Mapping[str, int],
 class DiagnosticsReporter:
     """Builds successive reports; remembers the previous one to report what changed."""
 
-    def __init__(self, hardware_id: str, static_values: Mapping[str, str]) -> None:
+    def __init__(self, name: str, hardware_id: str, static_values: Mapping[str, str]) -> None:
+        self._name = name
         self._hardware_id = hardware_id
         self._static = dict(static_values)
         self._previous: TelemetrySnapshot | None = None
@@ -88,7 +94,7 @@ class DiagnosticsReporter:
                                  snapshot.withheld_details))
         values.update(self._static)
         status = DiagnosticStatus(
-            level=level, name=STATUS_NAME, message=message, hardware_id=self._hardware_id,
+            level=level, name=self._name, message=message, hardware_id=self._hardware_id,
             values=[KeyValue(key=key, value=value) for key, value in values.items()])
         return DiagnosticArray(header=Header(stamp=stamp),
                                status=[status])

@@ -34,7 +34,7 @@ from densemtl_core.runtime import NetworkOutputs, Predictor, load_predictor
 from .calibration import Calibration
 from .conversions import ImageConversionError, check_image
 from .encodings import camera_image_to_rgb, resize_rgb
-from .diagnostics import DiagnosticsReporter
+from .diagnostics import DiagnosticsReporter, status_name
 from .latest_frame import LatestFrame
 from .outputs import CAMERA_INFO_OUTPUTS, FrameOutputs, OutputPublishers, camera_info_for
 from .parameters import PARAMETERS, SPECS, NodeSettings, check_parameters
@@ -119,8 +119,10 @@ class DenseMTLNode(Node):
                                               self.settings.output_depth))
         self._subscribe()
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        name = self.get_fully_qualified_name()
         self._reporter = DiagnosticsReporter(
-            hardware_id=f"{self.predictor.backend.name} ({self.settings.device})",
+            name=status_name(name),
+            hardware_id=f"{name}: {self.predictor.backend.name} ({self.settings.device})",
             static_values=self._static_diagnostics())
         self.create_timer(self.settings.diagnostics_period, self._report)
         self.pipeline = TwoStagePipeline(self._latest, self._run_network, self._publish,

@@ -34,7 +34,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Header
 
 from .bags import BagReader, header_stamp_ns
-from .diagnostics import STATUS_NAME
+from .diagnostics import status_name
 from .encodings import message_to_array
 from .published import PublishedMaps
 from .resources import dds_profile
@@ -105,6 +105,7 @@ class _Player:
         self.node = Node("densemtl_bag_replay", context=context)
         self.recording = LiveRecording()
         self.wanted = tuple(wanted)
+        self._status_name = status_name(node_name)
         self._lock = threading.Lock()
         self._answer = threading.Condition(self._lock)
         self._publishers: dict[str, object] = {}
@@ -139,7 +140,7 @@ class _Player:
 
     def _on_diagnostics(self, array: DiagnosticArray) -> None:
         for status in array.status:
-            if status.name == STATUS_NAME:
+            if status.name == self._status_name:
                 self.recording.diagnostics = {item.key: item.value for item in status.values}
 
     def wait_for_answer(self, key: int, timeout: float) -> bool:

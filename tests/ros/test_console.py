@@ -203,11 +203,11 @@ def test_node_runs_is_visible_and_stops_on_sigint(start_node, probe):
     reports: list[DiagnosticArray] = []
     subscription = probe.create_subscription(DiagnosticArray, "/diagnostics", reports.append,
                                              10)
-    wait_until(lambda: any(status.name.startswith("densemtl") for report in reports
+    wait_until(lambda: any(status.name.startswith("/densemtl:") for report in reports
                            for status in report.status), 10.0, node=probe)
     probe.destroy_subscription(subscription)
     statuses = [status for report in reports for status in report.status
-                if status.name.startswith("densemtl")]
+                if status.name.startswith("/densemtl:")]
     assert statuses, "no /diagnostics report from the node"
     assert statuses[-1].level == DiagnosticStatus.WARN
     assert "no images" in statuses[-1].message

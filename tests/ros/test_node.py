@@ -1,6 +1,7 @@
 """The densemtl node end to end: real images over Fast DDS in, every output back out."""
 import threading
 import time
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -14,7 +15,7 @@ from std_msgs.msg import Header
 
 from densemtl_core.data.synthetic import render_scene
 from densemtl_ros.conversions import image_to_rgb, message_to_array
-from densemtl_ros.diagnostics import STATUS_NAME
+from densemtl_ros.diagnostics import status_name
 from densemtl_ros.node import DenseMTLNode, StartupError
 from densemtl_ros.outputs import CAMERA_INFO_OUTPUTS, OUTPUT_SPECS
 from densemtl_ros.pointcloud import read_points
@@ -92,6 +93,19 @@ def _as_encoding(rgb: np.ndarray, encoding: str) -> tuple[np.ndarray, np.ndarray
 
 def _decoded(pixels: np.ndarray, encoding: str) -> np.ndarray:
     return image_to_rgb(image_message(pixels, encoding, fresh_header()), max_pixels=pixels.size)
+
+
+def _diagnostics_of(node: DenseMTLNode, camera: TestCamera,
+                    condition: Callable[[dict[str, str]], bool]
+                    ) -> tuple[DiagnosticStatus, dict[str, str]] | None:
+    """The node's latest /diagnostics status whose values meet ``condition``, with them."""
+    name = status_name(node.get_fully_qualified_name())
+    for array in reversed(camera.diagnostics):
+        for status in array.status:
+            values = {item.key: item.value for item in status.values}
+            if status.name == name and condition(values):
+                return status, values
+    return None
 
 
 def _check_header(outputs: dict, frame_id: str, key) -> None:
@@ -276,16 +290,10 @@ def test_an_unusable_camera_info_is_warned_once_per_change_and_is_no_failure(
     assert len(warnings) == 2, warnings
     assert "fx 0, fy 0" in warnings[0] and "fx nan" in warnings[1]
 
-    def report():
-        for array in reversed(camera.diagnostics):
-            for status in array.status:
-                values = {item.key: item.value for item in status.values}
-                if (status.name == STATUS_NAME
-                        and "fx nan" in values.get("outputs withheld: unusable camera_info: "
-                                                   "latest", "")):
-                    return status, values
-        return None
-    status, values = wait_for(report, 10, "a diagnostics report of the camera_info problem")
+    status, values = wait_for(
+        lambda: _diagnostics_of(node, camera, lambda values: "fx nan" in values.get(
+            "outputs withheld: unusable camera_info: latest", "")),
+        10, "a diagnostics report of the camera_info problem")
     assert status.level != DiagnosticStatus.ERROR and "failed" not in status.message
     assert int(values["frames failed"]) == failed == node.telemetry.snapshot().failed
     exchange(camera, _scene_frame, ALL_OUTPUTS, info=lambda header: camera_info(header, 120, 160))
@@ -368,14 +376,10 @@ def test_varied_bad_input_cannot_multiply_warnings_or_diagnostics_keys(system):
 
     assert len(node.telemetry.snapshot().refused_by_reason) < 10
 
-    def report():
-        for array in reversed(camera.diagnostics):
-            for status in array.status:
-                values = {item.key: item.value for item in status.values}
-                if status.name == STATUS_NAME and int(values["frames refused"]) >= before + 100:
-                    return values
-        return None
-    values = wait_for(report, 10, "a diagnostics report of the refusals")
+    _, values = wait_for(
+        lambda: _diagnostics_of(node, camera,
+                                lambda values: int(values["frames refused"]) >= before + 100),
+        10, "a diagnostics report of the refusals")
     assert len([key for key in values if key.startswith("refused:")]) <= 12, values
     assert len(values["refused: unsupported encoding: latest"].split(" | ")) == 5
     assert "bogus" in values["refused: unsupported encoding: latest"]
@@ -414,14 +418,10 @@ def test_diagnostics_report_rates_latencies_and_counters(system):
         exchange(camera, lambda header: image_message(_scene(64, 80), "rgb8", header),
                  ("depth",))
 
-    def report():
-        for array in reversed(camera.diagnostics):
-            for status in array.status:
-                values = {item.key: item.value for item in status.values}
-                if status.name == STATUS_NAME and int(values["frames processed"]) >= 3:
-                    return values
-        return None
-    values = wait_for(report, 10, "a diagnostics report")
+    _, values = wait_for(
+        lambda: _diagnostics_of(node, camera,
+                                lambda values: int(values["frames processed"]) >= 3),
+        10, "a diagnostics report")
     for stage in ("convert", "network", "upsample", "build", "publish"):
         assert float(values[f"{stage} p95 (ms)"]) >= float(values[f"{stage} p50 (ms)"]) > 0
     assert values["backend"] == node.predictor.backend.name
@@ -507,3 +507,16 @@ def test_compressed_input(compressed_system):
     wait_for(lambda: camera.send(CompressedImage(header=fresh_header(), format="jpeg",
                                                  data=b"not a jpeg at all"))
              or node.telemetry.snapshot().refused > before, 20, "a corrupt JPEG to be refused")
+
+
+def test_two_nodes_are_two_statuses_in_diagnostics(system, compressed_system):
+    """Tools key /diagnostics statuses by name: two nodes (a camera each, in namespaces) once
+    reported under one name and hardware_id, so one hid the other."""
+    (node, camera), (other, _) = system, compressed_system
+    reports = [wait_for(lambda: _diagnostics_of(each, camera, lambda values: True), 10,
+                        f"a /diagnostics report from {each.get_fully_qualified_name()}")[0]
+               for each in (node, other)]
+    assert [report.name for report in reports] == [
+        "/densemtl: dense multi-task inference", "/compressed/densemtl: dense multi-task inference"]
+    assert reports[0].hardware_id.startswith("/densemtl: ")
+    assert reports[1].hardware_id.startswith("/compressed/densemtl: ")

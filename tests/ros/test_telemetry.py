@@ -8,7 +8,7 @@ import pytest
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 
-from densemtl_ros.diagnostics import STATUS_NAME, DiagnosticsReporter
+from densemtl_ros.diagnostics import DiagnosticsReporter, status_name
 from densemtl_ros.latest_frame import LatestFrame
 from densemtl_ros.telemetry import DETAIL_CHARACTERS, RECENT_DETAILS, STAGES, Telemetry
 
@@ -283,6 +283,7 @@ def test_counters_are_thread_safe():
 # -- DiagnosticsReporter ------------------------------------------------------------------------
 
 STATIC = {"backend": "onnxruntime", "model": "shipped default", "image topic": "/cam/image"}
+NAME = status_name("/perception/densemtl")
 
 
 def values_of(report: DiagnosticArray) -> dict[str, str]:
@@ -302,7 +303,7 @@ def stream(telemetry: Telemetry, clock: FakeClock, frames: int = 10) -> None:
 def test_report_levels():
     clock = FakeClock()
     telemetry = Telemetry(clock=clock)
-    reporter = DiagnosticsReporter("onnxruntime (cpu)", STATIC)
+    reporter = DiagnosticsReporter(NAME, "onnxruntime (cpu)", STATIC)
     stamp = Time(sec=12, nanosec=34)
 
     def level():
@@ -336,7 +337,7 @@ def test_report_levels():
 def test_withheld_outputs_warn_with_the_reason_and_are_no_failure():
     clock = FakeClock()
     telemetry = Telemetry(clock=clock)
-    reporter = DiagnosticsReporter("hw", {})
+    reporter = DiagnosticsReporter(NAME, "hw", {})
     stream(telemetry, clock)
     reporter.report(telemetry.snapshot(), Time())
     for _ in range(3):
@@ -358,7 +359,7 @@ def test_withheld_outputs_warn_with_the_reason_and_are_no_failure():
 def test_ok_message_gives_the_rates():
     clock = FakeClock()
     telemetry = Telemetry(clock=clock)
-    reporter = DiagnosticsReporter("hw", {})
+    reporter = DiagnosticsReporter(NAME, "hw", {})
     for _ in range(11):
         clock.now += 0.1
         receive(telemetry, True)
@@ -379,11 +380,11 @@ def test_report_values_in_milliseconds():
     telemetry.frame_refused("size")
     telemetry.frame_refused("encoding")
     telemetry.frame_skipped()
-    reporter = DiagnosticsReporter("onnxruntime (cpu)", STATIC)
+    reporter = DiagnosticsReporter(NAME, "onnxruntime (cpu)", STATIC)
     report = reporter.report(telemetry.snapshot(), Time(sec=12, nanosec=34))
     assert (report.header.stamp.sec, report.header.stamp.nanosec) == (12, 34)
     status = report.status[0]
-    assert status.name == STATUS_NAME
+    assert status.name == "/perception/densemtl: dense multi-task inference"
     assert status.hardware_id == "onnxruntime (cpu)"
     values = values_of(report)
     assert values["input rate (Hz)"] == "10.00"
@@ -414,7 +415,7 @@ def test_report_keys_do_not_vary_with_the_details():
     telemetry = Telemetry(clock=FakeClock())
     for index in range(300):
         telemetry.frame_refused("unsupported encoding", f"bogus{index}")
-    values = values_of(DiagnosticsReporter("hw", {}).report(telemetry.snapshot(), Time()))
+    values = values_of(DiagnosticsReporter(NAME, "hw", {}).report(telemetry.snapshot(), Time()))
     refusal_keys = {key: value for key, value in values.items() if key.startswith("refused")}
     assert refusal_keys == {
         "refused: unsupported encoding": "300",
@@ -423,7 +424,7 @@ def test_report_keys_do_not_vary_with_the_details():
 
 
 def test_report_before_any_frame_has_nan_latencies_and_no_refusal_keys():
-    report = DiagnosticsReporter("hw", {}).report(Telemetry(clock=FakeClock()).snapshot(),
+    report = DiagnosticsReporter(NAME, "hw", {}).report(Telemetry(clock=FakeClock()).snapshot(),
                                                   Time())
     values = values_of(report)
     assert values["network p50 (ms)"] == "nan"
