@@ -111,11 +111,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="playback speed of the recording (1: recorded 10 Hz)")
     args = parser.parse_args(argv)
     _isolate_ros_traffic()
+    from densemtl_core.strict_json import write_json
+
     from . import bag_eval
     from .bags import open_bag
     from .make_bag import (CAMERA_INFO_TOPIC, DEPTH_TOPIC, IMAGE_TOPIC, NORMALS_TOPIC,
                            SEGMENTATION_TOPIC, write_sample_bag)
-    from .scoring import write_json
 
     args.out.mkdir(parents=True, exist_ok=True)
     recording = args.out / "sample_bag"

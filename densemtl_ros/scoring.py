@@ -12,7 +12,6 @@ No ROS imports: this module is numpy, torch and densemtl_core only, and is teste
 from __future__ import annotations
 
 import csv
-import json
 import math
 import re
 from collections import Counter
@@ -29,6 +28,7 @@ from densemtl_core.checkpoint import ModelMetadata
 from densemtl_core.evaluate import display_info
 from densemtl_core.losses import IGNORE_INDEX
 from densemtl_core.metrics import MAIN_METRICS, Meter
+from densemtl_core.strict_json import finite_json, write_json
 from densemtl_core.tasks import TASKS
 from densemtl_core.viz import mosaic
 
@@ -422,25 +422,6 @@ def _fraction(part: int, whole: int) -> float:
 
 
 # -- Reports -------------------------------------------------------------------------------------
-
-def finite_json(value: Any) -> Any:
-    """``value`` (dicts, lists, numbers) with every NaN or infinite float as None: strict JSON
-    has no NaN, and a metric with no pixel to average is unknown, not a number."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {key: finite_json(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite_json(item) for item in value]
-    return value
-
-
-def write_json(path: Path, value: Any) -> Path:
-    """``value`` as strict JSON (see :func:`finite_json`), indented, keys sorted."""
-    path.write_text(json.dumps(finite_json(value), indent=2, sort_keys=True, allow_nan=False)
-                    + "\n", encoding="utf-8")
-    return path
-
 
 def _timing(latencies_ms: Sequence[float]) -> dict[str, float] | None:
     """Latency percentiles and the frame rate latencies allow when frames run back to back."""

@@ -21,6 +21,7 @@ import pytest
 from densemtl_core.checkpoint import load_checkpoint
 from densemtl_core.export.onnx import onnx_model_bytes
 from densemtl_core.pretrained import DEFAULT_MODEL
+from densemtl_core.strict_json import write_json
 from densemtl_core.runtime import load_predictor
 from densemtl_ros.bag_eval import NO_MATCHED_TRUTH, main, published_maps
 from densemtl_ros.bag_frames import ambiguous_truth
@@ -30,8 +31,7 @@ from densemtl_ros.encodings import message_to_array
 from densemtl_ros.make_bag import (CAMERA_INFO_TOPIC, DEPTH_TOPIC, IMAGE_TOPIC, NORMALS_TOPIC,
                                    SEGMENTATION_TOPIC, write_sample_bag)
 from densemtl_ros.demo import node_speed
-from densemtl_ros.scoring import (NO_VALID_TRUTH, REPORT_FORMAT, REPORT_FORMAT_VERSION,
-                                  STAMP_RULE, write_json)
+from densemtl_ros.scoring import NO_VALID_TRUTH, REPORT_FORMAT, REPORT_FORMAT_VERSION, STAMP_RULE
 from tests.ros.bag_fixtures import (Recording, Truth, frame_stamps, node_processes,
                                     render_frames, strict_json, with_header_stamps)
 
