@@ -14,9 +14,6 @@ import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-import torch
-
-from densemtl_core.data.transforms import scale_intrinsics
 
 ASPECT_TOLERANCE = 0.01
 """Largest relative difference between the aspect ratios of the calibration and of the image it
@@ -113,6 +110,12 @@ class Calibration:
         if height <= 0 or width <= 0 or self.height <= 0 or self.width <= 0:
             raise ValueError(f"cannot scale a {self.height}x{self.width} calibration to "
                              f"{height}x{width}")
+        # Imported here: reading and checking calibrations (the bag tools' checks before any
+        # work) needs no torch.
+        import torch
+
+        from densemtl_core.data.transforms import scale_intrinsics
+
         source, target = (self.height, self.width), (height, width)
         scale_x, scale_y = width / self.width, height / self.height
         k = scale_intrinsics(torch.from_numpy(self.k.copy()), source, target).numpy()

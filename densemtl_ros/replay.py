@@ -82,6 +82,7 @@ class LiveRecording:
     answered: dict[int, float] = field(default_factory=dict)  # stamp -> last output time
     diagnostics: dict[str, str] = field(default_factory=dict)
     wall_seconds: float = 0.0
+    rate: float = 1.0
     stamps: dict[int, int] = field(default_factory=dict)
     restamped: bool = False
 
@@ -169,7 +170,7 @@ def replay_through_node(bag: BagReader, image_topic: str, camera_info_topic: str
     context = Context()
     rclpy.init(context=context)
     player = _Player(context, node_name, tuple(outputs))
-    player.recording.restamped = restamp
+    player.recording.rate, player.recording.restamped = rate, restamp
     try:
         topics = [image_topic] + ([camera_info_topic] if camera_info_topic else [])
         message_types = {topic: CameraInfo if topic == camera_info_topic else

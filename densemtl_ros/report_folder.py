@@ -11,7 +11,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from densemtl_core.metrics import MAIN_METRICS
+from densemtl_core.config import TASK_NAMES
 
 REPORT_FILE = "report.json"
 FRAMES_FILE = "frames.csv"
@@ -27,7 +27,7 @@ def mosaic_file(folder: Path, kind: str, task: str) -> Path:
 def result_files(folder: Path) -> list[Path]:
     """Every file a run may write into ``folder``."""
     return [folder / REPORT_FILE, folder / FRAMES_FILE, folder / NODE_LOG_FILE,
-            *(mosaic_file(folder, kind, task) for kind in MOSAIC_KINDS for task in MAIN_METRICS)]
+            *(mosaic_file(folder, kind, task) for kind in MOSAIC_KINDS for task in TASK_NAMES)]
 
 
 def check_report_folder(folder: Path, *, overwrite: bool = False) -> list[Path]:

@@ -12,6 +12,8 @@ import csv
 import json
 import math
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,11 +25,13 @@ from densemtl_core.export.onnx import onnx_model_bytes
 from densemtl_core.pretrained import DEFAULT_MODEL
 from densemtl_core.strict_json import write_json
 from densemtl_core.runtime import load_predictor
-from densemtl_ros.bag_eval import NO_MATCHED_TRUTH, main, published_maps
+from densemtl_ros.bag_eval import main
+from densemtl_ros.bag_evaluation import NO_MATCHED_TRUTH
 from densemtl_ros.bag_frames import ambiguous_truth
 from densemtl_ros.bags import BagWriter, header_stamp_ns, open_bag
 from densemtl_ros.calibration import Calibration
 from densemtl_ros.encodings import message_to_array
+from densemtl_ros.published import published_maps
 from densemtl_ros.make_bag import (CAMERA_INFO_TOPIC, DEPTH_TOPIC, IMAGE_TOPIC, NORMALS_TOPIC,
                                    SEGMENTATION_TOPIC, write_sample_bag)
 from densemtl_ros.demo import node_speed
@@ -47,6 +51,7 @@ OUTPUT_ENCODINGS = {"/densemtl/image": "rgb8", "/densemtl/segmentation": "mono8"
                     "/densemtl/normals": "32FC3", "/densemtl/normals/color": "rgb8",
                     "/densemtl/edges": "mono8"}
 DROPPED = "dropped by the node"
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,6 +456,19 @@ def test_bag_problems_are_found_before_the_model_is_loaded(perfect_bag, tmp_path
     error = refused_before_the_model(capsys, code)
     assert f"topic {CAMERA_INFO_TOPIC} has type sensor_msgs/msg/CameraInfo, expected" in error
     assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_bag_problems_come_before_torch_is_even_imported(perfect_bag, tmp_path):
+    """A mistake in the command costs neither the model nor importing torch and the runtime
+    (seconds on a small computer): the command line checks with light modules first."""
+    argv = ["--bag", str(perfect_bag), "--image-topic", IMAGE_TOPIC, "--gt-depth-topic",
+            "/camera/nope", "--out", str(tmp_path / "out")]
+    script = (f"import sys\nfrom densemtl_ros.bag_eval import main\ncode = main({argv!r})\n"
+              f"assert 'torch' not in sys.modules, 'torch was imported'\nsys.exit(code)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=REPOSITORY, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "topic /camera/nope is not in" in result.stderr
 
 
 @pytest.mark.parametrize("where", ["file", "folder"])

@@ -1,0 +1,54 @@
+"""Which topic of a recording holds what, for bag evaluation: one topic per role, each checked
+against the message types the role needs.
+
+Light on purpose (no torch, no model): the command line checks a bag's topics with it before
+anything heavy loads.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .bags import BagReader
+
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+GROUND_TRUTH_TYPES = ("sensor_msgs/msg/Image",)
+CAMERA_INFO_TYPES = ("sensor_msgs/msg/CameraInfo",)
+
+
+@dataclass(frozen=True)
+class BagTopics:
+    """Which topic holds what; ground-truth topics are optional."""
+
+    image: str
+    camera_info: str | None = None
+    segmentation: str | None = None
+    depth: str | None = None
+    normals: str | None = None
+
+    def __post_init__(self) -> None:
+        """One topic per role: a ground-truth topic equal to the camera's, or two roles on one
+        topic, would silently score nothing or one task in place of another."""
+        roles = {"image": self.image, "camera_info": self.camera_info,
+                 **{f"{name} ground-truth": topic for name, topic in self.ground_truth.items()}}
+        seen: dict[str, str] = {}
+        for role, topic in roles.items():
+            if topic and topic in seen:
+                raise ValueError(f"topic {topic} is given as both the {seen[topic]} and the "
+                                 f"{role} topic; each needs a topic of its own")
+            if topic:
+                seen[topic] = role
+
+    @property
+    def ground_truth(self) -> dict[str, str]:
+        """GroundTruth field -> topic, for the topics given."""
+        return {name: topic for name, topic in (("segmentation", self.segmentation),
+                                                 ("depth", self.depth),
+                                                 ("normals", self.normals)) if topic}
+
+    def require(self, bag: BagReader) -> None:
+        """Refuse ``bag`` unless it has every topic given, of a type its role accepts."""
+        wanted = {self.image: IMAGE_TYPES}
+        wanted.update({topic: GROUND_TRUTH_TYPES for topic in self.ground_truth.values()})
+        if self.camera_info:
+            wanted[self.camera_info] = CAMERA_INFO_TYPES
+        bag.require(wanted)
