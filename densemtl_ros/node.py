@@ -14,16 +14,24 @@ disturbing the frames around it.
 from __future__ import annotations
 
 import os
+import re
+import signal
 import sys
+import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import rclpy
+import yaml
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation
+from rclpy.signals import SignalHandlerOptions
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -43,6 +51,7 @@ from .published import published_maps
 from .telemetry import Telemetry
 
 NODE_NAME = "densemtl"
+RCLError = rclpy_implementation.RCLError  # what rcl's failures raise (rclpy does the same)
 
 
 class StartupError(RuntimeError):
@@ -108,6 +117,9 @@ class DenseMTLNode(Node):
         except (InvalidParameterValueException, InvalidParameterTypeException) as error:
             raise StartupError(f"invalid parameter: {error}") from error
         self.settings = NodeSettings.from_values(self._values)
+        model = (self.settings.engine_path or self.settings.model_path
+                 or "the shipped default model")
+        self.get_logger().info(f"loading {model} ({self.settings.backend} backend)")
         self.predictor = load_node_predictor(self.settings)
         self.telemetry = Telemetry()
         self._latest: LatestFrame[_Frame] = LatestFrame()
@@ -289,25 +301,117 @@ class DenseMTLNode(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: ``densemtl-node [--ros-args ...]``."""
-    rclpy.init(args=sys.argv if argv is None else argv)
+    """Console entry point: ``densemtl-node [--ros-args ...]``; 0 once stopped (Ctrl-C or
+    SIGTERM, also while the model loads), 1 when the node cannot start, 2 for ROS arguments or
+    a parameters file that cannot be used.
+
+    rclpy's signal handlers are not installed: on Ctrl-C they shut the context down at once,
+    from their own thread, while the pipeline may be publishing a frame (which then fails,
+    "publisher's context is invalid"). Here the signal raises KeyboardInterrupt in this thread,
+    which only waits while the executor spins in another, so it lands at once; then the
+    pipeline is stopped and waited for, the node destroyed, and the context shut down last.
+    """
+    args = sys.argv if argv is None else argv
     logger = rclpy.logging.get_logger(NODE_NAME)
+    problem = params_file_problem(args)
+    if problem is None:
+        try:
+            rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        except RCLError as error:
+            problem = f"invalid ROS arguments: {_without_source_locations(str(error))}"
+    if problem is not None:
+        logger.fatal(f"cannot start: {problem}")
+        return 2
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C
     try:
         node = DenseMTLNode()
     except StartupError as error:
         logger.fatal(str(error))
         rclpy.try_shutdown()
         return 1
+    except KeyboardInterrupt:
+        logger.info("stopped while starting")
+        rclpy.try_shutdown()  # also destroys the node, when it was made
+        return 0
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        _spin_until_interrupted(executor)
     finally:
-        node.destroy_node()
+        for stop in (signal.SIGINT, signal.SIGTERM):  # the clean-up below is bounded
+            signal.signal(stop, signal.SIG_IGN)
+        executor.shutdown()
+        node.destroy_node()  # stops the pipeline first: a frame in flight is published
         rclpy.try_shutdown()
     return 0
+
+
+def _spin_until_interrupted(executor: SingleThreadedExecutor) -> None:
+    """Spin ``executor`` in a thread until Ctrl-C or SIGTERM reaches this (main) thread; an
+    error raised while spinning is raised here."""
+    errors: list[BaseException] = []
+
+    def spin() -> None:
+        try:
+            executor.spin()
+        except BaseException as error:  # handed to the main thread
+            errors.append(error)
+    spinning = threading.Thread(target=spin, name="densemtl-executor", daemon=True)
+    spinning.start()
+    try:
+        spinning.join()
+    except KeyboardInterrupt:
+        return
+    if errors:
+        raise errors[0]
+
+
+def params_file_problem(args: Sequence[str]) -> str | None:
+    """Why a ``--params-file`` among the ROS arguments ``args`` cannot be a parameters file
+    (unreadable, not YAML, or without any ``ros__parameters``), or None. rcl would stop with
+    a traceback for the first two and silently ignore a file of the third kind."""
+    for path in _ros_argument_values(args, "--params-file"):
+        try:
+            content = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except OSError as error:
+            return f"cannot read the parameters file {path}: {error.strerror or error}"
+        except UnicodeDecodeError:
+            return f"the parameters file {path} is not UTF-8 text"
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            line = f" (line {mark.line + 1})" if mark else ""
+            return (f"the parameters file {path} is not valid YAML{line}: "
+                    f"{getattr(error, 'problem', None) or error}")
+        if not _has_ros_parameters(content):
+            return (f"the parameters file {path} has no ros__parameters; it is keyed by node "
+                    f"name, e.g. '/**/{NODE_NAME}: {{ros__parameters: {{...}}}}'")
+    return None
+
+
+def _ros_argument_values(args: Sequence[str], option: str) -> list[str]:
+    """The values of ``option`` within the ``--ros-args ... [--]`` sections of ``args``."""
+    values, inside = [], False
+    for index, arg in enumerate(args):
+        if arg == "--ros-args":
+            inside = True
+        elif arg == "--":
+            inside = False
+        elif inside and arg == option and index + 1 < len(args):
+            values.append(args[index + 1])
+    return values
+
+
+def _has_ros_parameters(content: object) -> bool:
+    """Whether a mapping of node names (nested by namespace) holds a ros__parameters mapping."""
+    if not isinstance(content, dict):
+        return False
+    return any(isinstance(value, dict) and (key == "ros__parameters" or _has_ros_parameters(value))
+               for key, value in content.items())
+
+
+def _without_source_locations(text: str) -> str:
+    """rcl's error text without the ", at /path/file.c:123" of each layer."""
+    return re.sub(r", at \S+:\d+", "", text)
 
 
 def console_main() -> None:

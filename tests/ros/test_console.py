@@ -24,6 +24,12 @@ from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.node import Node
 from rclpy.parameter import parameter_value_to_python
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+
+from densemtl_core.data.synthetic import render_scene
+from densemtl_ros.encodings import compress_rgb
+from densemtl_ros.node import params_file_problem
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(sys.executable).parent / "densemtl-node"
@@ -32,6 +38,7 @@ NODE_COMMAND = ([str(SCRIPT)] if SCRIPT.is_file()
 CONFIG = REPO / "config" / "densemtl.yaml"
 IMAGE_TOPIC = "/test_camera/image_raw"
 READY = re.compile(r"\[densemtl\]: ready\b")
+LOADING = re.compile(r"\[densemtl\]: loading ")
 START_TIMEOUT = 60.0
 
 
@@ -82,6 +89,17 @@ class NodeProcess:
         code = self.process.wait(timeout=timeout)
         self._reader.join(timeout=5.0)
         return code
+
+    def interrupt(self, timeout: float = 15.0) -> None:
+        """Ctrl-C: it must stop within ``timeout`` seconds, with code 0 and no traceback."""
+        self.process.send_signal(signal.SIGINT)
+        try:
+            code = self.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the node did not stop within {timeout:.0f} s of SIGINT:\n"
+                        f"{self.output}")
+        assert code == 0, self.output
+        assert "Traceback" not in self.output, self.output
 
     def stop(self) -> None:
         """Kill it if a failed test left it running."""
@@ -212,15 +230,50 @@ def test_node_runs_is_visible_and_stops_on_sigint(start_node, probe):
     assert statuses[-1].level == DiagnosticStatus.WARN
     assert "no images" in statuses[-1].message
 
-    node.process.send_signal(signal.SIGINT)
-    try:
-        code = node.wait(timeout=15.0)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the node did not stop within 15 s of SIGINT:\n{node.output}")
-    assert code == 0, node.output
-    assert "Traceback" not in node.output, node.output
+    node.interrupt()
     gone = wait_until(lambda: "densemtl" not in probe.get_node_names(), 10.0)
     assert gone, "the node is still in the graph after it exited"
+
+
+def test_sigint_while_the_model_loads_stops_without_a_traceback(start_node):
+    node = start_node("--params-file", str(CONFIG))
+    assert node.wait_for_line(LOADING, START_TIMEOUT) is not None, node.output
+    node.interrupt(timeout=30.0)
+    assert "stopped while starting" in node.output and not READY.search(node.output)
+
+
+def test_sigint_while_frames_flow_stops_without_an_error(start_node, probe):
+    """Ctrl-C once shut the context down before the pipeline stopped: the frame being
+    published failed ("publisher's context is invalid") and was logged as a failure. Large
+    JPEG frames (small to send, large to publish) keep the publishing stage busy."""
+    node = start_node("--params-file", str(CONFIG), "-r", f"image:={IMAGE_TOPIC}",
+                      "-p", "input.compressed:=true")
+    assert node.wait_for_line(READY, START_TIMEOUT) is not None, node.output
+    outputs: list[Image] = []
+    for name in ("segmentation", "segmentation/color", "depth", "normals", "normals/color",
+                 "edges"):
+        probe.create_subscription(Image, f"/densemtl/{name}", outputs.append, 10)
+    camera = probe.create_publisher(CompressedImage, IMAGE_TOPIC + "/compressed", 1)
+    image_format, data = compress_rgb(render_scene(3, (960, 1280))["image"], "jpeg")
+    frame = CompressedImage(header=Header(frame_id="camera"), format=image_format,
+                            data=data.tobytes())
+    streaming = threading.Event()
+    streaming.set()
+
+    def stream() -> None:
+        while streaming.is_set():
+            camera.publish(frame)
+            time.sleep(0.01)
+    streamer = threading.Thread(target=stream)
+    streamer.start()
+    try:
+        assert wait_until(lambda: len(outputs) >= 12, 60.0, node=probe), node.output
+        node.interrupt()
+    finally:
+        streaming.clear()
+        streamer.join()
+    for failure in ("context is invalid", "frame failed"):
+        assert failure not in node.output, node.output
 
 
 @pytest.mark.parametrize("ros_args, named", [
@@ -240,3 +293,50 @@ def test_invalid_start_exits_with_one_clear_error(start_node, ros_args, named):
     assert named in output, output
     assert "Traceback" not in output, output
     assert not READY.search(output), output
+
+
+@pytest.mark.parametrize("content, named", [
+    (None, "cannot read the parameters file {path}: No such file or directory"),
+    ("densemtl:\n  ros__parameters:\n    points: [1, 2\n",
+     "the parameters file {path} is not valid YAML (line 4)"),
+], ids=["missing", "malformed"])
+def test_an_unusable_params_file_exits_with_one_clear_line(start_node, tmp_path, content,
+                                                            named):
+    """rcl refused these with a traceback."""
+    path = tmp_path / "params.yaml"
+    if content is not None:
+        path.write_text(content)
+    node = start_node("--params-file", str(path))
+    code = node.wait(timeout=60.0)
+    assert code == 2, node.output
+    assert node.output.count("\n") == 1 and named.format(path=path) in node.output, node.output
+
+
+def test_invalid_ros_arguments_exit_without_a_traceback(start_node):
+    node = start_node("-r")  # a remapping without its rule
+    code = node.wait(timeout=60.0)
+    assert code == 2, node.output
+    assert "invalid ROS arguments" in node.output and "Traceback" not in node.output
+    assert ", at /" not in node.output.splitlines()[-1]  # rcl's source locations are dropped
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("/**/densemtl:\n  ros__parameters:\n    points.stride: 8\n", None),
+    ("perception:\n  densemtl:\n    ros__parameters: {points.stride: 8}\n", None),
+    ("just a string\n", "has no ros__parameters; it is keyed by node name"),
+    ("densemtl:\n  points.stride: 8\n", "has no ros__parameters"),
+    ("densemtl:\n  ros__parameters: 8\n", "has no ros__parameters"),
+    (b"\xff\xfe\x00", "is not UTF-8 text"),
+    ("a: [", "is not valid YAML (line 1)"),
+])
+def test_params_file_problem_reads_each_params_file(tmp_path, content, problem):
+    path = tmp_path / "params.yaml"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    good = tmp_path / "good.yaml"
+    good.write_text("/**:\n  ros__parameters: {}\n")
+    found = params_file_problem(["densemtl-node", "--ros-args", "--params-file", str(good),
+                                 "-p", "a:=1", "--params-file", str(path)])
+    assert found == problem if problem is None else problem in found
+    # Outside --ros-args ... -- the same words are the program's own arguments.
+    assert params_file_problem(["densemtl-node", "--params-file", str(path), "--ros-args",
+                                "--", "--params-file", str(path)]) is None
