@@ -23,11 +23,15 @@ from .data import build_dataset
 from .distributed import DeviceError, DistContext, all_reduce_sum_, resolve_device
 from .losses import resize_to_label
 from .metrics import MAIN_METRICS
+from .results_folder import check_results_folder, remove_results
 from .strict_json import write_json
 from .tasks import TASKS, decode_outputs
 from .viz import mosaic, save_png
 
 METRICS_FORMAT_VERSION = 1
+METRICS_FILE = "metrics.json"
+PICTURE_FILE = "predictions.png"
+RESULT_FILES = (METRICS_FILE, PICTURE_FILE)
 
 
 def outputs_at_scale(outputs: dict[str, dict[int, torch.Tensor]], scale: int,
@@ -121,7 +125,7 @@ def write_report(out_dir: Path, metrics: dict[str, dict[str, float]], context: d
     """``metrics.json`` in ``out_dir``; a metric nothing was scored for is null."""
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {"format_version": METRICS_FORMAT_VERSION, **context, "metrics": metrics}
-    return write_json(out_dir / "metrics.json", report)
+    return write_json(out_dir / METRICS_FILE, report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mosaic-samples", type=int, default=4)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data-root", default=None, help="dataset root (overrides the checkpoint)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help=f"replace an earlier evaluation's {' and '.join(RESULT_FILES)} in "
+                             f"the output folder (anything else there is left alone)")
     return parser
 
 
@@ -143,6 +150,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.length is not None and args.length < 1:
         print(f"densemtl-eval: --length must be at least 1, got {args.length}", file=sys.stderr)
+        return 2
+    out_dir = Path(args.out) if args.out else Path(args.checkpoint).with_suffix("") / args.split
+    try:
+        earlier = check_results_folder(out_dir, [out_dir / name for name in RESULT_FILES],
+                                       overwrite=args.overwrite)
+    except ValueError as error:
+        print(f"densemtl-eval: {error}", file=sys.stderr)
         return 2
     try:
         device = resolve_device(args.device)
@@ -175,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     metrics = evaluate(model, loader, metadata.config.model, device=device, scale=args.scale)
     seconds = time.perf_counter() - start
-    out_dir = Path(args.out) if args.out else Path(args.checkpoint).with_suffix("") / args.split
+    remove_results(earlier)
     report = write_report(out_dir, metrics, {
         "checkpoint": str(args.checkpoint), "split": args.split, "samples": len(dataset),
         "scale": args.scale, "seconds": round(seconds, 3), "dataset": data_cfg.dataset})
@@ -190,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     count = min(args.mosaic_samples, len(dataset))
     if count > 0:
         picture = prediction_mosaic(model, dataset, metadata, range(count), device)
-        print(f"wrote {save_png(out_dir / 'predictions.png', picture)}")
+        print(f"wrote {save_png(out_dir / PICTURE_FILE, picture)}")
     return 1 if len(unscored) == len(metrics) else 0
 
 

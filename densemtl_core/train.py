@@ -35,6 +35,7 @@ from .config import (ConfigError, ExperimentConfig, ModelConfig, config_differen
 from .data import build_dataset
 from .distributed import DeviceError, DistContext, barrier, init_distributed, shutdown
 from .evaluate import evaluate, main_metric_summary
+from .strict_json import finite_json, write_json
 from .losses import MultiTaskLoss
 from .metrics import MAIN_METRICS, delta_m
 from .models import build_model, load_torchvision_weights
@@ -263,7 +264,7 @@ class Trainer:
 
     def _log(self, record: dict[str, Any]) -> None:
         with (self.out_dir / LOG_FILE).open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, sort_keys=True) + "\n")
+            handle.write(json.dumps(finite_json(record), sort_keys=True, allow_nan=False) + "\n")
 
     # -- the loop ---------------------------------------------------------------------------
     def fit(self) -> dict[str, dict[str, float]]:
@@ -307,9 +308,8 @@ class Trainer:
         progress.close()
         if self.ctx.is_main:
             self._plot_curves()
-            (self.out_dir / METRICS_FILE).write_text(
-                json.dumps({"format_version": 1, "step": self.step, "metrics": metrics,
-                            "history": self.history}, indent=2) + "\n", encoding="utf-8")
+            write_json(self.out_dir / METRICS_FILE, {"format_version": 1, "step": self.step,
+                                                     "metrics": metrics, "history": self.history})
         return metrics
 
 

@@ -21,7 +21,9 @@ from pathlib import Path
 
 from .bag_topics import BagTopics
 from .bags import BagError, BagWriter, open_bag
-from .report_folder import NODE_LOG_FILE, REPORT_FILE, check_report_folder, remove_results
+from densemtl_core.results_folder import remove_results
+
+from .report_folder import NODE_LOG_FILE, REPORT_FILE, check_report_folder
 
 DEFAULT_NODE = "/densemtl"
 

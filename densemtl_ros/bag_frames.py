@@ -165,7 +165,8 @@ class BagFrames:
                 item.message, compressed=item.msgtype.endswith("CompressedImage"),
                 max_pixels=MAX_PIXELS)
         except ImageConversionError as error:
-            frame.problems.append(f"image refused: {error.kind}")
+            detail = f" ({error.detail})" if error.detail else ""  # e.g. the encoding's name
+            frame.problems.append(f"image refused: {error.kind}{detail}")
         return frame
 
     def _ready(self, waiting: dict[int, BagFrame], truth: dict, problems: dict,

@@ -14,18 +14,14 @@ disturbing the frames around it.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import rclpy
-import yaml
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
@@ -47,6 +43,7 @@ from .latest_frame import LatestFrame
 from .outputs import CAMERA_INFO_OUTPUTS, FrameOutputs, OutputPublishers, camera_info_for
 from .parameters import PARAMETERS, SPECS, NodeSettings, check_parameters
 from .pipeline import TwoStagePipeline
+from .ros_arguments import params_file_problem, without_source_locations
 from .published import published_maps
 from .telemetry import Telemetry
 
@@ -313,12 +310,12 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = sys.argv if argv is None else argv
     logger = rclpy.logging.get_logger(NODE_NAME)
-    problem = params_file_problem(args)
+    problem = params_file_problem(args, NODE_NAME)
     if problem is None:
         try:
             rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         except RCLError as error:
-            problem = f"invalid ROS arguments: {_without_source_locations(str(error))}"
+            problem = f"invalid ROS arguments: {without_source_locations(str(error))}"
     if problem is not None:
         logger.fatal(f"cannot start: {problem}")
         return 2
@@ -364,54 +361,6 @@ def _spin_until_interrupted(executor: SingleThreadedExecutor) -> None:
         return
     if errors:
         raise errors[0]
-
-
-def params_file_problem(args: Sequence[str]) -> str | None:
-    """Why a ``--params-file`` among the ROS arguments ``args`` cannot be a parameters file
-    (unreadable, not YAML, or without any ``ros__parameters``), or None. rcl would stop with
-    a traceback for the first two and silently ignore a file of the third kind."""
-    for path in _ros_argument_values(args, "--params-file"):
-        try:
-            content = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except OSError as error:
-            return f"cannot read the parameters file {path}: {error.strerror or error}"
-        except UnicodeDecodeError:
-            return f"the parameters file {path} is not UTF-8 text"
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            line = f" (line {mark.line + 1})" if mark else ""
-            return (f"the parameters file {path} is not valid YAML{line}: "
-                    f"{getattr(error, 'problem', None) or error}")
-        if not _has_ros_parameters(content):
-            return (f"the parameters file {path} has no ros__parameters; it is keyed by node "
-                    f"name, e.g. '/**/{NODE_NAME}: {{ros__parameters: {{...}}}}'")
-    return None
-
-
-def _ros_argument_values(args: Sequence[str], option: str) -> list[str]:
-    """The values of ``option`` within the ``--ros-args ... [--]`` sections of ``args``."""
-    values, inside = [], False
-    for index, arg in enumerate(args):
-        if arg == "--ros-args":
-            inside = True
-        elif arg == "--":
-            inside = False
-        elif inside and arg == option and index + 1 < len(args):
-            values.append(args[index + 1])
-    return values
-
-
-def _has_ros_parameters(content: object) -> bool:
-    """Whether a mapping of node names (nested by namespace) holds a ros__parameters mapping."""
-    if not isinstance(content, dict):
-        return False
-    return any(isinstance(value, dict) and (key == "ros__parameters" or _has_ros_parameters(value))
-               for key, value in content.items())
-
-
-def _without_source_locations(text: str) -> str:
-    """rcl's error text without the ", at /path/file.c:123" of each layer."""
-    return re.sub(r", at \S+:\d+", "", text)
 
 
 def console_main() -> None:

@@ -87,8 +87,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   read_only=True),
     ParameterSpec("input.compressed", False, "Subscribe to image/compressed "
                   "(sensor_msgs/CompressedImage, JPEG or PNG) instead of image", read_only=True),
-    ParameterSpec("input.mono16_bits", 16, "Significant bits of mono16 input (12 for a 12-bit "
-                  "sensor): shifted down to 8 bits", bounds=(8, 16)),
+    ParameterSpec("input.mono16_bits", 16, "Significant bits of mono16 and 16-bit Bayer "
+                  "input (12 for a 12-bit sensor): shifted down to 8 bits", bounds=(8, 16)),
     ParameterSpec("input.max_pixels", 16_777_216, "Larger images are refused before any "
                   "memory is allocated for them", bounds=(1, 2**31 - 1)),
     ParameterSpec("qos.input.reliability", "best_effort", "Image and camera_info subscriptions "

@@ -3,7 +3,8 @@
 ``python scripts/study.py run`` trains and evaluates every (row, seed) of the study spec that has
 no test metrics yet, ``--jobs`` at a time with one thread each (small models use two cores better
 as two processes than as one process with two threads). It can be stopped and started again: an
-interrupted run resumes from its last checkpoint (every 100 steps), bit-exactly.
+interrupted run resumes from its last checkpoint (every 100 steps), bit-exactly, and one
+interrupted before its first checkpoint starts over.
 ``python scripts/study.py report`` gathers the test metrics, measures size, FLOPs and CPU latency
 of each row's network and writes the Markdown report, a JSON file with every number and a
 picture of Δm per row.
@@ -59,7 +60,10 @@ def load_spec(path: Path) -> StudySpec:
 
 
 def train_command(spec: StudySpec, row: StudyRow, seed: int) -> list[str]:
-    return ["densemtl-train", "--config", row.config, "--resume", "auto", *row.overrides,
+    """Resume the run from its last checkpoint, or start it over where it left none (the
+    folder is the study's own)."""
+    return ["densemtl-train", "--config", row.config, "--resume", "auto", "--overwrite",
+            *row.overrides,
             f"train.seed={seed}",
             f"train.output_dir={_relative(spec.run_dir(row, seed))}"]
 

@@ -39,6 +39,30 @@ def test_cli_writes_metrics_and_mosaic(tmp_path, checkpoint, capsys):
     assert "semseg" in capsys.readouterr().out
 
 
+def test_an_earlier_evaluation_is_refused_and_replaced_only_when_asked(tmp_path, checkpoint,
+                                                                       capsys):
+    run = ["--checkpoint", str(checkpoint), "--out", str(tmp_path), "--mosaic-samples", "1"]
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(run) == 0
+    first = (tmp_path / "metrics.json").read_text()
+    capsys.readouterr()
+    assert main([*run, "--scale", "1", "--mosaic-samples", "0"]) == 2
+    assert capsys.readouterr().err == (
+        f"densemtl-eval: results folder {tmp_path} holds an earlier run's results (metrics.json, "
+        f"predictions.png); choose another folder, or replace them with --overwrite\n")
+    assert (tmp_path / "metrics.json").read_text() == first
+    assert main([*run, "--scale", "1", "--mosaic-samples", "0", "--overwrite"]) == 0
+    assert json.loads((tmp_path / "metrics.json").read_text())["scale"] == 1
+    assert not (tmp_path / "predictions.png").exists()  # not the earlier run's picture
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_an_output_folder_that_is_a_file_is_refused(tmp_path, checkpoint, capsys):
+    (tmp_path / "out").write_text("")
+    assert main(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "out")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+
+
 def test_scale_one_is_scored_at_label_resolution(tmp_path, checkpoint):
     assert main(["--checkpoint", str(checkpoint), "--out", str(tmp_path), "--scale", "1",
                  "--mosaic-samples", "0"]) == 0

@@ -47,7 +47,8 @@ def test_spec_rows_seeds_and_commands(spec):
     assert spec.rows[0].seeds == (1, 2) and spec.rows[-1].seeds == (1,)
     prod = spec.rows[-1]
     train = study.train_command(spec, prod, 1)
-    assert train[:5] == ["densemtl-train", "--config", prod.config, "--resume", "auto"]
+    assert train[:6] == ["densemtl-train", "--config", prod.config, "--resume", "auto",
+                         "--overwrite"]  # a run stopped before its first checkpoint restarts
     assert "model.fusion=prod" in train and "train.seed=1" in train
     assert study.eval_command(spec, prod, 1)[-1].endswith("densemtl_sd_prod/seed1/test")
 

@@ -53,6 +53,21 @@ def test_short_run_lowers_every_task_loss(tmp_path):
     assert curves.shape[1] == 8 * 240  # a loss and a validation panel per task
 
 
+def test_a_metric_nothing_was_scored_for_is_null_in_every_json_file(tmp_path):
+    """No ground-truth depth inside the range: the depth metrics are undefined, and strict JSON
+    readers must still read the log and the metrics (json.dumps writes NaN by default)."""
+    Trainer(_config(tmp_path, "train.steps=1", "model.min_depth=0.1", "model.max_depth=0.11"),
+            DistContext()).fit()
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} in JSON")
+    metrics = json.loads((tmp_path / "metrics_val.json").read_text(), parse_constant=refuse)
+    assert metrics["metrics"]["depth"]["rmse"] is None
+    log = [json.loads(line, parse_constant=refuse)
+           for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert log[-1]["val"]["depth"]["abs_rel"] is None
+
+
 def test_resume_continues_bit_exactly(tmp_path):
     straight = Trainer(_config(tmp_path / "a", "train.steps=4"), DistContext())
     straight.fit()

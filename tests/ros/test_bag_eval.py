@@ -513,7 +513,7 @@ def test_a_report_folder_that_cannot_be_written_is_refused_first(perfect_bag, tm
     out = tmp_path / "taken" if make == "file" else tmp_path / "taken" / "out"
     code, _ = evaluate(perfect_bag, out, model=broken_model)
     error = refused_before_the_model(capsys, code)
-    assert error.startswith(f"densemtl-bag-eval: error: report folder {out} ")
+    assert error.startswith(f"densemtl-bag-eval: error: results folder {out} ")
     assert ("is a file, not a folder" if make == "file" else "cannot be written") in error
     assert (tmp_path / "taken").read_text() == "the user's"
 
@@ -546,7 +546,7 @@ def test_an_earlier_run_is_refused_and_replaced_only_when_asked(perfect_bag, tmp
     code, _ = evaluate(perfect_bag, out, model=model_file, truth=depth_only)
     error = capsys.readouterr().err.strip()
     assert code == 2 and error == (
-        f"densemtl-bag-eval: error: report folder {out} holds an earlier run's results "
+        f"densemtl-bag-eval: error: results folder {out} holds an earlier run's results "
         f"(report.json, frames.csv, worst_semseg.png, best_semseg.png); choose another folder, "
         f"or replace them with --overwrite")
     assert {path.name: path.read_bytes() for path in out.iterdir()} == written
@@ -614,6 +614,21 @@ def test_a_corrupt_image_message_skips_its_frame_only(tmp_path, scene, perfect, 
     assert report["skipped"]["examples"] == [
         {"index": 2, "stamp_ns": frame_stamps(FRAMES)[2], "reason": reason}]
     assert_metrics(report["metrics"], PERFECT, tolerance=0.0)  # the others keep their truth
+
+
+def test_an_image_in_an_unsupported_encoding_is_skipped_naming_the_encoding(tmp_path, scene,
+                                                                             perfect, model_file):
+    source = recording(scene, perfect)
+    with BagWriter(tmp_path / "bag", "mcap") as bag:
+        for topic, msgtype in source.topics().items():
+            bag.add_topic(topic, msgtype)
+        for stamp, topic, message in source.messages(bag.typestore):
+            if topic == IMAGE_TOPIC and stamp == frame_stamps(FRAMES)[2]:
+                message = replace(message, encoding="bgr10")
+            bag.write(topic, message, stamp)
+    code, report = evaluate(tmp_path / "bag", tmp_path / "out", model=model_file)
+    assert code == 0
+    assert report["skipped"]["counts"] == {"image refused: unsupported encoding (bgr10)": 1}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from std_msgs.msg import Header
 
 from densemtl_core.data.synthetic import render_scene
 from densemtl_ros.encodings import compress_rgb
-from densemtl_ros.node import params_file_problem
+from densemtl_ros.ros_arguments import params_file_problem
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(sys.executable).parent / "densemtl-node"
@@ -335,8 +335,8 @@ def test_params_file_problem_reads_each_params_file(tmp_path, content, problem):
     good = tmp_path / "good.yaml"
     good.write_text("/**:\n  ros__parameters: {}\n")
     found = params_file_problem(["densemtl-node", "--ros-args", "--params-file", str(good),
-                                 "-p", "a:=1", "--params-file", str(path)])
+                                 "-p", "a:=1", "--params-file", str(path)], "densemtl")
     assert found == problem if problem is None else problem in found
     # Outside --ros-args ... -- the same words are the program's own arguments.
     assert params_file_problem(["densemtl-node", "--params-file", str(path), "--ros-args",
-                                "--", "--params-file", str(path)]) is None
+                                "--", "--params-file", str(path)], "densemtl") is None
