@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
-from .bag_topics import BagTopics
-from .bags import BagError, BagWriter, open_bag
+from densemtl_core.recordings.bags import BagError, BagWriter, open_bag
 from densemtl_core.results_folder import remove_results
 
+from .bag_topics import BagTopics
 from .report_folder import NODE_LOG_FILE, REPORT_FILE, check_report_folder
 
 DEFAULT_NODE = "/densemtl"

@@ -22,14 +22,14 @@ from tqdm import tqdm
 
 from densemtl_core.checkpoint import ModelMetadata
 from densemtl_core.metrics import MAIN_METRICS
+from densemtl_core.recordings.bags import BagReader, BagWriter, calibration_message, image_message
+from densemtl_core.recordings.calibration import Calibration
+from densemtl_core.recordings.encodings import resize_rgb
 from densemtl_core.runtime import Predictor, load_predictor
 from densemtl_core.viz import mosaic, save_png
 
 from .bag_frames import BagFrame, BagFrames
 from .bag_topics import BagTopics
-from .bags import BagReader, BagWriter, calibration_message, image_message
-from .calibration import Calibration
-from .encodings import resize_rgb
 from .published import (IMAGE_OUTPUTS, PublishedMaps, published_image, published_maps,
                         topic_suffix)
 from .report_folder import MOSAIC_KINDS, mosaic_file

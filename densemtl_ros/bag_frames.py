@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from densemtl_core.recordings.bags import BagReader, header_stamp_ns
+from densemtl_core.recordings.encodings import (ImageConversionError, camera_image_to_rgb,
+                                                message_to_array)
+
 from .bag_topics import BagTopics
-from .bags import BagReader, header_stamp_ns
-from .encodings import ImageConversionError, camera_image_to_rgb, message_to_array
 from .scoring import STAMP_RULE, GroundTruth, LabelMapping, StampPairs, pair_by_stamp
 
 MAX_PIXELS = 64_000_000

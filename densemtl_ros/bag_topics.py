@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .bags import BagReader
+from densemtl_core.recordings.bags import BagReader
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 GROUND_TRUTH_TYPES = ("sensor_msgs/msg/Image",)

@@ -16,10 +16,11 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
 from std_msgs.msg import Header
 
-from .calibration import Calibration
-from .encodings import (ARRAY_ENCODINGS, SUPPORTED_ENCODINGS, ImageConversionError, as_float32,
-                        check_image, compressed_to_rgb, image_fields, image_to_rgb,
-                        message_to_array, probability_to_mono8)
+from densemtl_core.recordings.calibration import Calibration
+from densemtl_core.recordings.encodings import (ARRAY_ENCODINGS, SUPPORTED_ENCODINGS,
+                                                ImageConversionError, as_float32, check_image,
+                                                compressed_to_rgb, image_fields, image_to_rgb,
+                                                message_to_array, probability_to_mono8)
 
 __all__ = [
     "ARRAY_ENCODINGS", "SUPPORTED_ENCODINGS", "ImageConversionError", "check_image",

@@ -42,10 +42,10 @@ def _animation_frames(output_bag: Path) -> list[np.ndarray]:
 
     Depth is coloured over the range the recording spans (2nd to 98th percentile), not the
     model's whole range, so that a room's few metres get the whole colour ramp."""
-    from densemtl_core.viz import colorize_depth, colorize_edges, mosaic
-
-    from .bags import header_stamp_ns, open_bag
-    from .encodings import message_to_array
+    from densemtl_core.recordings.bags import header_stamp_ns, open_bag
+    from densemtl_core.recordings.encodings import message_to_array
+    from densemtl_core.colormaps import colorize_depth, colorize_edges
+    from densemtl_core.viz import mosaic
 
     shown = {"/densemtl/image": "input", "/densemtl/segmentation/color": "segmentation",
              "/densemtl/depth": "depth", "/densemtl/normals/color": "normals",
@@ -111,10 +111,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="playback speed of the recording (1: recorded 10 Hz)")
     args = parser.parse_args(argv)
     _isolate_ros_traffic()
+    from densemtl_core.recordings.bags import open_bag
     from densemtl_core.strict_json import write_json
 
     from . import bag_eval
-    from .bags import open_bag
     from .make_bag import (CAMERA_INFO_TOPIC, DEPTH_TOPIC, IMAGE_TOPIC, NORMALS_TOPIC,
                            SEGMENTATION_TOPIC, write_sample_bag)
 

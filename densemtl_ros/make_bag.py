@@ -20,9 +20,9 @@ import numpy as np
 from tqdm import tqdm
 
 from densemtl_core.data.synthetic import render_trajectory, scene_seed
-
-from .bags import (STORAGES, BagError, BagWriter, Message, camera_info_message,
-                   compressed_image_message, image_message)
+from densemtl_core.recordings.bags import (STORAGES, BagError, BagWriter, Message,
+                                           camera_info_message, compressed_image_message,
+                                           image_message)
 
 IMAGE_TOPIC = "/camera/image_raw"
 """rgb8 frames."""

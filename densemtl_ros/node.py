@@ -33,11 +33,11 @@ from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from densemtl_core.recordings.calibration import Calibration
+from densemtl_core.recordings.encodings import camera_image_to_rgb, resize_rgb
 from densemtl_core.runtime import NetworkOutputs, Predictor, load_predictor
 
-from .calibration import Calibration
 from .conversions import ImageConversionError, check_image
-from .encodings import camera_image_to_rgb, resize_rgb
 from .diagnostics import DiagnosticsReporter, status_name
 from .latest_frame import LatestFrame
 from .outputs import CAMERA_INFO_OUTPUTS, FrameOutputs, OutputPublishers, camera_info_for

@@ -19,8 +19,8 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from densemtl_core.checkpoint import ModelMetadata
+from densemtl_core.recordings.calibration import Calibration
 
-from .calibration import Calibration
 from .conversions import array_to_msg, calibration_to_msg
 from .parameters import OUTPUTS, NodeSettings
 from .pointcloud import make_pointcloud

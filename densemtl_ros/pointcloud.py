@@ -50,7 +50,7 @@ def depth_to_points(depth: np.ndarray, fx: float, fy: float, cx: float, cy: floa
     Returns (N x 3 float32 points, N x 2 (row, col) pixel indices, to gather colours and
     labels with), in row-major pixel order. A pixel is valid when its depth is finite,
     positive and at most ``max_depth``. Pixel centres are at integer coordinates, like the
-    intrinsics scaled by :meth:`densemtl_ros.calibration.Calibration.scaled`.
+    intrinsics scaled by :meth:`densemtl_core.recordings.calibration.Calibration.scaled`.
     """
     valid = _valid_samples(depth, stride, max_depth)
     points = np.stack(_back_project(depth, valid, (fx, fy, cx, cy), stride), axis=1)

@@ -11,10 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from densemtl_core.checkpoint import ModelMetadata
+from densemtl_core.recordings.encodings import depth_as_published, probability_to_mono8
 from densemtl_core.runtime import Prediction
-from densemtl_core.viz import colorize_normals, overlay_segmentation
-
-from .encodings import depth_as_published, probability_to_mono8
+from densemtl_core.colormaps import colorize_normals, overlay_segmentation
 
 DEFAULT_OVERLAY_ALPHA = 0.5
 """Weight of the class colours over the image in ``segmentation_color``."""

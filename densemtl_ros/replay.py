@@ -33,9 +33,10 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Header
 
-from .bags import BagReader, header_stamp_ns
+from densemtl_core.recordings.bags import BagReader, header_stamp_ns
+from densemtl_core.recordings.encodings import message_to_array
+
 from .diagnostics import status_name
-from .encodings import message_to_array
 from .published import PublishedMaps
 from .resources import dds_profile
 

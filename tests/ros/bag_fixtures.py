@@ -2,10 +2,11 @@
 
 A :class:`Recording` is a list of frames (RGB image, header stamp) plus ground-truth topics, each
 a list of arrays with an encoding and, optionally, its own stamps (to test stamp matching).
-It is written as a rosbag2 (MCAP or SQLite 3) through :class:`densemtl_ros.bags.BagWriter` or as
-a ROS 1 bag through rosbags' ROS 1 writer; every message is logged at its header stamp, in
-log-time order, as a recorder would have written it, unless the header stamps are set apart
-from the log times (:func:`with_header_stamps`: a driver that stamps 0, or stamps twice alike).
+It is written as a rosbag2 (MCAP or SQLite 3) through
+:class:`densemtl_core.recordings.bags.BagWriter` or as a ROS 1 bag through rosbags' ROS 1
+writer; every message is logged at its header stamp, in log-time order, as a recorder would have
+written it, unless the header stamps are set apart from the log times (:func:`with_header_stamps`:
+a driver that stamps 0, or stamps twice alike).
 """
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from rosbags.rosbag1 import Writer as Ros1Writer
 from rosbags.typesys import Stores, get_typestore
 
 from densemtl_core.data.synthetic import render_trajectory, scene_seed
-from densemtl_ros.bags import BagWriter, calibration_message, image_message
-from densemtl_ros.calibration import Calibration
+from densemtl_core.recordings.bags import BagWriter, calibration_message, image_message
+from densemtl_core.recordings.calibration import Calibration
 from densemtl_ros.make_bag import CAMERA_INFO_TOPIC, FRAME_ID, IMAGE_TOPIC, START_NS
 
 IMAGE, CAMERA_INFO = "sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo"

@@ -24,13 +24,13 @@ from densemtl_core.checkpoint import load_checkpoint
 from densemtl_core.export.onnx import onnx_model_bytes
 from densemtl_core.pretrained import DEFAULT_MODEL
 from densemtl_core.strict_json import write_json
+from densemtl_core.recordings.bags import BagWriter, header_stamp_ns, open_bag
+from densemtl_core.recordings.calibration import Calibration
+from densemtl_core.recordings.encodings import message_to_array
 from densemtl_core.runtime import load_predictor
 from densemtl_ros.bag_eval import main
 from densemtl_ros.bag_evaluation import NO_MATCHED_TRUTH
 from densemtl_ros.bag_frames import ambiguous_truth
-from densemtl_ros.bags import BagWriter, header_stamp_ns, open_bag
-from densemtl_ros.calibration import Calibration
-from densemtl_ros.encodings import message_to_array
 from densemtl_ros.published import published_maps
 from densemtl_ros.make_bag import (CAMERA_INFO_TOPIC, DEPTH_TOPIC, IMAGE_TOPIC, NORMALS_TOPIC,
                                    SEGMENTATION_TOPIC, write_sample_bag)

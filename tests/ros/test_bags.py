@@ -1,5 +1,5 @@
-"""densemtl_ros.bags: real bags written with rosbags (rosbag2 MCAP and SQLite 3, ROS 1) and read
-back, and everything that is not a bag refused with a reason."""
+"""densemtl_core.recordings.bags: real bags written with rosbags (rosbag2 MCAP and SQLite 3,
+ROS 1) and read back, and everything that is not a bag refused with a reason."""
 from __future__ import annotations
 
 import os
@@ -12,11 +12,11 @@ import pytest
 from rosbags.rosbag1 import Writer as Ros1Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from densemtl_ros.bags import (BagError, BagWriter, calibration_message, camera_info_message,
-                               compressed_image_message, header_stamp_ns, image_message,
-                               open_bag)
-from densemtl_ros.calibration import Calibration, RegionOfInterest
-from densemtl_ros.encodings import compressed_to_rgb, message_to_array
+from densemtl_core.recordings.bags import (BagError, BagWriter, calibration_message,
+                                           camera_info_message, compressed_image_message,
+                                           header_stamp_ns, image_message, open_bag)
+from densemtl_core.recordings.calibration import Calibration, RegionOfInterest
+from densemtl_core.recordings.encodings import compressed_to_rgb, message_to_array
 
 KILTED = get_typestore(Stores.ROS2_KILTED)
 IMAGE, CAMERA_INFO = "sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo"

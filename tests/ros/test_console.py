@@ -28,7 +28,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from densemtl_core.data.synthetic import render_scene
-from densemtl_ros.encodings import compress_rgb
+from densemtl_core.recordings.encodings import compress_rgb
 from densemtl_ros.ros_arguments import params_file_problem
 
 REPO = Path(__file__).resolve().parents[2]

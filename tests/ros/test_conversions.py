@@ -11,8 +11,9 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
 from std_msgs.msg import Header
 
-from densemtl_ros import conversions, encodings
-from densemtl_ros.calibration import Calibration
+from densemtl_core.recordings import encodings
+from densemtl_core.recordings.calibration import Calibration
+from densemtl_ros import conversions
 from densemtl_ros.conversions import (ImageConversionError, calibration_to_msg, depth_to_msg,
                                       labels_to_msg, message_to_array, normals_to_msg,
                                       probability_to_msg, rgb_to_msg)

@@ -1,6 +1,6 @@
-"""densemtl_ros.encodings against messages built independently from known pixels, both as rclpy
-builds them (``data`` an ``array.array('B')``) and as a bag reader yields them (rosbags
-messages serialised to CDR and deserialised: ``data`` a read-only uint8 numpy view)."""
+"""densemtl_core.recordings.encodings against messages built independently from known pixels,
+both as rclpy builds them (``data`` an ``array.array('B')``) and as a bag reader yields them
+(rosbags messages serialised to CDR and deserialised: ``data`` a read-only uint8 numpy view)."""
 import array
 import io
 import struct
@@ -17,11 +17,12 @@ from PIL import Image as PILImage
 from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import CompressedImage, Image
 
-from densemtl_ros.bags import BagWriter, open_bag
-from densemtl_ros.encodings import (ARRAY_ENCODINGS, SUPPORTED_ENCODINGS, ImageConversionError,
-                                    camera_image_to_rgb, check_image, compress_rgb,
-                                    compressed_to_rgb, depth_as_published, image_fields,
-                                    image_to_rgb, message_to_array, probability_to_mono8)
+from densemtl_core.recordings.bags import BagWriter, open_bag
+from densemtl_core.recordings.encodings import (ARRAY_ENCODINGS, SUPPORTED_ENCODINGS,
+                                                ImageConversionError, camera_image_to_rgb,
+                                                check_image, compress_rgb, compressed_to_rgb,
+                                                depth_as_published, image_fields, image_to_rgb,
+                                                message_to_array, probability_to_mono8)
 from tests.ros.harness import YUV422_BYTE_ORDER, bayer_mosaic, packed_yuv422
 
 MAX_PIXELS = 1920 * 1080
@@ -107,8 +108,8 @@ def test_the_bag_tools_import_no_ros():
         return subprocess.run(command, cwd=REPO, capture_output=True, text=True,
                               check=True).stdout.strip()
 
-    assert ros_modules("densemtl_ros.encodings", "densemtl_ros.bags",
-                       "densemtl_ros.make_bag") == "[]"
+    assert ros_modules("densemtl_core.recordings.encodings", "densemtl_core.recordings.bags",
+                       "densemtl_core.recordings.calibration", "densemtl_ros.make_bag") == "[]"
     assert "'sensor_msgs'" in ros_modules("densemtl_ros.conversions")  # the check sees ROS
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from densemtl_core.data.synthetic import render_trajectory, scene_seed
-from densemtl_ros.bags import header_stamp_ns, open_bag
-from densemtl_ros.encodings import compressed_to_rgb, message_to_array
+from densemtl_core.recordings.bags import header_stamp_ns, open_bag
+from densemtl_core.recordings.encodings import compressed_to_rgb, message_to_array
 from densemtl_ros.make_bag import (CAMERA_INFO_TOPIC, COMPRESSED_TOPIC, DEPTH_TOPIC, FRAME_ID,
                                    IMAGE_TOPIC, NORMALS_TOPIC, SEGMENTATION_TOPIC, START_NS,
                                    main, sample_topics, write_sample_bag)

@@ -1,7 +1,8 @@
-"""Image messages <-> numpy arrays, without ROS: the pixel side of :mod:`.conversions`.
+"""Image messages <-> numpy arrays, without ROS: the pixel side of the node's
+``densemtl_ros.conversions``.
 
-Bag evaluation reads recordings with rosbags on machines without a ROS installation, so nothing
-here imports rclpy or a message package. Functions work on any object with the fields of
+Bag evaluation and training read recordings with rosbags on machines without a ROS installation,
+so nothing here imports rclpy or a message package. Functions work on any object with the fields of
 sensor_msgs/Image (``height, width, encoding, is_bigendian, step, data``) or CompressedImage
 (``format, data``): rclpy messages, whose ``data`` is an ``array.array('B')``, rosbags messages,
 whose ``data`` is a uint8 numpy array (read-only once deserialized), or anything holding bytes.
