@@ -20,7 +20,7 @@ import torch
 from densemtl_core.checkpoint import load_checkpoint, save_checkpoint
 from densemtl_core.metrics import MAIN_METRICS, delta_m
 from densemtl_core.pretrained import DEFAULT_MODEL, REGRESSION_SCENES, measure
-from study import REPO, load_spec
+from study_spec import REPO, load_spec
 
 
 def _validation(run_dir: Path) -> dict[str, dict[str, float]]:

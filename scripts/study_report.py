@@ -25,7 +25,7 @@ from densemtl_core.config import load_config
 from densemtl_core.metrics import MAIN_METRICS, delta_m
 from densemtl_core.models import build_model
 from densemtl_core.viz import save_png
-from study import StudyRow, StudySpec, eval_command, train_command
+from study_spec import StudyRow, StudySpec, eval_command, train_command
 
 BEGIN, END = "<!-- generated:begin -->", "<!-- generated:end -->"
 RESULTS_FORMAT_VERSION = 1

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import study  # noqa: E402
 import study_report  # noqa: E402
+import study_spec  # noqa: E402
 
 SPEC = """
 output_dir: {out}
@@ -31,7 +31,7 @@ rows:
 def spec(tmp_path):
     path = tmp_path / "study.yaml"
     path.write_text(SPEC.format(out=tmp_path / "runs"))
-    return study.load_spec(path)
+    return study_spec.load_spec(path)
 
 
 def _write_metrics(spec, name, seed, metrics):
@@ -46,18 +46,18 @@ def test_spec_rows_seeds_and_commands(spec):
                                            "densemtl_sd_prod"]
     assert spec.rows[0].seeds == (1, 2) and spec.rows[-1].seeds == (1,)
     prod = spec.rows[-1]
-    train = study.train_command(spec, prod, 1)
+    train = study_spec.train_command(spec, prod, 1)
     assert train[:6] == ["densemtl-train", "--config", prod.config, "--resume", "auto",
                          "--overwrite"]  # a run stopped before its first checkpoint restarts
     assert "model.fusion=prod" in train and "train.seed=1" in train
-    assert study.eval_command(spec, prod, 1)[-1].endswith("densemtl_sd_prod/seed1/test")
+    assert study_spec.eval_command(spec, prod, 1)[-1].endswith("densemtl_sd_prod/seed1/test")
 
 
 def test_duplicate_row_names_are_refused(tmp_path):
     path = tmp_path / "study.yaml"
     path.write_text(SPEC.format(out=tmp_path).replace("name: stl_depth", "name: stl_semseg"))
     with pytest.raises(ValueError, match="unique"):
-        study.load_spec(path)
+        study_spec.load_spec(path)
 
 
 def test_delta_m_is_taken_against_the_mean_of_the_stl_seeds(spec):
