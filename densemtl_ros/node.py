@@ -105,15 +105,14 @@ class DenseMTLNode(Node):
 
     def __init__(self, **node_options) -> None:
         super().__init__(NODE_NAME, **node_options)
-        self._values: dict[str, object] = {}
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_on_set_parameters_callback(self._check_parameters)
         try:
             for spec in PARAMETERS:
-                declared = self.declare_parameter(spec.name, spec.default, spec.descriptor())
-                self._values[spec.name] = declared.value
+                self.declare_parameter(spec.name, spec.default, spec.descriptor())
         except (InvalidParameterValueException, InvalidParameterTypeException) as error:
             raise StartupError(f"invalid parameter: {error}") from error
-        self.settings = NodeSettings.from_values(self._values)
+        self.settings = self._declared_settings()
+        self.add_post_set_parameters_callback(self._apply_parameters)
         model = (self.settings.engine_path or self.settings.model_path
                  or "the shipped default model")
         self.get_logger().info(f"loading {model} ({self.settings.backend} backend)")
@@ -165,17 +164,20 @@ class DenseMTLNode(Node):
                 "network input": "x".join(map(str, self.predictor.input_size[::-1])),
                 "image topic": self._image_topic}
 
-    def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
-        """Validate (at declaration and on ``ros2 param set``) and apply atomically."""
-        values = {parameter.name: parameter.value for parameter in parameters
-                  if parameter.name in SPECS}  # use_sim_time and the like are rclpy's
-        reason = check_parameters(values)
-        if reason is not None:
-            return SetParametersResult(successful=False, reason=reason)
-        self._values.update(values)
-        if len(self._values) == len(SPECS):  # not during the initial declarations
-            self.settings = NodeSettings.from_values(self._values)
-        return SetParametersResult(successful=True)
+    def _check_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
+        """Validate only (at declaration and on ``ros2 param set``): a refused change is
+        never applied."""
+        reason = check_parameters({parameter.name: parameter.value for parameter in parameters
+                                   if parameter.name in SPECS})  # use_sim_time: rclpy's
+        return SetParametersResult(successful=reason is None, reason=reason or "")
+
+    def _apply_parameters(self, parameters: list[Parameter]) -> None:
+        """Apply accepted changes: the processing threads see a new settings snapshot, whole."""
+        self.settings = self._declared_settings()
+
+    def _declared_settings(self) -> NodeSettings:
+        """The settings the declared parameters hold now."""
+        return NodeSettings.from_values({name: self.get_parameter(name).value for name in SPECS})
 
     # -- callbacks (executor thread): cheap, never raise ------------------------------------
 
@@ -306,40 +308,40 @@ def main(argv: list[str] | None = None) -> int:
     from their own thread, while the pipeline may be publishing a frame (which then fails,
     "publisher's context is invalid"). Here the signal raises KeyboardInterrupt in this thread,
     which only waits while the executor spins in another, so it lands at once; then the
-    pipeline is stopped and waited for, the node destroyed, and the context shut down last.
+    pipeline is stopped and waited for, the node destroyed, and the context shut down last, by
+    leaving ``with rclpy.init()``.
     """
     args = sys.argv if argv is None else argv
     logger = rclpy.logging.get_logger(NODE_NAME)
     problem = params_file_problem(args, NODE_NAME)
+    ros = None
     if problem is None:
         try:
-            rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+            ros = rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         except RCLError as error:
             problem = f"invalid ROS arguments: {without_source_locations(str(error))}"
-    if problem is not None:
+    if ros is None:
         logger.fatal(f"cannot start: {problem}")
         return 2
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C
-    try:
-        node = DenseMTLNode()
-    except StartupError as error:
-        logger.fatal(str(error))
-        rclpy.try_shutdown()
-        return 1
-    except KeyboardInterrupt:
-        logger.info("stopped while starting")
-        rclpy.try_shutdown()  # also destroys the node, when it was made
-        return 0
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        _spin_until_interrupted(executor)
-    finally:
-        for stop in (signal.SIGINT, signal.SIGTERM):  # the clean-up below is bounded
-            signal.signal(stop, signal.SIG_IGN)
-        executor.shutdown()
-        node.destroy_node()  # stops the pipeline first: a frame in flight is published
-        rclpy.try_shutdown()
+    with ros:  # leaving it shuts the context down, also destroying a node still alive
+        signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C
+        try:
+            node = DenseMTLNode()
+        except StartupError as error:
+            logger.fatal(str(error))
+            return 1
+        except KeyboardInterrupt:
+            logger.info("stopped while starting")
+            return 0
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        try:
+            _spin_until_interrupted(executor)
+        finally:
+            for stop in (signal.SIGINT, signal.SIGTERM):  # the clean-up below is bounded
+                signal.signal(stop, signal.SIG_IGN)
+            executor.shutdown()
+            node.destroy_node()  # stops the pipeline first: a frame in flight is published
     return 0
 
 

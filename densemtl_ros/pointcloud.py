@@ -113,8 +113,8 @@ def _intrinsics(source: CameraInfo | np.ndarray, shape: tuple[int, ...]
     if isinstance(source, CameraInfo):
         if (source.height, source.width) != tuple(shape):
             raise ValueError(
-                f"camera info describes {source.height}x{source.width} images but the depth is "
-                f"{shape[0]}x{shape[1]}; scale it with calibration.Calibration.scaled")
+                f"camera_info describes {source.height}x{source.width} images but the depth is "
+                f"{shape[0]}x{shape[1]}; scale it with Calibration.scaled")
         source = source.k
     matrix = np.asarray(source, dtype=np.float64).reshape(3, 3)
     return matrix[0, 0], matrix[1, 1], matrix[0, 2], matrix[1, 2]

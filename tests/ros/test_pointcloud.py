@@ -145,7 +145,7 @@ def test_an_empty_cloud_is_valid():
 
 
 def test_camera_info_of_another_resolution_is_refused():
-    with pytest.raises(ValueError, match="camera info describes 240x320 images but the depth "
+    with pytest.raises(ValueError, match="camera_info describes 240x320 images but the depth "
                                          "is 480x640"):
         make_pointcloud(Header(), _plane(), _camera_info(240, 320))
 
