@@ -17,7 +17,8 @@ from typing import Any
 import yaml
 
 TASK_NAMES: tuple[str, ...] = ("semseg", "depth", "normals", "edges")
-"""Every task the library knows, in the canonical order used for fusion and outputs."""
+"""Every task the library knows, in the canonical order used for fusion and outputs: the names
+of the task table (``densemtl_core.tasks.TASKS``, which checks the two agree and extends both)."""
 
 DATASET_NAMES: tuple[str, ...] = ("synthetic", "nyudv2", "cityscapes", "vkitti2", "synthia")
 """Every dataset ``densemtl_core.data.build_dataset`` can read."""

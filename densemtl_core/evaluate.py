@@ -22,7 +22,6 @@ from .config import ConfigError, ModelConfig
 from .data import build_dataset
 from .distributed import DeviceError, DistContext, all_reduce_sum_, resolve_device
 from .losses import resize_to_label
-from .metrics import MAIN_METRICS
 from .results_folder import check_results_folder, remove_results
 from .strict_json import write_json
 from .tasks import TASKS, decode_outputs
@@ -77,14 +76,14 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, cfg: ModelConfig, *,
 def unscored_tasks(metrics: dict[str, dict[str, float]]) -> list[str]:
     """The tasks whose main metric is not a number: no sample had a valid pixel of them."""
     return [task for task, values in metrics.items()
-            if not math.isfinite(values[MAIN_METRICS[task][0]])]
+            if not math.isfinite(values[TASKS[task].main_metric])]
 
 
 def main_metric_summary(metrics: dict[str, dict[str, float]]) -> str:
     """One line with each task's main metric, e.g. ``semseg miou=0.71 | depth rmse=0.42``."""
     parts = []
     for task, values in metrics.items():
-        key, _ = MAIN_METRICS[task]
+        key = TASKS[task].main_metric
         parts.append(f"{task} {key}={values[key]:.4g}")
     return " | ".join(parts)
 

@@ -1,9 +1,10 @@
-"""Training losses: one function per task, multi-scale supervision and task weighting.
+"""Training losses: multi-scale supervision and task weighting.
 
-Every per-task loss takes the raw network output already resized to the label resolution and the
-batch target in the library's data conventions (METHOD.md sections 2 and 3). ``MultiTaskLoss``
-resizes each supervised scale, averages the scales of a task and combines the tasks through a
-:class:`TaskWeighting`.
+Each task's own loss is its :class:`~densemtl_core.tasks.TaskSpec`'s ``loss`` (the functions
+live beside the task table); it takes the raw network output already resized to the label
+resolution and the batch target in the library's data conventions (METHOD.md sections 2 and 3).
+``MultiTaskLoss`` resizes each supervised scale, averages the scales of a task and combines the
+tasks through a :class:`TaskWeighting`.
 """
 from __future__ import annotations
 
@@ -15,10 +16,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import LossConfig
-from .depth_coding import encode_inverse_depth
+from .labels import IGNORE_INDEX  # noqa: F401  (the datasets import it from here)
+from .tasks import TASKS
 
-IGNORE_INDEX = 250
-"""Semantic label of pixels that are neither supervised nor evaluated."""
 
 
 def resize_to_label(output: Tensor, size: Sequence[int]) -> Tensor:
@@ -26,67 +26,6 @@ def resize_to_label(output: Tensor, size: Sequence[int]) -> Tensor:
     if tuple(output.shape[-2:]) == tuple(size):
         return output
     return F.interpolate(output, size=tuple(size), mode="bilinear", align_corners=True)
-
-
-def semseg_loss(logits: Tensor, target: Tensor) -> Tensor:
-    """Cross-entropy averaged over the pixels whose label is not ``IGNORE_INDEX``.
-
-    Dividing the summed loss by the clamped pixel count (instead of PyTorch's mean) keeps a batch
-    without any labelled pixel at 0 with a valid gradient path instead of NaN.
-    """
-    target = target.long()
-    summed = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="sum")
-    labelled = (target != IGNORE_INDEX).sum().clamp_min(1)
-    return summed / labelled
-
-
-def berhu_loss(pred: Tensor, target: Tensor, mask: Tensor, threshold: float = 0.2) -> Tensor:
-    """Reverse Huber loss of METHOD.md section 3.1.
-
-    e = |target - pred| on masked pixels (0 elsewhere), c = ``threshold`` * max(e) over the whole
-    batch, treated as a constant; the loss is e below c and (e^2 + c^2) / (2c) above, averaged
-    over *all* pixels, so masked pixels count as zeros. When every error is zero (c = 0) the
-    quadratic branch is never taken and its denominator is kept away from zero, so neither the
-    value nor the gradient is NaN.
-    """
-    error = torch.where(mask.bool(), (target - pred).abs(), torch.zeros_like(pred))
-    c = threshold * error.max().detach()
-    quadratic = (error.square() + c.square()) / (2.0 * c).clamp_min(torch.finfo(pred.dtype).tiny)
-    return torch.where(error <= c, error, quadratic).mean()
-
-
-def depth_loss(pred_code: Tensor, depth_m: Tensor, threshold: float = 0.2) -> Tensor:
-    """BerHu on normalised inverse depth; the metric target is encoded here, depth 0 is masked."""
-    valid = depth_m > 0
-    return berhu_loss(pred_code, encode_inverse_depth(depth_m), valid, threshold)
-
-
-def normals_loss(pred: Tensor, target: Tensor) -> Tensor:
-    """Mean over valid pixels (target norm > 0.5) of 1 - cos(pred, target); only pred's direction
-    matters."""
-    target = target.detach()
-    valid = (target.norm(dim=1) > 0.5).to(pred.dtype)
-    cosine = (F.normalize(pred, dim=1) * F.normalize(target, dim=1)).sum(dim=1)
-    return ((1.0 - cosine) * valid).sum() / valid.sum().clamp_min(1)
-
-
-def edge_loss(logits: Tensor, target: Tensor,
-              class_weights: Sequence[float] = (0.05, 0.95)) -> Tensor:
-    """Two-class cross-entropy, weights (background, edge), PyTorch's weighted mean."""
-    weight = torch.as_tensor(class_weights, dtype=logits.dtype, device=logits.device)
-    return F.cross_entropy(logits, target.long(), weight=weight)
-
-
-TaskLoss = Callable[[Tensor, Tensor, LossConfig], Tensor]
-"""(raw output at label resolution, batch target, loss settings) -> scalar loss."""
-
-TASK_LOSSES: dict[str, TaskLoss] = {
-    "semseg": lambda output, target, cfg: semseg_loss(output, target),
-    "depth": lambda output, target, cfg: depth_loss(output, target, cfg.berhu_threshold),
-    "normals": lambda output, target, cfg: normals_loss(output, target),
-    "edges": lambda output, target, cfg: edge_loss(output, target, cfg.edge_class_weights),
-}
-"""The loss of each task; its target is ``batch[task]``."""
 
 
 def multiscale_loss(loss: Callable[[Tensor, Tensor], Tensor], outputs: Mapping[int, Tensor],
@@ -156,9 +95,9 @@ class MultiTaskLoss(nn.Module):
 
     def __init__(self, tasks: Sequence[str], loss_cfg: LossConfig) -> None:
         super().__init__()
-        unknown = [task for task in tasks if task not in TASK_LOSSES]
+        unknown = [task for task in tasks if task not in TASKS]
         if unknown:
-            raise ValueError(f"no loss for task(s) {unknown}; known: {sorted(TASK_LOSSES)}")
+            raise ValueError(f"no loss for task(s) {unknown}; known: {sorted(TASKS)}")
         self.tasks = tuple(tasks)
         self.loss_cfg = loss_cfg
         self.weighting = build_weighting(loss_cfg, self.tasks)
@@ -170,7 +109,7 @@ class MultiTaskLoss(nn.Module):
         if missing:
             raise KeyError(f"batch has no target for task(s) {missing}")
         task_losses = {
-            task: multiscale_loss(partial(TASK_LOSSES[task], cfg=self.loss_cfg), outputs[task],
+            task: multiscale_loss(partial(TASKS[task].loss, cfg=self.loss_cfg), outputs[task],
                                   batch[task])
             for task in self.tasks
         }

@@ -16,19 +16,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .depth_coding import released_code_depth
-from .losses import IGNORE_INDEX
-
-MAIN_METRICS: dict[str, tuple[str, bool]] = {
-    "semseg": ("miou", True),
-    "depth": ("rmse", False),
-    "normals": ("mean", False),
-    "edges": ("f1", True),
-}
-"""Per task: the metric key used for model selection and Δm, and whether higher is better."""
-
+from .labels import IGNORE_INDEX
 
 class Meter:
-    """Base of all meters: an additive state that can be reset, exported, summed and restored."""
+    """Base of all meters: an additive state that can be reset, exported, summed and restored.
+
+    ``main_metric``: the key of :meth:`compute` used for model selection, Δm and worst/best
+    frames; ``higher_is_better``: its direction.
+    """
+
+    main_metric: str
+    higher_is_better: bool
 
     def __init__(self) -> None:
         self._state = self._empty_state()
@@ -83,6 +81,9 @@ class SegmentationMeter(Meter):
     A class absent from both the ground truth and the prediction has no IoU and is left out of the
     mean (nan-mean); pixels labelled ``ignore_index`` are not counted.
     """
+
+    main_metric = "miou"
+    higher_is_better = True
 
     def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
         self.num_classes = num_classes
@@ -141,6 +142,9 @@ class DepthMeter(Meter):
     A prediction the model's decoding clamped at its ``max_depth`` scores as max_depth - 0.99
     here, where the released code's clamp after decoding lets it reach max_depth.
     """
+
+    main_metric = "rmse"
+    higher_is_better = False
 
     _PER_IMAGE = ("abs_rel", "sq_rel", "mse", "mse_log", "delta1", "delta2", "delta3")
 
@@ -211,6 +215,9 @@ class NormalsMeter(Meter):
     Keys: ``mean``, ``median``, ``rmse`` (root of the averaged per-image mean squared error) and
     ``within_11_25``/``within_22_5``/``within_30`` (percent of pixels under that angle).
     """
+
+    main_metric = "mean"
+    higher_is_better = False
 
     _WITHIN = {"within_11_25": 11.25, "within_22_5": 22.5, "within_30": 30.0}
 
@@ -325,6 +332,9 @@ class EdgeMeter(Meter):
     is why it is off by default.
     """
 
+    main_metric = "f1"
+    higher_is_better = True
+
     def __init__(self, thresholds: int | Sequence[float] = 33, tolerance_px: int = 2,
                  thin: bool = False) -> None:
         if isinstance(thresholds, int):
@@ -393,23 +403,3 @@ class EdgeMeter(Meter):
             "ods_f": f_measure[best].item(),
             "ods_threshold": self.thresholds[best],
         }
-
-
-def delta_m(metrics: Mapping[str, float], baselines: Mapping[str, float],
-            higher_is_better: Mapping[str, bool] | None = None) -> float:
-    """Multi-task gain Δm in percent (METHOD.md section 4.5), keyed by task.
-
-    Δm = 100/T · Σ_t ±(M_t − B_t)/B_t, with + where higher is better and − where lower is
-    better, over the T tasks in ``metrics``; positive means better than the baselines on
-    average. ``higher_is_better`` defaults to the directions of :data:`MAIN_METRICS`.
-    """
-    if higher_is_better is None:
-        higher_is_better = {task: higher for task, (_, higher) in MAIN_METRICS.items()}
-    if not metrics:
-        raise ValueError("delta_m needs at least one task")
-    missing = [task for task in metrics if task not in baselines or task not in higher_is_better]
-    if missing:
-        raise KeyError(f"no baseline or direction for task(s) {missing}")
-    gains = [(1.0 if higher_is_better[task] else -1.0) * (value - baselines[task]) / baselines[task]
-             for task, value in metrics.items()]
-    return 100.0 * sum(gains) / len(gains)

@@ -37,10 +37,10 @@ from .distributed import DeviceError, DistContext, barrier, init_distributed, sh
 from .evaluate import evaluate, main_metric_summary
 from .strict_json import finite_json, write_json
 from .losses import MultiTaskLoss
-from .metrics import MAIN_METRICS, delta_m
 from .models import build_model, load_torchvision_weights
 from .optim import build_optimizer, build_scheduler, check_state_shapes
 from .viz import plot_curves, save_png
+from .tasks import TASKS, delta_m, main_values
 
 CONFIG_FILE = "config.yaml"
 LOG_FILE = "train_log.jsonl"
@@ -191,11 +191,11 @@ class Trainer:
     def validate(self) -> dict[str, dict[str, float]]:
         metrics = evaluate(self.model, self._val_loader(), self.config.model, device=self.device,
                            ctx=self.ctx, progress=False)
-        main = {task: values[MAIN_METRICS[task][0]] for task, values in metrics.items()}
+        main = main_values(metrics)
         if self.reference_metrics is None:
             self.reference_metrics = main
         score = delta_m(main, self.reference_metrics,
-                        {task: MAIN_METRICS[task][1] for task in main})
+                        {task: TASKS[task].higher_is_better for task in main})
         if self.ctx.is_main:
             record = {"step": self.step, "val": metrics, "score": score}
             self.history.append(record)
@@ -257,7 +257,7 @@ class Trainer:
                         series.setdefault(f"{task} loss", []).append(
                             (record["step"], record["train"][task]))
                     if "val" in record:
-                        key = MAIN_METRICS[task][0]
+                        key = TASKS[task].main_metric
                         series.setdefault(f"{task} val {key}", []).append(
                             (record["step"], record["val"][task][key]))
         save_png(self.out_dir / CURVES_FILE, plot_curves(series))

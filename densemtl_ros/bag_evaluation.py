@@ -21,19 +21,18 @@ import numpy as np
 from tqdm import tqdm
 
 from densemtl_core.checkpoint import ModelMetadata
-from densemtl_core.metrics import MAIN_METRICS
 from densemtl_core.recordings.bags import BagReader, BagWriter, calibration_message, image_message
 from densemtl_core.recordings.calibration import Calibration
 from densemtl_core.recordings.encodings import resize_rgb
 from densemtl_core.runtime import Predictor, load_predictor
+from densemtl_core.tasks import TASKS
 from densemtl_core.viz import mosaic, save_png
 
 from .bag_frames import BagFrame, BagFrames
 from .bag_topics import BagTopics
-from .published import (IMAGE_OUTPUTS, PublishedMaps, published_image, published_maps,
-                        topic_suffix)
+from .published import PublishedMaps, image_outputs, published_image, published_maps, topic_suffix
 from .report_folder import MOSAIC_KINDS, mosaic_file
-from .scoring import (TASK_FIELDS, FrameScorer, LabelMapping, frame_mosaic, summary,
+from .scoring import (FrameScorer, LabelMapping, frame_mosaic, summary,
                       worst_and_best, write_report)
 
 if TYPE_CHECKING:  # the live mode's rclpy is imported only when it runs
@@ -77,8 +76,7 @@ class LiveSettings:
 
 def _output_size(frame: BagFrame) -> tuple[int, int] | None:
     """The ground truth's resolution (the maps are scored there), or None if it disagrees."""
-    shapes = {array.shape[:2] for array in (frame.truth.segmentation, frame.truth.depth,
-                                            frame.truth.normals) if array is not None}
+    shapes = {array.shape[:2] for array in frame.truth.maps().values()}
     if len(shapes) > 1:
         return None
     return shapes.pop() if shapes else frame.rgb.shape[:2]
@@ -97,13 +95,13 @@ class PredictionBag:
         self.camera_info_refused = 0
         self.camera_info_problem: str | None = None
         writer.add_topic(f"{OUTPUT_NAMESPACE}/camera_info", "sensor_msgs/msg/CameraInfo")
-        for name in ("image", *map(topic_suffix, IMAGE_OUTPUTS)):
+        for name in ("image", *map(topic_suffix, image_outputs())):
             writer.add_topic(f"{OUTPUT_NAMESPACE}/{name}", "sensor_msgs/msg/Image")
 
     def write(self, frame: BagFrame, rgb: np.ndarray, maps: PublishedMaps) -> None:
         store, stamp, time_ns = self.writer.typestore, frame.stamp_ns, frame.log_time_ns
         images = {"image": (rgb, "rgb8")}
-        for output in IMAGE_OUTPUTS:
+        for output in image_outputs():
             image = published_image(output, maps, rgb, self.metadata.class_colors)
             if image is not None:
                 images[topic_suffix(output)] = image
@@ -248,7 +246,7 @@ class Evaluation:
     def mosaics(self, out_dir: Path) -> list[Path]:
         """PNG mosaics of the worst and best frames by the first scored task's main metric."""
         scorer = self.scored
-        scored = [task for task in MAIN_METRICS if scorer.frames_scored().get(task)]
+        scored = [task for task in TASKS if scorer.frames_scored().get(task)]
         if not scored:
             return []
         chosen = dict(zip(MOSAIC_KINDS, worst_and_best(scorer.frames, scored[0],
@@ -285,9 +283,8 @@ def _resized(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def _map_size(maps: PublishedMaps) -> tuple[int, int] | None:
-    for array in (maps.segmentation, maps.depth, maps.normals, maps.edges):
-        if array is not None:
-            return tuple(array.shape[:2])
+    for array in maps.maps().values():
+        return tuple(array.shape[:2])
     return None
 
 
@@ -379,7 +376,8 @@ def _unscored_ground_truth(report: dict) -> list[str]:
     if not any(scored.values()):
         return []
     lines = []
-    for task, name in TASK_FIELDS.items():
+    for task, spec in TASKS.items():
+        name = spec.field
         if name in topics and scored.get(task) == 0:
             hint = ("; if its ids are not the model's classes, map them with --label-map"
                     if name == "segmentation" else "")

@@ -24,7 +24,7 @@ from densemtl_core.recordings.calibration import Calibration
 from .conversions import array_to_msg, calibration_to_msg
 from .parameters import OUTPUTS, NodeSettings
 from .pointcloud import make_pointcloud
-from .published import PublishedMaps, published_image
+from .published import PublishedMaps, image_outputs, published_image, topic_suffix
 
 
 @dataclass(frozen=True)
@@ -36,15 +36,12 @@ class OutputSpec:
 
 
 OUTPUT_SPECS: dict[str, OutputSpec] = {
-    "segmentation": OutputSpec("~/segmentation", Image, ("semseg",)),
-    "segmentation_color": OutputSpec("~/segmentation/color", Image, ("semseg",)),
-    "depth": OutputSpec("~/depth", Image, ("depth",)),
-    "normals": OutputSpec("~/normals", Image, ("normals",)),
-    "normals_color": OutputSpec("~/normals/color", Image, ("normals",)),
-    "edges": OutputSpec("~/edges", Image, ("edges",)),
+    **{name: OutputSpec(f"~/{topic_suffix(name)}", Image, (spec.name,))
+       for name, (spec, _) in image_outputs().items()},
     "camera_info": OutputSpec("~/camera_info", CameraInfo, (), needs_camera_info=True),
     "points": OutputSpec("~/points", PointCloud2, ("depth",), needs_camera_info=True),
 }
+"""The tasks' image outputs (from the task table), then the calibration and the cloud."""
 assert tuple(OUTPUT_SPECS) == OUTPUTS
 
 CAMERA_INFO_OUTPUTS = frozenset(name for name, spec in OUTPUT_SPECS.items()

@@ -17,14 +17,15 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 
 from densemtl_core.runtime import BACKENDS
 
-from .published import DEFAULT_OVERLAY_ALPHA
+from .published import DEFAULT_OVERLAY_ALPHA, image_outputs, topic_suffix
 
 Value = bool | int | float | str
 
 RELIABILITIES = ("best_effort", "reliable")
 RESOLUTIONS = ("input", "network")
-OUTPUTS = ("segmentation", "segmentation_color", "depth", "normals", "normals_color", "edges",
-           "camera_info", "points")
+OUTPUTS = (*image_outputs(), "camera_info", "points")
+"""Every output of the node: the tasks' images (from the task table), then the calibration and
+the point cloud."""
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -103,7 +104,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("output.resolution", "input", "Resolution of every output map: the input "
                   "image's, or the network's (cheaper to compute and to send)",
                   choices=RESOLUTIONS),
-    *(ParameterSpec(f"publish.{name}", True, f"Publish ~/{name.replace('_', '/')} (only when "
+    *(ParameterSpec(f"publish.{name}", True, f"Publish ~/{topic_suffix(name)} (only when "
                     f"the model has the task and someone subscribes)") for name in OUTPUTS),
     ParameterSpec("color.overlay_alpha", DEFAULT_OVERLAY_ALPHA, "Weight of the class colours "
                   "over the input image in ~/segmentation/color; 1: colours only",

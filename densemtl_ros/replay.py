@@ -37,12 +37,8 @@ from densemtl_core.recordings.bags import BagReader, header_stamp_ns
 from densemtl_core.recordings.encodings import message_to_array
 
 from .diagnostics import status_name
-from .published import PublishedMaps
+from .published import PublishedMaps, recorded_outputs
 from .resources import dds_profile
-
-RECORDED_OUTPUTS = {"segmentation": "segmentation", "depth": "depth", "normals": "normals",
-                    "edges": "edges"}
-"""PublishedMaps field -> the node's output topic (under its name)."""
 
 
 def _header(message) -> Header:
@@ -92,7 +88,7 @@ class LiveRecording:
         received = self.outputs.get(self.stamps.get(index))
         if received is None:
             return None
-        return PublishedMaps(**{name: received.get(name) for name in RECORDED_OUTPUTS})
+        return PublishedMaps(**{name: received.get(name) for name in recorded_outputs()})
 
     def latencies(self) -> list[float]:
         """Seconds from publishing each answered image to its last output arriving."""
@@ -112,7 +108,7 @@ class _Player:
         self._answer = threading.Condition(self._lock)
         self._publishers: dict[str, object] = {}
         self.output_topics = {name: f"{node_name}/{topic}"
-                              for name, topic in RECORDED_OUTPUTS.items() if name in wanted}
+                              for name, topic in recorded_outputs().items() if name in wanted}
         for name, topic in self.output_topics.items():
             self.node.create_subscription(Image, topic, self._recorder(name),
                                           QoSProfile(depth=100))
@@ -162,15 +158,16 @@ class _Player:
 
 def replay_through_node(bag: BagReader, image_topic: str, camera_info_topic: str | None,
                         *, node_name: str = "/densemtl", rate: float = 1.0,
-                        restamp: bool = False, outputs: Iterable[str] = tuple(RECORDED_OUTPUTS),
+                        restamp: bool = False, outputs: Iterable[str] | None = None,
                         connect_timeout: float = 60.0, answer_timeout: float = 10.0,
                         drain_seconds: float = 3.0, progress=None) -> LiveRecording:
     """Publish the bag's ``image_topic`` (and ``camera_info_topic``) on the same topic names,
     record the node's outputs under ``node_name`` by input stamp; with ``restamp`` each image
-    gets a stamp of its own. See the module docstring."""
+    gets a stamp of its own; ``outputs``: the map fields to record (default: every task's).
+    See the module docstring."""
     context = Context()
     rclpy.init(context=context)
-    player = _Player(context, node_name, tuple(outputs))
+    player = _Player(context, node_name, tuple(recorded_outputs() if outputs is None else outputs))
     player.recording.rate, player.recording.restamped = rate, restamp
     try:
         topics = [image_topic] + ([camera_info_topic] if camera_info_topic else [])

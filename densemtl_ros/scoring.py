@@ -17,19 +17,17 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
-import torch
 import yaml
-from torch import Tensor
 
 from densemtl_core.checkpoint import ModelMetadata
 from densemtl_core.evaluate import display_info
 from densemtl_core.losses import IGNORE_INDEX
-from densemtl_core.metrics import MAIN_METRICS, Meter
+from densemtl_core.metrics import Meter
 from densemtl_core.strict_json import finite_json, write_json
-from densemtl_core.tasks import TASKS
+from densemtl_core.tasks import TASKS, TaskMaps
 from densemtl_core.viz import mosaic
 
 from .published import PublishedMaps
@@ -43,18 +41,13 @@ NOTHING_TO_SCORE = "no task has both a prediction and ground truth"
 NO_VALID_TRUTH = "no valid ground-truth pixel (segmentation: no label among the model's classes)"
 """The skip reasons :meth:`FrameScorer.score` records by itself."""
 
-TASK_FIELDS = {"semseg": "segmentation", "depth": "depth", "normals": "normals",
-                "edges": "edges"}
-"""Model task name -> attribute of :class:`PublishedMaps` and :class:`GroundTruth`."""
-assert tuple(TASK_FIELDS) == tuple(TASKS)
-
 _MAX_DATASET_ID = np.iinfo(np.uint16).max
 _MAPPING_FILE_SUFFIXES = (".yaml", ".yml", ".json")
 
 
-@dataclass(frozen=True)
-class GroundTruth:
-    """One frame's ground truth at the resolution of the published maps; each map optional.
+class GroundTruth(TaskMaps):
+    """One frame's ground truth at the resolution of the published maps, a field per task of
+    the table (its ``field``); each map optional.
 
     ``segmentation``: HxW model class ids (see :class:`LabelMapping`), ``IGNORE_INDEX`` where
     unknown; ``depth``: float32 HxW metres, NaN or <= 0 where invalid; ``normals``: float32
@@ -62,13 +55,6 @@ class GroundTruth:
     so only a caller that derives edges fills it).
     """
 
-    segmentation: np.ndarray | None = None
-    depth: np.ndarray | None = None
-    normals: np.ndarray | None = None
-    edges: np.ndarray | None = None
-
-    def is_empty(self) -> bool:
-        return all(getattr(self, name) is None for name in TASK_FIELDS.values())
 
 
 # -- Label mapping -------------------------------------------------------------------------------
@@ -286,42 +272,6 @@ class SkippedFrame:
     reason: str
 
 
-def _tensor(array: np.ndarray, dtype: type) -> Tensor:
-    """A tensor of ``array``; bag messages are read-only views, which torch will not share."""
-    converted = np.asarray(array, dtype=dtype)
-    return torch.from_numpy(converted if converted.flags.writeable else converted.copy())
-
-
-def _labels(array: np.ndarray) -> Tensor:
-    return _tensor(array, np.int64)[None]
-
-
-def _channels_first(normals: np.ndarray) -> Tensor:
-    return _tensor(normals, np.float32).permute(2, 0, 1)[None]
-
-
-def _edge_probability(edges: np.ndarray) -> Tensor:
-    if edges.dtype != np.uint8:
-        raise ValueError(f"published edges must be uint8 0..255, not {edges.dtype}")
-    return torch.from_numpy(edges.astype(np.float32) / np.float32(255.0))[None]
-
-
-def _depth_inputs(depth: np.ndarray, target: np.ndarray) -> tuple[Tensor, Tensor]:
-    """A NaN prediction (published as invalid) turns its pixel's target into the meter's
-    invalid marker 0, so the pixel is left out instead of poisoning the sums."""
-    target = np.where(np.isnan(depth), 0.0, target).astype(np.float32)
-    return _tensor(depth, np.float32)[None], torch.from_numpy(target)[None]
-
-
-_METER_INPUTS: dict[str, Callable[[np.ndarray, np.ndarray], tuple[Tensor, Tensor]]] = {
-    "semseg": lambda pred, target: (_labels(pred), _labels(target)),
-    "depth": _depth_inputs,
-    "normals": lambda pred, target: (_channels_first(pred), _channels_first(target)),
-    "edges": lambda pred, target: (_edge_probability(pred), _labels(target)),
-}
-"""Published layout -> the meters' (prediction, target) tensors, batch of one."""
-
-
 def _add_states(total: Meter, increment: Meter) -> None:
     """Meter states are additive, so folding in one frame's meter equals feeding its data."""
     extra = increment.state()
@@ -363,7 +313,7 @@ class FrameScorer:
             return {}
         frame_meters = {task: TASKS[task].make_meter(self._model) for task in pairs}
         for task, (pred, target) in pairs.items():
-            frame_meters[task].update(*_METER_INPUTS[task](pred, target))
+            frame_meters[task].update(*TASKS[task].meter_inputs(pred, target))
         metrics = {task: meter.compute() for task, meter in frame_meters.items()}
         depth_pixels = (self._depth_coverage_pixels(*pairs["depth"]) if "depth" in pairs
                         else np.zeros(2, dtype=np.int64))
@@ -402,7 +352,8 @@ class FrameScorer:
         """(prediction, ground truth) of each model task that has both, shapes checked."""
         pairs = {}
         for task in self.tasks:
-            pred, target = getattr(maps, TASK_FIELDS[task]), getattr(truth, TASK_FIELDS[task])
+            field = TASKS[task].field
+            pred, target = getattr(maps, field), getattr(truth, field)
             if pred is None or target is None:
                 continue
             if pred.shape != target.shape:
@@ -488,9 +439,9 @@ def write_report(report: Mapping[str, Any], out_dir: str | Path) -> tuple[Path, 
 def worst_and_best(frames: Sequence[FrameScore], task: str, k: int
                    ) -> tuple[list[int], list[int]]:
     """Frame indices of the ``k`` worst and ``k`` best frames by the task's main metric
-    (``MAIN_METRICS``), worst first and best first; frames without the metric are left out.
+    (its ``main_metric``), worst first and best first; frames without the metric are left out.
     The two lists overlap when fewer than 2k frames were scored."""
-    key, higher_is_better = MAIN_METRICS[task]
+    key, higher_is_better = TASKS[task].main_metric, TASKS[task].higher_is_better
     scored = [(frame.metrics[task][key], frame.index) for frame in frames
               if task in frame.metrics and math.isfinite(frame.metrics[task][key])]
     sign = -1.0 if higher_is_better else 1.0  # ascending sign * value: best first
@@ -505,8 +456,8 @@ def worst_and_best(frames: Sequence[FrameScore], task: str, k: int
 def _tile(task: str, label: str, array: np.ndarray, info: dict[str, Any]
           ) -> tuple[str, np.ndarray]:
     spec = TASKS[task]
-    if task == "edges" and label == "pred":
-        array = array.astype(np.float32) / np.float32(255.0)  # the renderer wants a probability
+    if label == "pred":  # the renderer wants the display layout (edges: a probability)
+        array = spec.published_display(array)
     return f"{spec.title} {label}", spec.render(array, info)
 
 
@@ -518,7 +469,7 @@ def frame_mosaic(rgb: np.ndarray, maps: PublishedMaps, truth: GroundTruth,
     info = display_info(metadata)
     rows = [[("input", rgb)]]
     for task in metadata.tasks:
-        field = TASK_FIELDS[task]
+        field = TASKS[task].field
         tiles = [_tile(task, label, array, info)
                  for label, array in (("pred", getattr(maps, field)), ("gt", getattr(truth, field)))
                  if array is not None]

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from densemtl_core.checkpoint import load_checkpoint, save_checkpoint
-from densemtl_core.metrics import MAIN_METRICS, delta_m
 from densemtl_core.pretrained import DEFAULT_MODEL, REGRESSION_SCENES, measure
+from densemtl_core.tasks import TASKS, delta_m, main_values
 from study_spec import REPO, load_spec
 
 
@@ -35,13 +35,13 @@ def choose_by_validation(spec_path: Path, row_name: str) -> Path:
         if row.group == "stl":
             for seed in row.seeds:
                 for task, values in _validation(spec.run_dir(row, seed)).items():
-                    baselines.setdefault(task, []).append(values[MAIN_METRICS[task][0]])
+                    baselines.setdefault(task, []).append(values[TASKS[task].main_metric])
     mean_baselines = {task: statistics.fmean(values) for task, values in baselines.items()}
     row = next(r for r in spec.rows if r.name == row_name)
     scored = []
     for seed in row.seeds:
         metrics = _validation(spec.run_dir(row, seed))
-        gain = delta_m({t: v[MAIN_METRICS[t][0]] for t, v in metrics.items()}, mean_baselines)
+        gain = delta_m(main_values(metrics), mean_baselines)
         print(f"{row_name} seed {seed}: validation Δm {gain:+.2f} %")
         scored.append((gain, seed))
     best_seed = max(scored)[1]

@@ -22,14 +22,13 @@ from PIL import Image, ImageDraw
 from torch.utils.flop_counter import FlopCounterMode
 
 from densemtl_core.config import load_config
-from densemtl_core.metrics import MAIN_METRICS, delta_m
 from densemtl_core.models import build_model
+from densemtl_core.tasks import TASKS, delta_m
 from densemtl_core.viz import save_png
 from study_spec import StudyRow, StudySpec, eval_command, train_command
 
 BEGIN, END = "<!-- generated:begin -->", "<!-- generated:end -->"
 RESULTS_FORMAT_VERSION = 1
-TASK_LETTERS = {"semseg": "S", "depth": "D", "normals": "N", "edges": "E"}
 
 
 def _seed_metrics(spec: StudySpec, row: StudyRow) -> dict[int, dict[str, dict[str, float]]]:
@@ -47,8 +46,8 @@ def _stl_baselines(spec: StudySpec, results: dict[str, dict[int, Any]]) -> dict[
     for row in spec.rows:
         if row.group != "stl" or not results[row.name]:
             continue
-        for task, (key, _) in MAIN_METRICS.items():
-            values = [m[task][key] for m in results[row.name].values() if task in m]
+        for task, task_spec in TASKS.items():
+            values = [m[task][task_spec.main_metric] for m in results[row.name].values() if task in m]
             if values:
                 baselines[task] = statistics.fmean(values)
     return baselines
@@ -95,13 +94,13 @@ def gather(spec: StudySpec) -> dict[str, Any]:
         runs = results[row.name]
         if not runs:
             continue
-        tasks = [task for task in TASK_LETTERS if task in next(iter(runs.values()))]
+        tasks = [task for task in TASKS if task in next(iter(runs.values()))]
         metric_names = {task: sorted(next(iter(runs.values()))[task]) for task in tasks}
         summary = {task: {name: _mean_std([m[task][name] for m in runs.values()])
                           for name in metric_names[task]} for task in tasks}
         deltas = []
         if all(task in baselines for task in tasks):
-            deltas = [delta_m({t: m[t][MAIN_METRICS[t][0]] for t in tasks}, baselines)
+            deltas = [delta_m({t: m[t][TASKS[t].main_metric] for t in tasks}, baselines)
                       for m in runs.values()]
         rows.append({
             "name": row.name, "group": row.group, "config": row.config,
@@ -125,18 +124,17 @@ def _cell(value: tuple[float, float] | None, digits: int, scale: float = 1.0,
 
 
 def _main_table(rows: list[dict[str, Any]]) -> list[str]:
-    lines = ["| row | tasks | seeds | mIoU % ↑ | depth RMSE m ↓ | normals mean ° ↓ | edge F1 % ↑ "
-             "| Δm % ↑ | params M | GFLOPs | CPU ms |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    columns = [spec.study_column for spec in TASKS.values()]
+    lines = ["| row | tasks | seeds | " + "".join(f"{column.header} | " for column in columns)
+             + "Δm % ↑ | params M | GFLOPs | CPU ms |",
+             "|---|---|---|" + "---|" * len(columns) + "---|---|---|---|"]
     for row in rows:
         metric = row["metrics"]
-        cells = [
-            _cell(metric["semseg"]["miou"], 1, 100) if "semseg" in metric else "",
-            _cell(metric["depth"]["rmse"], 3) if "depth" in metric else "",
-            _cell(metric["normals"]["mean"], 2) if "normals" in metric else "",
-            _cell(metric["edges"]["f1"], 1, 100) if "edges" in metric else ""]
+        cells = [_cell(metric[task][spec.main_metric], spec.study_column.digits,
+                       spec.study_column.scale) if task in metric else ""
+                 for task, spec in TASKS.items()]
         cost = row["cost"]
-        letters = "".join(TASK_LETTERS[t] for t in row["tasks"])
+        letters = "".join(TASKS[t].letter for t in row["tasks"])
         lines.append(f"| {row['name']} | {letters} | {len(row['seeds'])} | " + " | ".join(cells)
                      + f" | {_cell(row['delta_m'], 2, signed=True)} | {cost['params_m']:.2f} "
                      f"| {cost['gflops']:.3f} | {cost['latency_ms']:.1f} |")
@@ -145,7 +143,7 @@ def _main_table(rows: list[dict[str, Any]]) -> list[str]:
 
 def _all_metrics_tables(rows: list[dict[str, Any]]) -> list[str]:
     lines = []
-    for task in TASK_LETTERS:
+    for task in TASKS:
         having = [row for row in rows if task in row["metrics"]]
         if not having:
             continue

@@ -6,19 +6,18 @@ import torch.nn.functional as F
 
 from densemtl_core.config import LossConfig
 from densemtl_core.depth_coding import encode_inverse_depth
+from densemtl_core.labels import IGNORE_INDEX
 from densemtl_core.losses import (
-    IGNORE_INDEX,
     FixedWeighting,
     MultiTaskLoss,
     UncertaintyWeighting,
-    berhu_loss,
     build_weighting,
-    depth_loss,
-    edge_loss,
-    normals_loss,
     resize_to_label,
-    semseg_loss,
 )
+from densemtl_core.tasks.depth import berhu_loss, depth_loss
+from densemtl_core.tasks.edges import edge_loss
+from densemtl_core.tasks.normals import normals_loss
+from densemtl_core.tasks.semseg import semseg_loss
 
 LN2 = math.log(2.0)
 

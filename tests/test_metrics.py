@@ -6,17 +6,15 @@ import torch
 
 from densemtl_core.config import ModelConfig
 from densemtl_core.depth_coding import encode_inverse_depth
-from densemtl_core.losses import IGNORE_INDEX
+from densemtl_core.labels import IGNORE_INDEX
 from densemtl_core.metrics import (
-    MAIN_METRICS,
     DepthMeter,
     EdgeMeter,
     NormalsMeter,
     SegmentationMeter,
-    delta_m,
     thin_edges,
 )
-from densemtl_core.tasks import TASKS
+from densemtl_core.tasks import TASKS, delta_m
 
 NAN = math.nan
 
@@ -357,9 +355,9 @@ def test_main_metrics_name_keys_the_meters_produce():
         "normals": NormalsMeter().compute(),
         "edges": EdgeMeter().compute(),
     }
-    for task, (key, _) in MAIN_METRICS.items():
-        assert key in results[task]
-    assert [MAIN_METRICS[t][1] for t in ("semseg", "depth", "normals", "edges")] == [
+    for task, spec in TASKS.items():
+        assert spec.main_metric in results[task]
+    assert [TASKS[t].higher_is_better for t in ("semseg", "depth", "normals", "edges")] == [
         True, False, False, True]
 
 

@@ -1,11 +1,11 @@
 import numpy as np
 
-from densemtl_core import viz
+from densemtl_core import colormaps, viz
 
 
 def test_segmentation_palette_and_ignore_label():
     labels = np.array([[0, 1], [2, 250]])
-    rgb = viz.colorize_segmentation(labels, [(10, 20, 30), (40, 50, 60), (70, 80, 90)])
+    rgb = colormaps.colorize_segmentation(labels, [(10, 20, 30), (40, 50, 60), (70, 80, 90)])
     assert rgb.dtype == np.uint8 and rgb.shape == (2, 2, 3)
     assert rgb[0, 1].tolist() == [40, 50, 60]
     assert rgb[1, 1].tolist() == [0, 0, 0]
@@ -13,7 +13,7 @@ def test_segmentation_palette_and_ignore_label():
 
 def test_depth_near_is_warmer_and_invalid_is_black():
     depth = np.array([[0.5, 5.0], [0.0, np.nan]], dtype=np.float32)
-    rgb = viz.colorize_depth(depth, 0.1, 10.0)
+    rgb = colormaps.colorize_depth(depth, 0.1, 10.0)
     assert rgb[1, 0].tolist() == [0, 0, 0] and rgb[1, 1].tolist() == [0, 0, 0]
     assert rgb[0, 0].tolist() != rgb[0, 1].tolist()
     assert rgb[0, 0, 0] > rgb[0, 1, 0]  # nearer pixel further along the ramp (redder)
@@ -21,16 +21,16 @@ def test_depth_near_is_warmer_and_invalid_is_black():
 
 def test_normals_mapping():
     normals = np.array([[[0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]], dtype=np.float32)
-    rgb = viz.colorize_normals(normals)
+    rgb = colormaps.colorize_normals(normals)
     assert rgb[0, 0].tolist() == [128, 128, 0]
     assert rgb[0, 1].tolist() == [255, 128, 128]
     assert rgb[0, 2].tolist() == [0, 0, 0]
 
 
 def test_edges_and_blend():
-    edges = viz.colorize_edges(np.array([[0.0, 1.0]]))
+    edges = colormaps.colorize_edges(np.array([[0.0, 1.0]]))
     assert edges[0, 0].tolist() == [0, 0, 0] and edges[0, 1].tolist() == [255, 255, 255]
-    mixed = viz.blend(np.zeros((1, 1, 3), np.uint8), np.full((1, 1, 3), 200, np.uint8), 0.25)
+    mixed = colormaps.blend(np.zeros((1, 1, 3), np.uint8), np.full((1, 1, 3), 200, np.uint8), 0.25)
     assert mixed[0, 0].tolist() == [50, 50, 50]
 
 

@@ -1,7 +1,7 @@
 """How far an exported model strays from its reference, output by output and metric by metric."""
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +10,6 @@ import torch
 from torch import Tensor
 
 from ..data.synthetic import sample_to_tensors
-from ..metrics import MAIN_METRICS
 from ..models.network import MultiTaskNet
 from ..runtime.graph import InferenceGraph
 from ..runtime.onnxruntime_backend import OnnxRuntimeBackend
@@ -18,17 +17,6 @@ from ..runtime.prediction import Prediction
 from ..runtime.predictor import Predictor
 from ..runtime.processing import as_rgb, prepare_batch
 from ..tasks import TASKS
-
-OUTPUT_TOLERANCES: dict[str, tuple[float, float]] = {
-    "semseg": (0.0, 1e-4),
-    "depth": (1e-4, 1e-4),
-    "normals": (0.0, 1e-4),
-    "edges": (0.0, 1e-4),
-}
-"""Per graph output, (rtol, atol) for ``|candidate - reference| <= atol + rtol * |reference|``
-between ONNX Runtime and PyTorch in float32: class probabilities, edge probability and unit
-normal components are within 1e-4 absolute; depth in metres within 1e-4 relative (the
-inverse-depth decoding scales errors with depth) plus 1e-4 m."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +40,7 @@ def output_differences(reference: dict[str, Tensor], candidate: dict[str, Tensor
         actual = candidate[task]
         if actual.shape != expected.shape:
             raise ValueError(f"{task}: shape {tuple(actual.shape)} != {tuple(expected.shape)}")
-        rtol, atol = OUTPUT_TOLERANCES[task]
+        rtol, atol = TASKS[task].tolerance
         gap = (actual.double() - expected.double()).abs()
         excess = gap - (atol + rtol * expected.double().abs())
         differences[task] = OutputDifference(float(gap.max()), float(excess.max()))
@@ -80,64 +68,28 @@ def _pixels(predictions: Sequence[Prediction], field: str) -> np.ndarray:
     return np.concatenate([a.reshape(-1, *a.shape[2:]) for a in arrays])
 
 
-def _segmentation_agreement(expected: np.ndarray, actual: np.ndarray) -> dict[str, float]:
-    return {"label_agreement": float(np.mean(expected == actual))}
-
-
-def _depth_agreement(expected: np.ndarray, actual: np.ndarray) -> dict[str, float]:
-    gap = np.abs(actual - expected)
-    return {"mean_abs_rel": float(np.mean(gap / expected)), "max_abs_m": float(gap.max())}
-
-
-def _normals_agreement(expected: np.ndarray, actual: np.ndarray) -> dict[str, float]:
-    angle = np.degrees(np.arccos(np.clip((expected * actual).sum(axis=-1), -1.0, 1.0)))
-    return {"mean_angle_deg": float(angle.mean()), "max_angle_deg": float(angle.max())}
-
-
-def _edges_agreement(expected: np.ndarray, actual: np.ndarray) -> dict[str, float]:
-    gap = np.abs(actual - expected)
-    return {"mean_abs": float(gap.mean()), "max_abs": float(gap.max())}
-
-
-AGREEMENT: dict[str, tuple[str, Callable[[np.ndarray, np.ndarray], dict[str, float]]]] = {
-    "semseg": ("segmentation", _segmentation_agreement),
-    "depth": ("depth", _depth_agreement),
-    "normals": ("normals", _normals_agreement),
-    "edges": ("edges", _edges_agreement),
-}
-"""Per task: the Prediction field and how closely two backends' values of it agree."""
-
-
 def agreement(reference: Sequence[Prediction], candidate: Sequence[Prediction]
               ) -> dict[str, dict[str, float]]:
     """Per task of the model, the agreement of ``candidate`` with ``reference`` (same frames)."""
     values = {}
     for task in reference[0].metadata.tasks:
-        field, measure = AGREEMENT[task]
-        values[task] = measure(_pixels(reference, field), _pixels(candidate, field))
+        spec = TASKS[task]
+        values[task] = spec.agreement(_pixels(reference, spec.field),
+                                      _pixels(candidate, spec.field))
     return values
 
 
-_AS_DECODED: dict[str, Callable[[Prediction], Tensor]] = {
-    "semseg": lambda p: torch.from_numpy(p.probabilities)[None],
-    "depth": lambda p: torch.from_numpy(p.depth)[None, None],
-    "normals": lambda p: torch.from_numpy(p.normals).permute(2, 0, 1)[None],
-    "edges": lambda p: torch.from_numpy(p.edges)[None, None],
-}
-"""A Prediction field back in the decoded B x C x H x W layout the task meters take (semseg
-needs the prediction made with ``probabilities=True``)."""
-
-
 def main_metrics(predictions: Sequence[Prediction], frames: Sequence[dict]) -> dict[str, float]:
-    """Each task's main metric (``MAIN_METRICS``) of ``predictions`` against rendered ``frames``."""
+    """Each task's main metric of ``predictions`` against rendered ``frames`` (semseg needs the
+    predictions made with ``probabilities=True``)."""
     config = predictions[0].metadata.config.model
     values = {}
     for task in config.tasks:
         meter = TASKS[task].make_meter(config)
         for prediction, frame in zip(predictions, frames, strict=True):
             target = sample_to_tensors(frame)[task][None]
-            TASKS[task].update_meter(meter, _AS_DECODED[task](prediction), target)
-        values[task] = meter.compute()[MAIN_METRICS[task][0]]
+            TASKS[task].update_meter(meter, TASKS[task].as_decoded(prediction), target)
+        values[task] = meter.compute()[TASKS[task].main_metric]
     return values
 
 
@@ -156,7 +108,7 @@ class AccuracyReport:
         for task, reference in self.reference_metrics.items():
             candidate = self.candidate_metrics[task]
             agreeing = ", ".join(f"{k}={v:.4g}" for k, v in self.agreement[task].items())
-            rows.append(f"{task:8s} {MAIN_METRICS[task][0]:8s} {reference:12.5f} "
+            rows.append(f"{task:8s} {TASKS[task].main_metric:8s} {reference:12.5f} "
                         f"{candidate:12.5f} {candidate - reference:+11.2e}  {agreeing}")
         return rows
 

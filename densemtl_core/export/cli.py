@@ -5,7 +5,7 @@
     densemtl-export --onnx MODEL.onnx --engine BUILT.engine --register ...   (trtexec-built)
 
 An export is checked by the ONNX checker and by comparing ONNX Runtime with PyTorch on rendered
-scenes (tolerances per output in ``densemtl_core.export.accuracy.OUTPUT_TOLERANCES``). A build
+scenes (tolerances per output: each task's ``tolerance`` in ``densemtl_core.tasks``). A build
 is followed by an accuracy check of the engine against ONNX Runtime on rendered scenes.
 Exit status: 0 success, 1 outputs outside tolerance, 2 unusable input.
 """
@@ -21,7 +21,8 @@ from PIL import Image
 
 from ..checkpoint import CheckpointError, load_checkpoint
 from ..runtime.errors import PredictorError
-from .accuracy import OUTPUT_TOLERANCES, compare_backends, onnx_parity
+from ..tasks import TASKS
+from .accuracy import compare_backends, onnx_parity
 from .onnx import OPSET, export_onnx, graph_operators, load_onnx, read_onnx_info
 from .samples import synthetic_frames
 from .sidecar import PRECISIONS, BuildSettings, sidecar_path
@@ -91,7 +92,7 @@ def export_and_validate(args: argparse.Namespace) -> bool:
     differences = onnx_parity(model, path, [frame["image"] for frame in frames])
     print(f"ONNX Runtime vs PyTorch on {len(frames)} rendered scenes:")
     for task, difference in differences.items():
-        rtol, atol = OUTPUT_TOLERANCES[task]
+        rtol, atol = TASKS[task].tolerance
         verdict = "ok" if difference.within_tolerance else "OUT OF TOLERANCE"
         print(f"  {task:8s} max |diff| {difference.max_abs:.3e}  (atol {atol:g}, rtol {rtol:g}) "
               f"{verdict}")

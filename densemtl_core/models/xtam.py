@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from densemtl_core.config import TASK_NAMES
+from densemtl_core.tasks import TASKS
 from densemtl_core.models.heads import conv_bn_relu
 
 ATTENTION_DOWNSAMPLE: dict[int, int] = {4: 1, 3: 1, 2: 2, 1: 4, 0: 8}
@@ -124,7 +124,7 @@ class ExchangeBlock(nn.Module):
 
     ``fusion``: ``add`` (F_t + P_t([f_{s->t}])), ``prod`` (F_t * P_t([f_{s->t}])) or ``concat``
     (P_t([F_t; f_{s->t}])), where P_t is 1x1 conv + BN + ReLU to C channels. The sources of a
-    target are concatenated in the canonical task order (``TASK_NAMES``), whatever order the
+    target are concatenated in the canonical task order (that of ``TASKS``), whatever order the
     tasks were given in, so weights do not depend on configuration order.
     """
 
@@ -135,7 +135,7 @@ class ExchangeBlock(nn.Module):
             raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
         if len(tasks) < 2:
             raise ValueError("the exchange block needs at least two tasks")
-        self.tasks = tuple(t for t in TASK_NAMES if t in tasks)
+        self.tasks = tuple(t for t in TASKS if t in tasks)
         self.fusion = fusion
         self.xtams = nn.ModuleDict({
             f"{source}_to_{target}": XTAM(channels, branches, downsample, alpha_init)

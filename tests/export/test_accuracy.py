@@ -1,5 +1,3 @@
-import dataclasses
-
 import numpy as np
 import pytest
 
@@ -22,8 +20,8 @@ def prediction(four_task_checkpoint):
 def test_agreement_with_hand_computed_values(prediction):
     tilted = prediction.normals.copy()
     tilted[0, 0] = [np.sin(np.radians(10)), 0.0, -np.cos(np.radians(10))]
-    other = dataclasses.replace(
-        prediction, segmentation=np.array([[0, 1], [2, 0]], np.uint8),
+    other = Prediction(
+        metadata=prediction.metadata, segmentation=np.array([[0, 1], [2, 0]], np.uint8),
         depth=np.array([[2.0, 2.0], [2.0, 2.2]], np.float32), normals=tilted,
         edges=np.array([[0.5, 0.5], [0.5, 0.9]], np.float32))
     assert agreement([prediction], [prediction]) == {

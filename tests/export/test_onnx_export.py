@@ -6,11 +6,12 @@ import torch
 
 from densemtl_core.checkpoint import load_checkpoint, read_metadata
 from densemtl_core.data.synthetic import render_scene
-from densemtl_core.export.accuracy import OUTPUT_TOLERANCES, onnx_parity, output_differences
+from densemtl_core.export.accuracy import onnx_parity, output_differences
 from densemtl_core.export.metadata import FORMAT_NAME, FORMAT_VERSION, ONNX_METADATA_KEY
 from densemtl_core.export.onnx import (TENSORRT_OPERATORS, export_onnx, graph_operators,
                                        read_onnx_info)
 from densemtl_core.runtime import ModelFileError
+from densemtl_core.tasks import TASKS
 from tests.runtime.tiny_models import make_checkpoint
 
 
@@ -37,7 +38,7 @@ def test_onnx_runtime_matches_pytorch_on_rendered_scenes(four_task_onnx, four_ta
     model, _ = load_checkpoint(four_task_checkpoint)
     images = [render_scene(seed, (64, 80))["image"] for seed in range(3)]
     differences = onnx_parity(model, four_task_onnx, images)
-    assert set(differences) == set(OUTPUT_TOLERANCES)
+    assert set(differences) == set(TASKS)
     for task, difference in differences.items():
         assert difference.within_tolerance, (task, difference)
 

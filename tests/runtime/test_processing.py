@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from densemtl_core.runtime.processing import (InvalidImageError, as_rgb, finish_outputs,
-                                              prepare_batch, single_threaded, upsampled_argmax)
+                                              prepare_batch, single_threaded)
+from densemtl_core.tasks.upsampling import upsampled_argmax
 
 
 def _image(height=6, width=8, channels=3, seed=0):
