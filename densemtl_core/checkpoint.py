@@ -50,6 +50,13 @@ class ModelMetadata:
     def input_size(self) -> tuple[int, int]:
         return self.config.data.image_size
 
+    def display_info(self) -> dict[str, Any]:
+        """What colouring the model's maps takes besides the maps (a task's ``render``): the
+        class colours and the depth range."""
+        model = self.config.model
+        return {"class_colors": self.class_colors,
+                "depth_range": (model.min_depth, model.max_depth)}
+
     def to_dict(self) -> dict[str, Any]:
         model = self.config.model
         return {

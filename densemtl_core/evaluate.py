@@ -20,7 +20,8 @@ from tqdm import tqdm
 from .checkpoint import CheckpointError, ModelMetadata, load_checkpoint
 from .config import ConfigError, ModelConfig
 from .data import build_dataset
-from .distributed import DeviceError, DistContext, all_reduce_sum_, resolve_device
+from .devices import DeviceError, resolve_device
+from .distributed import DistContext, all_reduce_sum_
 from .losses import resize_to_label
 from .results_folder import check_results_folder, remove_results
 from .strict_json import write_json
@@ -88,18 +89,12 @@ def main_metric_summary(metrics: dict[str, dict[str, float]]) -> str:
     return " | ".join(parts)
 
 
-def display_info(metadata: ModelMetadata) -> dict[str, Any]:
-    model = metadata.config.model
-    return {"class_colors": metadata.class_colors,
-            "depth_range": (model.min_depth, model.max_depth)}
-
-
 @torch.no_grad()
 def prediction_mosaic(model: torch.nn.Module, dataset: Dataset, metadata: ModelMetadata,
                       indices: Sequence[int], device: torch.device) -> np.ndarray:
     """Rows of input | each task's prediction | its ground truth, for the given samples."""
     cfg = metadata.config.model
-    info = display_info(metadata)
+    info = metadata.display_info()
     model.eval()
     rows = []
     for index in indices:

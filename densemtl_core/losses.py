@@ -16,9 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import LossConfig
-from .labels import IGNORE_INDEX  # noqa: F401  (the datasets import it from here)
 from .tasks import TASKS
-
 
 
 def resize_to_label(output: Tensor, size: Sequence[int]) -> Tensor:

@@ -33,7 +33,8 @@ from .checkpoint import (CheckpointError, ModelMetadata, load_training_state, lo
 from .config import (ConfigError, ExperimentConfig, ModelConfig, config_differences,
                      config_to_dict, load_config)
 from .data import build_dataset
-from .distributed import DeviceError, DistContext, barrier, init_distributed, shutdown
+from .devices import DeviceError
+from .distributed import DistContext, barrier, init_distributed, shutdown
 from .evaluate import evaluate, main_metric_summary
 from .strict_json import finite_json, write_json
 from .losses import MultiTaskLoss

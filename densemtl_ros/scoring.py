@@ -23,8 +23,7 @@ import numpy as np
 import yaml
 
 from densemtl_core.checkpoint import ModelMetadata
-from densemtl_core.evaluate import display_info
-from densemtl_core.losses import IGNORE_INDEX
+from densemtl_core.labels import IGNORE_INDEX
 from densemtl_core.metrics import Meter
 from densemtl_core.strict_json import finite_json, write_json
 from densemtl_core.tasks import TASKS, TaskMaps
@@ -466,7 +465,7 @@ def frame_mosaic(rgb: np.ndarray, maps: PublishedMaps, truth: GroundTruth,
     """HxWx3 uint8 picture of one frame: the input on the first row, then per task its
     prediction and ground truth side by side, coloured as ``densemtl-eval`` colours them
     (invalid depth is black), to look at the worst and best frames."""
-    info = display_info(metadata)
+    info = metadata.display_info()
     rows = [[("input", rgb)]]
     for task in metadata.tasks:
         field = TASKS[task].field

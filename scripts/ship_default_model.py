@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from densemtl_core.checkpoint import load_checkpoint, save_checkpoint
-from densemtl_core.pretrained import DEFAULT_MODEL, REGRESSION_SCENES, measure
+from densemtl_core.pretrained import DEFAULT_MODEL
+from densemtl_core.pretrained_check import REGRESSION_SCENES, measure
 from densemtl_core.tasks import TASKS, delta_m, main_values
 from study_spec import REPO, load_spec
 

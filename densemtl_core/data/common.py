@@ -28,7 +28,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..config import ConfigError, DataConfig
-from ..losses import IGNORE_INDEX
+from ..labels import IGNORE_INDEX
 from .synthetic import SPLITS
 from .transforms import Resize, Sample
 

@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .. import geometry
 from ..config import DataConfig
-from ..losses import IGNORE_INDEX
+from ..labels import IGNORE_INDEX
 
 Sample = dict[str, Tensor]
 
@@ -80,14 +81,8 @@ class ColorJitter:
 
 def scale_intrinsics(intrinsics: Tensor, from_size: Sequence[int], to_size: Sequence[int]
                      ) -> Tensor:
-    """The intrinsics of an image of ``from_size`` (H, W) resized to ``to_size``, with pixel
-    centres at integer coordinates (so the principal point moves by the half-pixel offset)."""
-    scale = torch.tensor([to_size[1] / from_size[1], to_size[0] / from_size[0]],
-                         dtype=intrinsics.dtype)
-    scaled = intrinsics.clone()
-    scaled[:2, :2] *= scale[:, None]
-    scaled[:2, 2] = (intrinsics[:2, 2] + 0.5) * scale - 0.5
-    return scaled
+    """:func:`densemtl_core.geometry.scale_intrinsics` for a sample's 3x3 CPU tensor."""
+    return torch.from_numpy(geometry.scale_intrinsics(intrinsics.numpy(), from_size, to_size))
 
 
 def _resize(sample: Sample, size: tuple[int, int]) -> Sample:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..losses import IGNORE_INDEX
+from ..labels import IGNORE_INDEX
 from .common import (ClassSet, Record, Sample, SeededSplitDataset, intrinsics_matrix, read_png,
                      read_rgb, single_channel)
 from .transforms import scale_intrinsics

@@ -3,8 +3,8 @@ any CameraInfo, checked against the images it should describe, and rescaled with
 
 Both the node (rclpy messages) and the bag tools (rosbags messages, ROS 1 or 2) describe their
 outputs at another resolution than the camera's, so the rescaling is defined once here, without
-ROS. K and P follow :func:`densemtl_core.data.transforms.scale_intrinsics` (pixel centres at
-integer coordinates: ``c' = (c + 0.5) * s - 0.5``), the convention training uses; P's Tx and Ty
+ROS. K and P follow :func:`densemtl_core.geometry.scale_intrinsics` (pixel centres at integer
+coordinates: ``c' = (c + 0.5) * s - 0.5``), the convention training uses; P's Tx and Ty
 scale with fx and fy, and an unset (all-zero) P stays unset. D, R and the distortion model
 describe the lens and the rectification, not the pixel grid, so they are kept as they are.
 """
@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+
+from ..geometry import scale_intrinsics
 
 ASPECT_TOLERANCE = 0.01
 """Largest relative difference between the aspect ratios of the calibration and of the image it
@@ -110,19 +112,12 @@ class Calibration:
         if height <= 0 or width <= 0 or self.height <= 0 or self.width <= 0:
             raise ValueError(f"cannot scale a {self.height}x{self.width} calibration to "
                              f"{height}x{width}")
-        # Imported here: reading and checking calibrations (the bag tools' checks before any
-        # work) needs no torch.
-        import torch
-
-        from densemtl_core.data.transforms import scale_intrinsics
-
         source, target = (self.height, self.width), (height, width)
         scale_x, scale_y = width / self.width, height / self.height
-        k = scale_intrinsics(torch.from_numpy(self.k.copy()), source, target).numpy()
+        k = scale_intrinsics(self.k, source, target)
         p = self.p.copy()
         if p.any():
-            p[:, :3] = scale_intrinsics(torch.from_numpy(p[:, :3].copy()), source,
-                                        target).numpy()
+            p[:, :3] = scale_intrinsics(p[:, :3], source, target)
             p[:2, 3] *= (scale_x, scale_y)
         return replace(self, height=height, width=width, k=k, p=p, binning_x=0, binning_y=0,
                        roi=self.roi.scaled(scale_x, scale_y))

@@ -11,7 +11,7 @@ from densemtl_core.config import ConfigError
 from densemtl_core.data.cityscapes import Cityscapes
 from densemtl_core.data.common import DatasetLayoutError, label_boundaries, normals_from_depth
 from densemtl_core.data.transforms import RandomHorizontalFlip
-from densemtl_core.losses import IGNORE_INDEX
+from densemtl_core.labels import IGNORE_INDEX
 from tests.data.fixtures import CITYSCAPES_CAMERA, SIZE, make_cityscapes
 
 OFFICIAL_TRAIN_IDS = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10,

@@ -11,7 +11,7 @@ from densemtl_core.data.common import (
     DatasetLayoutError, LabelMap, label_boundaries, labelled_split, normals_from_depth, read_png,
     resize_sample, seeded_split)
 from densemtl_core.data.transforms import scale_intrinsics
-from densemtl_core.losses import IGNORE_INDEX
+from densemtl_core.labels import IGNORE_INDEX
 from tests.data.fixtures import BUILDERS, SIZE, write_image, write_png16_rgb
 
 K = torch.tensor([[40.0, 0.0, 31.5], [0.0, 42.0, 15.5], [0.0, 0.0, 1.0]])

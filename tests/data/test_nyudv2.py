@@ -9,7 +9,7 @@ from PIL import Image
 from densemtl_core.data.common import DatasetLayoutError
 from densemtl_core.data.nyudv2 import COLOR_CAMERA, NYUDv2
 from densemtl_core.data.transforms import RandomHorizontalFlip, scale_intrinsics
-from densemtl_core.losses import IGNORE_INDEX
+from densemtl_core.labels import IGNORE_INDEX
 from tests.data.fixtures import NYU_NORMAL_PIXELS, SIZE, make_nyudv2
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from densemtl_core.data.common import DatasetLayoutError
 from densemtl_core.data.synthia import Synthia
-from densemtl_core.losses import IGNORE_INDEX
+from densemtl_core.labels import IGNORE_INDEX
 from tests.data.fixtures import SIZE, SYNTHIA_TO_CLASS, make_synthia
 
 pytest.importorskip("cv2", reason="Synthia's 16-bit RGB label PNGs are decoded with OpenCV")

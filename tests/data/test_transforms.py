@@ -8,7 +8,7 @@ from densemtl_core.config import DataConfig
 from densemtl_core.data.synthetic import render_scene, sample_to_tensors
 from densemtl_core.data.transforms import (
     ColorJitter, Compose, RandomHorizontalFlip, RandomScaleCrop, Resize, build_transforms)
-from densemtl_core.losses import IGNORE_INDEX
+from densemtl_core.labels import IGNORE_INDEX
 
 
 def rendered(size: tuple[int, int] = (48, 64), seed: int = 1) -> dict[str, torch.Tensor]:

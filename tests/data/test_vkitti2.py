@@ -8,7 +8,7 @@ import torch
 from densemtl_core.data.common import DatasetLayoutError
 from densemtl_core.data.transforms import scale_intrinsics
 from densemtl_core.data.vkitti2 import CAMERA, VirtualKitti2
-from densemtl_core.losses import IGNORE_INDEX
+from densemtl_core.labels import IGNORE_INDEX
 from tests.data.fixtures import SIZE, VKITTI2_COLORS, make_vkitti2
 
 

@@ -10,7 +10,7 @@ import torch
 
 from densemtl_core.checkpoint import ModelMetadata
 from densemtl_core.config import ExperimentConfig, ModelConfig
-from densemtl_core.losses import IGNORE_INDEX
+from densemtl_core.labels import IGNORE_INDEX
 from densemtl_core.metrics import DepthMeter, EdgeMeter, NormalsMeter, SegmentationMeter
 from densemtl_ros.scoring import (NO_VALID_TRUTH, NOTHING_TO_SCORE, REPORT_FORMAT, FrameScore,
                                   FrameScorer, GroundTruth, LabelMapping, PublishedMaps,

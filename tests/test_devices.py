@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from densemtl_core.distributed import DeviceError, resolve_device
+from densemtl_core.devices import DeviceError, resolve_device
 from densemtl_core.evaluate import main as evaluate_main
 
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
