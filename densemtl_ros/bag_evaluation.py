@@ -30,10 +30,11 @@ from densemtl_core.viz import mosaic, save_png
 
 from .bag_frames import BagFrame, BagFrames
 from .bag_topics import BagTopics
+from .label_map import LabelMapping
 from .published import PublishedMaps, image_outputs, published_image, published_maps, topic_suffix
+from .report import frame_mosaic, summary, worst_and_best, write_report
 from .report_folder import MOSAIC_KINDS, mosaic_file
-from .scoring import (FrameScorer, LabelMapping, frame_mosaic, summary,
-                      worst_and_best, write_report)
+from .scoring import FrameScorer
 
 if TYPE_CHECKING:  # the live mode's rclpy is imported only when it runs
     from .replay import LiveRecording

@@ -19,7 +19,9 @@ from densemtl_core.recordings.encodings import (ImageConversionError, camera_ima
                                                 message_to_array)
 
 from .bag_topics import BagTopics
-from .scoring import STAMP_RULE, GroundTruth, LabelMapping, StampPairs, pair_by_stamp
+from .label_map import LabelMapping
+from .scoring import GroundTruth
+from .stamp_matching import STAMP_RULE, StampPairs, pair_by_stamp
 
 MAX_PIXELS = 64_000_000
 

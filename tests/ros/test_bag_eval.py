@@ -35,7 +35,9 @@ from densemtl_ros.published import published_maps
 from densemtl_ros.make_bag import (CAMERA_INFO_TOPIC, DEPTH_TOPIC, IMAGE_TOPIC, NORMALS_TOPIC,
                                    SEGMENTATION_TOPIC, write_sample_bag)
 from densemtl_ros.demo import node_speed
-from densemtl_ros.scoring import NO_VALID_TRUTH, REPORT_FORMAT, REPORT_FORMAT_VERSION, STAMP_RULE
+from densemtl_ros.report import REPORT_FORMAT, REPORT_FORMAT_VERSION
+from densemtl_ros.scoring import NO_VALID_TRUTH
+from densemtl_ros.stamp_matching import STAMP_RULE
 from tests.ros.bag_fixtures import (Recording, Truth, frame_stamps, node_processes,
                                     render_frames, strict_json, with_header_stamps)
 
