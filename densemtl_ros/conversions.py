@@ -20,7 +20,8 @@ from densemtl_core.recordings.calibration import Calibration
 from densemtl_core.recordings.encodings import (ARRAY_ENCODINGS, SUPPORTED_ENCODINGS,
                                                 ImageConversionError, as_float32, check_image,
                                                 compressed_to_rgb, image_fields, image_to_rgb,
-                                                message_to_array, probability_to_mono8)
+                                                message_to_array)
+from densemtl_core.tasks.spec import probability_to_mono8
 
 __all__ = [
     "ARRAY_ENCODINGS", "SUPPORTED_ENCODINGS", "ImageConversionError", "check_image",
@@ -60,7 +61,7 @@ def normals_to_msg(normals: np.ndarray, header: Header) -> Image:
 
 
 def probability_to_msg(probability: np.ndarray, header: Header) -> Image:
-    """An HxW probability map as mono8 (see :func:`.encodings.probability_to_mono8`),
+    """An HxW probability map as mono8 (see :func:`densemtl_core.tasks.spec.probability_to_mono8`),
     viewable as an image."""
     return array_to_msg(probability_to_mono8(probability), header, "mono8")
 

@@ -26,7 +26,6 @@ from typing import Any, Literal, NamedTuple, Protocol
 
 import cv2
 import numpy as np
-from PIL import Image as PILImage
 
 
 class _Layout(NamedTuple):
@@ -282,7 +281,12 @@ def _to_8bit(pixels: np.ndarray, bits: int) -> np.ndarray:
 
 
 def _compressed_size(msg: CompressedImageMessage) -> tuple[int, int]:
-    """(width, height) from the JPEG or PNG header alone (Pillow decodes no pixels here)."""
+    """(width, height) from the JPEG or PNG header alone (Pillow decodes no pixels here).
+
+    Pillow is imported here, on first use: the task table publishes through this module's
+    :func:`as_float32`, and running a model loads no picture library."""
+    from PIL import Image as PILImage
+
     try:
         with PILImage.open(io.BytesIO(msg.data)) as header:
             found, size = header.format, header.size
@@ -363,26 +367,6 @@ def as_float32(values: np.ndarray, what: str) -> np.ndarray:
         raise ImageConversionError(f"{what} must be a floating-point array, got {values.dtype}",
                                    kind="bad array")
     return values.astype(np.float32, copy=False)
-
-
-def probability_to_mono8(probability: np.ndarray) -> np.ndarray:
-    """An HxW probability map as uint8, round(clip(p, 0, 1) * 255): how edge maps are
-    published, and so what a consumer of the topic or a bag sees."""
-    scaled = np.clip(as_float32(probability, "probability"), 0.0, 1.0)
-    scaled *= 255.0
-    return np.rint(scaled, out=scaled).astype(np.uint8)
-
-
-def depth_as_published(depth: np.ndarray, depth_range: tuple[float, float]) -> np.ndarray:
-    """Predicted depth as published (REP 118): float32 metres, NaN where invalid.
-
-    The network's depth is clamped to the model's ``depth_range``, so a pixel at either limit
-    is a measurement the model could not make: it is marked invalid rather than reported at
-    the limit.
-    """
-    low, high = depth_range
-    valid = (depth > low * (1 + 1e-4)) & (depth < high * (1 - 1e-4))
-    return np.where(valid, depth, np.float32(np.nan)).astype(np.float32, copy=False)
 
 
 def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:

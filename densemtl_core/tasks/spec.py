@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..recordings.encodings import as_float32
 from .upsampling import Size, resize_maps
 
 if TYPE_CHECKING:
@@ -161,8 +162,9 @@ def plain_map(field_name: str) -> Callable[[Any], Tensor]:
 
 def probability_to_mono8(probability: np.ndarray) -> np.ndarray:
     """An HxW probability map as uint8, round(clip(p, 0, 1) * 255): how probability maps are
-    published, and so what a consumer of the topic or a bag sees."""
-    scaled = np.clip(np.asarray(probability, dtype=np.float32), 0.0, 1.0)
+    published, and so what a consumer of the topic or a bag sees. Integers are refused
+    (:func:`as_float32`): they would be 0..255 already."""
+    scaled = np.clip(as_float32(probability, "probability"), 0.0, 1.0)
     scaled *= 255.0
     return np.rint(scaled, out=scaled).astype(np.uint8)
 

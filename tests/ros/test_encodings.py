@@ -21,8 +21,9 @@ from densemtl_core.recordings.bags import BagWriter, open_bag
 from densemtl_core.recordings.encodings import (ARRAY_ENCODINGS, SUPPORTED_ENCODINGS,
                                                 ImageConversionError, camera_image_to_rgb,
                                                 check_image, compress_rgb, compressed_to_rgb,
-                                                depth_as_published, image_fields, image_to_rgb,
-                                                message_to_array, probability_to_mono8)
+                                                image_fields, image_to_rgb, message_to_array)
+from densemtl_core.tasks.depth import depth_as_published
+from densemtl_core.tasks.spec import probability_to_mono8
 from tests.ros.harness import YUV422_BYTE_ORDER, bayer_mosaic, packed_yuv422
 
 MAX_PIXELS = 1920 * 1080
