@@ -86,7 +86,7 @@ class Bench:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image
 
-        from densemtl_ros.outputs import OUTPUT_SPECS
+        from densemtl_ros.outputs import output_specs
 
         self.node = Node("densemtl_benchmark")
         reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
@@ -97,7 +97,7 @@ class Bench:
         self.arrivals: dict[tuple[int, int], dict[str, float]] = {}
         self.diagnostics: list = []
         for name in outputs:
-            spec = OUTPUT_SPECS[name]
+            spec = output_specs()[name]
             self.node.create_subscription(spec.message_type, "/densemtl" + spec.topic[1:],
                                           self._recorder(name), QoSProfile(depth=10))
         self.node.create_subscription(DiagnosticArray, "/diagnostics",
@@ -184,9 +184,9 @@ def run_node(backend: str, outputs: list[str], seconds: float, rate: float,
              frames: list[np.ndarray]) -> dict:
     import rclpy
 
-    from densemtl_ros.outputs import OUTPUT_SPECS
+    from densemtl_ros.outputs import output_specs
 
-    disabled = [f"publish.{name}:=false" for name in OUTPUT_SPECS if name not in outputs]
+    disabled = [f"publish.{name}:=false" for name in output_specs() if name not in outputs]
     command = [sys.executable, "-m", "densemtl_ros.node", "--ros-args",
                "-p", f"model.backend:={backend}", "-r", "image:=/bench/image_raw",
                "-r", "camera_info:=/bench/camera_info"]

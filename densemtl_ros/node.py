@@ -41,7 +41,7 @@ from .conversions import ImageConversionError, check_image
 from .diagnostics import DiagnosticsReporter, status_name
 from .latest_frame import LatestFrame
 from .outputs import CAMERA_INFO_OUTPUTS, FrameOutputs, OutputPublishers, camera_info_for
-from .parameters import PARAMETERS, SPECS, NodeSettings, check_parameters
+from .parameters import NodeSettings, check_parameters, parameter_specs
 from .pipeline import TwoStagePipeline
 from .ros_arguments import params_file_problem, without_source_locations
 from .published import published_maps
@@ -106,8 +106,9 @@ class DenseMTLNode(Node):
     def __init__(self, **node_options) -> None:
         super().__init__(NODE_NAME, **node_options)
         self.add_on_set_parameters_callback(self._check_parameters)
+        self._parameter_specs = parameter_specs()  # a publish.* switch per output of the table now
         try:
-            for spec in PARAMETERS:
+            for spec in self._parameter_specs.values():
                 self.declare_parameter(spec.name, spec.default, spec.descriptor())
         except (InvalidParameterValueException, InvalidParameterTypeException) as error:
             raise StartupError(f"invalid parameter: {error}") from error
@@ -168,7 +169,8 @@ class DenseMTLNode(Node):
         """Validate only (at declaration and on ``ros2 param set``): a refused change is
         never applied."""
         reason = check_parameters({parameter.name: parameter.value for parameter in parameters
-                                   if parameter.name in SPECS})  # use_sim_time: rclpy's
+                                   if parameter.name in self._parameter_specs},  # not rclpy's
+                                  self._parameter_specs)
         return SetParametersResult(successful=reason is None, reason=reason or "")
 
     def _apply_parameters(self, parameters: list[Parameter]) -> None:
@@ -177,7 +179,8 @@ class DenseMTLNode(Node):
 
     def _declared_settings(self) -> NodeSettings:
         """The settings the declared parameters hold now."""
-        return NodeSettings.from_values({name: self.get_parameter(name).value for name in SPECS})
+        return NodeSettings.from_values({name: self.get_parameter(name).value
+                                         for name in self._parameter_specs})
 
     # -- callbacks (executor thread): cheap, never raise ------------------------------------
 

@@ -6,6 +6,7 @@ tasks those outputs need (up-sampling a map nobody reads is most of the post-pro
 Every message carries the input image's header unchanged; the pixels are
 :mod:`densemtl_ros.published`'s, which the bag evaluator scores and records too. The outputs
 that need camera_info (:data:`CAMERA_INFO_OUTPUTS`) are produced only with a usable one.
+The outputs are read from the task table when a node starts (:func:`output_specs`).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from densemtl_core.checkpoint import ModelMetadata
 from densemtl_core.recordings.calibration import Calibration
 
 from .conversions import array_to_msg, calibration_to_msg
-from .parameters import OUTPUTS, NodeSettings
+from .parameters import CAMERA_OUTPUTS, NodeSettings
 from .pointcloud import make_pointcloud
 from .published import PublishedMaps, image_outputs, published_image, topic_suffix
 
@@ -35,17 +36,23 @@ class OutputSpec:
     needs_camera_info: bool = False
 
 
-OUTPUT_SPECS: dict[str, OutputSpec] = {
-    **{name: OutputSpec(f"~/{topic_suffix(name)}", Image, (spec.name,))
-       for name, (spec, _) in image_outputs().items()},
+_CAMERA_SPECS: dict[str, OutputSpec] = {
     "camera_info": OutputSpec("~/camera_info", CameraInfo, (), needs_camera_info=True),
     "points": OutputSpec("~/points", PointCloud2, ("depth",), needs_camera_info=True),
 }
-"""The tasks' image outputs (from the task table), then the calibration and the cloud."""
-assert tuple(OUTPUT_SPECS) == OUTPUTS
+assert tuple(_CAMERA_SPECS) == CAMERA_OUTPUTS
 
-CAMERA_INFO_OUTPUTS = frozenset(name for name, spec in OUTPUT_SPECS.items()
+CAMERA_INFO_OUTPUTS = frozenset(name for name, spec in _CAMERA_SPECS.items()
                                 if spec.needs_camera_info)
+
+
+def output_specs() -> dict[str, OutputSpec]:
+    """Every output of the node in :func:`.parameters.outputs`' order: the tasks' images
+    (from the task table as it is now), then the calibration and the cloud."""
+    specs = {name: OutputSpec(f"~/{topic_suffix(name)}", Image, (spec.name,))
+             for name, (spec, _) in image_outputs().items()}
+    specs.update(_CAMERA_SPECS)
+    return specs
 
 
 @dataclass(frozen=True)
@@ -63,10 +70,11 @@ class OutputPublishers:
 
     def __init__(self, node: Node, metadata: ModelMetadata, qos: QoSProfile) -> None:
         self.metadata = metadata
+        self.specs = output_specs()
         tasks = set(metadata.tasks)
         self.publishers = {
             name: node.create_publisher(spec.message_type, spec.topic, qos)
-            for name, spec in OUTPUT_SPECS.items() if set(spec.tasks) <= tasks}
+            for name, spec in self.specs.items() if set(spec.tasks) <= tasks}
 
     def wanted(self, settings: NodeSettings) -> frozenset[str]:
         """The outputs enabled and subscribed now (those in :data:`CAMERA_INFO_OUTPUTS` can
@@ -77,7 +85,7 @@ class OutputPublishers:
     def needed_tasks(self, active: frozenset[str]) -> frozenset[str]:
         """Model tasks the Predictor must finish for ``active`` outputs (the cloud's points
         carry class labels when the model segments)."""
-        tasks = {task for name in active for task in OUTPUT_SPECS[name].tasks}
+        tasks = {task for name in active for task in self.specs[name].tasks}
         if "points" in active and "semseg" in self.metadata.tasks:
             tasks.add("semseg")
         return frozenset(tasks)
@@ -99,7 +107,7 @@ class OutputPublishers:
         """Build and publish the ``active`` outputs of one frame; returns the seconds spent
         building messages and publishing them."""
         building = sending = 0.0
-        for name in OUTPUTS:
+        for name in self.specs:
             if name not in active:
                 continue
             began = time.perf_counter()

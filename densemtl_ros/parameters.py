@@ -4,6 +4,9 @@ The table is the single source for the ROS parameter descriptors (what ``ros2 pa
 shows), for validation at start and on ``ros2 param set`` (with the reason of a refusal), and
 for :class:`NodeSettings`, the typed snapshot the processing thread reads. ``config/densemtl.yaml``
 documents the same keys for users, and a test checks the two agree.
+
+The ``publish.*`` switches come from the task table, read when asked (:func:`parameters`), so a
+task added to the table after this module is imported still gets its switch when a node starts.
 """
 from __future__ import annotations
 
@@ -23,9 +26,8 @@ Value = bool | int | float | str
 
 RELIABILITIES = ("best_effort", "reliable")
 RESOLUTIONS = ("input", "network")
-OUTPUTS = (*image_outputs(), "camera_info", "points")
-"""Every output of the node: the tasks' images (from the task table), then the calibration and
-the point cloud."""
+CAMERA_OUTPUTS = ("camera_info", "points")
+"""The outputs made from the calibration, after the tasks' images."""
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -70,7 +72,13 @@ class ParameterSpec:
         return None
 
 
-PARAMETERS: tuple[ParameterSpec, ...] = (
+def outputs() -> tuple[str, ...]:
+    """Every output of the node: the tasks' images (from the task table as it is now), then
+    the calibration and the point cloud."""
+    return (*image_outputs(), *CAMERA_OUTPUTS)
+
+
+_BEFORE_PUBLISH: tuple[ParameterSpec, ...] = (
     ParameterSpec("model.path", "", "Checkpoint (.safetensors), ONNX file or TensorRT engine "
                   "(.engine/.plan); empty: the shipped default model", read_only=True),
     ParameterSpec("model.backend", "auto", "Inference backend; auto: TensorRT for an engine on "
@@ -104,8 +112,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("output.resolution", "input", "Resolution of every output map: the input "
                   "image's, or the network's (cheaper to compute and to send)",
                   choices=RESOLUTIONS),
-    *(ParameterSpec(f"publish.{name}", True, f"Publish ~/{topic_suffix(name)} (only when "
-                    f"the model has the task and someone subscribes)") for name in OUTPUTS),
+)
+_AFTER_PUBLISH: tuple[ParameterSpec, ...] = (
     ParameterSpec("color.overlay_alpha", DEFAULT_OVERLAY_ALPHA, "Weight of the class colours "
                   "over the input image in ~/segmentation/color; 1: colours only",
                   bounds=(0.0, 1.0)),
@@ -119,13 +127,28 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "frames, inference errors); every occurrence is still counted",
                   bounds=(0.0, 3600.0)),
 )
-SPECS: dict[str, ParameterSpec] = {spec.name: spec for spec in PARAMETERS}
 
 
-def check_parameters(values: Mapping[str, Any]) -> str | None:
-    """The first reason to refuse any of ``values`` (name -> value), or None."""
+def parameters() -> tuple[ParameterSpec, ...]:
+    """Every parameter of the node, with a ``publish.*`` switch per output of :func:`outputs`."""
+    switches = tuple(ParameterSpec(f"publish.{name}", True, f"Publish ~/{topic_suffix(name)} "
+                                   f"(only when the model has the task and someone subscribes)")
+                     for name in outputs())
+    return (*_BEFORE_PUBLISH, *switches, *_AFTER_PUBLISH)
+
+
+def parameter_specs() -> dict[str, ParameterSpec]:
+    """:func:`parameters` by name."""
+    return {spec.name: spec for spec in parameters()}
+
+
+def check_parameters(values: Mapping[str, Any],
+                     specs: Mapping[str, ParameterSpec] | None = None) -> str | None:
+    """The first reason to refuse any of ``values`` (name -> value), or None; ``specs``: the
+    parameters a node declared (default: :func:`parameter_specs`)."""
+    specs = parameter_specs() if specs is None else specs
     for name, value in values.items():
-        spec = SPECS.get(name)
+        spec = specs.get(name)
         if spec is None:
             return f"unknown parameter {name}"
         reason = spec.check(value)
@@ -172,7 +195,8 @@ class NodeSettings:
             input_depth=values["qos.input.depth"],
             output_reliability=values["qos.output.reliability"],
             output_depth=values["qos.output.depth"], resolution=values["output.resolution"],
-            publish=frozenset(name for name in OUTPUTS if values[f"publish.{name}"]),
+            publish=frozenset(name.removeprefix("publish.") for name, value in values.items()
+                              if name.startswith("publish.") and value),
             overlay_alpha=values["color.overlay_alpha"], points_stride=values["points.stride"],
             points_max_depth=values["points.max_depth"],
             diagnostics_period=values["diagnostics.period"], log_throttle=values["log_throttle"])

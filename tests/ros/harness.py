@@ -19,7 +19,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
-from densemtl_ros.outputs import OUTPUT_SPECS
+from densemtl_ros.outputs import output_specs
 
 StampKey = tuple[int, int]
 KEPT_MESSAGES = 32
@@ -78,7 +78,7 @@ class TestCamera(Node):
     __test__ = False  # not a pytest class
 
     def __init__(self, name: str, prefix: str, node_namespace: str = "/densemtl",
-                 compressed: bool = False, outputs: Iterable[str] = tuple(OUTPUT_SPECS)) -> None:
+                 compressed: bool = False, outputs: Iterable[str] | None = None) -> None:
         super().__init__(name)
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         image_type = CompressedImage if compressed else Image
@@ -89,8 +89,9 @@ class TestCamera(Node):
         self.received: dict[str, dict[StampKey, object]] = defaultdict(dict)
         self.arrivals: dict[str, list[tuple[StampKey, float]]] = defaultdict(list)
         self.diagnostics: list[DiagnosticArray] = []
-        for output in outputs:
-            spec = OUTPUT_SPECS[output]
+        specs = output_specs()  # every output by default
+        for output in specs if outputs is None else outputs:
+            spec = specs[output]
             topic = node_namespace + spec.topic[1:]
             self.create_subscription(spec.message_type, topic,
                                      self._recorder(output), QoSProfile(depth=50))

@@ -17,13 +17,13 @@ from densemtl_core.data.synthetic import render_scene
 from densemtl_ros.conversions import image_to_rgb, message_to_array
 from densemtl_ros.diagnostics import status_name
 from densemtl_ros.node import DenseMTLNode, StartupError
-from densemtl_ros.outputs import CAMERA_INFO_OUTPUTS, OUTPUT_SPECS
+from densemtl_ros.outputs import CAMERA_INFO_OUTPUTS, output_specs
 from densemtl_ros.pointcloud import read_points
 from tests.ros.harness import (YUV422_BYTE_ORDER, Spinner, TestCamera, bayer_mosaic,
                                camera_info, exchange, fresh_header, image_message,
                                packed_yuv422, stamp_key, wait_for)
 
-ALL_OUTPUTS = tuple(OUTPUT_SPECS)
+ALL_OUTPUTS = tuple(output_specs())
 
 
 def _remapped(prefix: str) -> list[str]:

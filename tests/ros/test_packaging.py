@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from densemtl_ros.parameters import SPECS
+from densemtl_ros.parameters import parameter_specs
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCH_FILE = REPO / "launch" / "camera.launch.py"
@@ -244,7 +244,7 @@ def test_launch_arguments_override_the_params_file_only_when_given(launch_file):
     defaults to "not given", and only the given ones follow the params file."""
     overrides = launch_file.constants["OVERRIDES"]
     assert overrides == {"backend": "model.backend", "use_sim_time": "use_sim_time"}
-    assert set(overrides.values()) - ROS_BUILTIN_PARAMETERS <= set(SPECS)
+    assert set(overrides.values()) - ROS_BUILTIN_PARAMETERS <= set(parameter_specs())
     not_given = launch_file.constants["NOT_GIVEN"]
     defaults = launch_file.declared_defaults()
     for argument in overrides:

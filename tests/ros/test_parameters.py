@@ -10,11 +10,14 @@ from rclpy.parameter import Parameter
 
 from densemtl_core.runtime import BACKENDS
 from densemtl_ros.node import NODE_NAME, DenseMTLNode
-from densemtl_ros.parameters import (OUTPUTS, PARAMETERS, RELIABILITIES, RESOLUTIONS, SPECS,
-                                     NodeSettings, check_parameters)
+from densemtl_ros.parameters import (RELIABILITIES, RESOLUTIONS, NodeSettings, check_parameters,
+                                     outputs, parameter_specs, parameters)
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "config" / "densemtl.yaml"
+OUTPUTS = outputs()
+PARAMETERS = parameters()
+SPECS = parameter_specs()
 SPEC_IDS = [spec.name for spec in PARAMETERS]
 BOUNDED = [spec for spec in PARAMETERS if spec.bounds is not None]
 INTEGERS = [spec for spec in PARAMETERS if type(spec.default) is int]
