@@ -21,11 +21,13 @@ from PIL import Image
 
 from ..checkpoint import CheckpointError, load_checkpoint
 from ..runtime.errors import PredictorError
+from ..runtime.loading import load_predictor
+from ..runtime.onnx_graph import OPSET
+from ..runtime.sidecar import PRECISIONS, BuildSettings, sidecar_path
 from ..tasks import TASKS
 from .accuracy import compare_backends, onnx_parity
-from .onnx import OPSET, export_onnx, graph_operators, load_onnx, read_onnx_info
+from .onnx import export_onnx, graph_operators, load_onnx, read_onnx_info
 from .samples import synthetic_frames
-from .sidecar import PRECISIONS, BuildSettings, sidecar_path
 from .tensorrt import build_engine, register_engine
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -101,8 +103,6 @@ def export_and_validate(args: argparse.Namespace) -> bool:
 
 def build_and_check(args: argparse.Namespace) -> None:
     """Build ``--engine`` from ``--onnx`` and compare it with ONNX Runtime."""
-    from ..runtime import load_predictor
-
     settings = BuildSettings(precision=args.precision, workspace_mib=args.workspace_mib,
                              dla_core=args.dla_core, max_batch=args.max_batch,
                              calibration_cache=args.calib_cache)

@@ -2,10 +2,11 @@
 
 FP32, FP16 or INT8 (entropy calibration on frames pre-processed like the predictor's, with a
 calibration cache), a builder workspace limit and optional DLA core with GPU fallback. Every
-engine gets its sidecar (``densemtl_core.export.sidecar``).
+engine gets its sidecar (``densemtl_core.runtime.sidecar``).
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -15,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from ..runtime.cuda_buffers import DeviceArray, checked, import_cudart
 from ..runtime.errors import ModelFileError, PredictorError
+from ..runtime.metadata import DeployedModelInfo
 from ..runtime.processing import as_rgb, prepare_batch
-from .metadata import DeployedModelInfo
-from .sidecar import BuildEnvironment, BuildSettings, EngineSidecar, sha256_file, write_sidecar
-
-TENSORRT_MAJOR = 10
-"""The API generation used here: named I/O tensors, ``execute_async_v3``, the entropy calibrator."""
+from ..runtime.sidecar import (BuildEnvironment, BuildSettings, EngineSidecar, sha256_file,
+                               sidecar_path)
+from ..runtime.tensorrt_environment import current_environment, import_tensorrt
 
 
 def default_calibration_cache(engine_path: str | Path) -> Path:
@@ -41,43 +42,10 @@ def calibration_batches(images: Iterable[np.ndarray], input_size: tuple[int, int
             pending = []
 
 
-def import_tensorrt() -> Any:
-    try:
-        import tensorrt
-    except ImportError as error:
-        raise PredictorError("TensorRT engines need the tensorrt Python package (JetPack 6 ships "
-                             "it; on a desktop pip install 'tensorrt>=10,<11') and a CUDA "
-                             "GPU") from error
-    major = int(tensorrt.__version__.split(".")[0])
-    if major != TENSORRT_MAJOR:
-        raise PredictorError(f"TensorRT {tensorrt.__version__} found; this code uses the "
-                             f"TensorRT {TENSORRT_MAJOR} API (JetPack 6, or pip install "
-                             f"'tensorrt>=10,<11')")
-    return tensorrt
-
-
-def current_environment(device_index: int | None = None) -> BuildEnvironment:
-    """The running TensorRT version and GPU ``device_index`` (default: the current CUDA device)."""
-    from ..runtime.cuda_buffers import checked, import_cudart
-
-    trt, cudart = import_tensorrt(), import_cudart()
-    count = checked(cudart, cudart.cudaGetDeviceCount())
-    if device_index is None:
-        device_index = checked(cudart, cudart.cudaGetDevice())
-    if device_index >= count:
-        raise PredictorError(f"CUDA device {device_index} requested, {count} present")
-    properties = checked(cudart, cudart.cudaGetDeviceProperties(device_index))
-    name = properties.name
-    name = name.decode(errors="replace").rstrip("\x00") if isinstance(name, bytes) else str(name)
-    return BuildEnvironment(trt.__version__, name, f"{properties.major}.{properties.minor}")
-
-
 def _entropy_calibrator(trt: Any, batches: Iterator[np.ndarray], batch_shape: tuple[int, ...],
                         cache_path: Path) -> Any:
     """A ``trt.IInt8EntropyCalibrator2`` feeding ``batches`` through one device buffer, reading
     and writing the calibration cache at ``cache_path`` (reused when it exists)."""
-    from ..runtime.cuda_buffers import DeviceArray, checked, import_cudart
-
     cudart = import_cudart()
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
@@ -207,3 +175,12 @@ def _record(onnx_path: Path, engine_path: Path, settings: BuildSettings,
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     write_sidecar(engine_path, sidecar)
     return sidecar
+
+
+def write_sidecar(engine_path: str | Path, sidecar: EngineSidecar) -> Path:
+    """Write ``sidecar`` next to its engine, where
+    :func:`~densemtl_core.runtime.sidecar.read_sidecar` finds it."""
+    path = sidecar_path(engine_path)
+    path.write_text(json.dumps(sidecar.to_dict(), indent=2, sort_keys=True) + "\n",
+                    encoding="utf-8")
+    return path

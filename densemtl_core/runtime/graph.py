@@ -6,9 +6,12 @@ returns the same tensors and the shared post-processing finishes them.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch import Tensor, nn
 
-from ..models.network import MultiTaskNet
+if TYPE_CHECKING:  # only named here: running an ONNX file or an engine loads no network code
+    from ..models.network import MultiTaskNet
 
 INPUT_NAME = "image"
 """Float32 RGB batch B x 3 x H x W in [0, 1] at the network input size."""

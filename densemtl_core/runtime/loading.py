@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..distributed import resolve_device
+from ..devices import resolve_device
 from ..pretrained import DEFAULT_MODEL
 from .errors import ModelFileError, PredictorError
 from .predictor import Predictor
@@ -72,7 +72,7 @@ def _checkpoint_via_onnx(path: Path, device: torch.device, threads: int | None) 
     """A checkpoint exported to ONNX in memory (a few seconds for the small model; nothing is
     written, so nothing can go stale) and run by ONNX Runtime."""
     from ..checkpoint import load_checkpoint
-    from ..export.onnx import onnx_model_bytes
+    from .onnx_graph import onnx_model_bytes
 
     model, metadata = load_checkpoint(path, device="cpu")
     serialized = onnx_model_bytes(model, metadata, dynamic_batch=True)
@@ -81,7 +81,7 @@ def _checkpoint_via_onnx(path: Path, device: torch.device, threads: int | None) 
 
 def _engine_fallback(path: Path, reason: str, threads: int | None) -> Predictor:
     """``auto`` with an engine where TensorRT cannot run: the engine's ONNX file on ONNX Runtime."""
-    from ..export.sidecar import onnx_location, read_sidecar
+    from .sidecar import onnx_location, read_sidecar
 
     onnx_path = onnx_location(path, read_sidecar(path))
     if not onnx_path.is_file():

@@ -4,9 +4,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..export.metadata import DeployedModelInfo
 from .errors import ModelFileError, PredictorError
 from .graph import INPUT_NAME, output_names
+from .metadata import DeployedModelInfo
 
 
 def _import_onnxruntime():

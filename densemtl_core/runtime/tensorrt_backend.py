@@ -12,16 +12,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..export.sidecar import (EngineSidecar, onnx_location, read_sidecar, recorded_settings,
-                              verify_engine)
-from ..export.tensorrt import build_engine, current_environment, import_tensorrt
 from .cuda_buffers import DeviceArray, checked, import_cudart
 from .errors import ModelFileError, PredictorError
 from .graph import INPUT_NAME
+from .sidecar import EngineSidecar, onnx_location, read_sidecar, recorded_settings, verify_engine
+from .tensorrt_environment import current_environment, import_tensorrt
 
 
 def _verified_sidecar(engine_path: Path, device_index: int, rebuild: bool) -> EngineSidecar:
-    """The engine's sidecar once the engine is known to fit this machine (rebuilt if asked)."""
+    """The engine's sidecar once the engine is known to fit this machine (rebuilt if asked).
+
+    Rebuilding is the one place the runtime uses the export side (the engine builder): only when
+    asked, and imported here so that running an engine never loads the builder.
+    """
     sidecar = read_sidecar(engine_path)
     running = current_environment(device_index)
     try:
@@ -33,6 +36,8 @@ def _verified_sidecar(engine_path: Path, device_index: int, rebuild: bool) -> En
         if not onnx_path.is_file():
             raise ModelFileError(f"cannot rebuild {engine_path}: its ONNX file {onnx_path} "
                                  f"is missing") from error
+        from ..export.tensorrt import build_engine
+
         sidecar = build_engine(onnx_path, engine_path, recorded_settings(engine_path, sidecar))
     return sidecar
 

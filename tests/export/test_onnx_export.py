@@ -7,10 +7,10 @@ import torch
 from densemtl_core.checkpoint import load_checkpoint, read_metadata
 from densemtl_core.data.synthetic import render_scene
 from densemtl_core.export.accuracy import onnx_parity, output_differences
-from densemtl_core.export.metadata import FORMAT_NAME, FORMAT_VERSION, ONNX_METADATA_KEY
 from densemtl_core.export.onnx import (TENSORRT_OPERATORS, export_onnx, graph_operators,
                                        read_onnx_info)
 from densemtl_core.runtime import ModelFileError
+from densemtl_core.runtime.metadata import FORMAT_NAME, FORMAT_VERSION, ONNX_METADATA_KEY
 from densemtl_core.tasks import TASKS
 from tests.runtime.tiny_models import make_checkpoint
 

@@ -10,13 +10,13 @@ import pytest
 
 from densemtl_core.export.cli import build_parser
 from densemtl_core.export.onnx import read_onnx_info
-from densemtl_core.export.sidecar import (BuildEnvironment, BuildSettings, EngineSidecar,
-                                         environment_mismatches, read_sidecar, rebuild_command,
-                                         recorded_settings, sha256_file, sidecar_path,
-                                         verify_engine, write_sidecar)
-from densemtl_core.export.tensorrt import calibration_batches
+from densemtl_core.export.tensorrt import calibration_batches, write_sidecar
 from densemtl_core.runtime import EngineMismatchError, ModelFileError
 from densemtl_core.runtime.processing import prepare_batch
+from densemtl_core.runtime.sidecar import (BuildEnvironment, BuildSettings, EngineSidecar,
+                                           environment_mismatches, read_sidecar, rebuild_command,
+                                           recorded_settings, sha256_file, sidecar_path,
+                                           verify_engine)
 
 ORIN = BuildEnvironment("10.3.0", "Orin", "8.7")
 

@@ -21,13 +21,13 @@ import numpy as np
 import pytest
 
 from densemtl_core.checkpoint import load_checkpoint
-from densemtl_core.export.onnx import onnx_model_bytes
 from densemtl_core.pretrained import DEFAULT_MODEL
 from densemtl_core.strict_json import write_json
 from densemtl_core.recordings.bags import BagWriter, header_stamp_ns, open_bag
 from densemtl_core.recordings.calibration import Calibration
 from densemtl_core.recordings.encodings import message_to_array
 from densemtl_core.runtime import load_predictor
+from densemtl_core.runtime.onnx_graph import onnx_model_bytes
 from densemtl_ros.bag_eval import main
 from densemtl_ros.bag_evaluation import NO_MATCHED_TRUTH
 from densemtl_ros.bag_frames import ambiguous_truth

@@ -6,10 +6,11 @@ import pytest
 
 from densemtl_core.checkpoint import read_metadata
 from densemtl_core.data.synthetic import render_scene
-from densemtl_core.export.sidecar import (BuildEnvironment, BuildSettings, EngineSidecar,
-                                         sha256_file, write_sidecar)
+from densemtl_core.export.tensorrt import write_sidecar
 from densemtl_core.runtime import (InvalidImageError, ModelFileError, PredictorError,
                                    load_predictor)
+from densemtl_core.runtime.sidecar import (BuildEnvironment, BuildSettings, EngineSidecar,
+                                           sha256_file)
 from tests.runtime.tiny_models import make_checkpoint
 
 FIELDS = ("segmentation", "probabilities", "depth", "normals", "edges")

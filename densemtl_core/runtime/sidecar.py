@@ -1,8 +1,9 @@
 """The sidecar next to a TensorRT engine: what it was built from, with and for.
 
 A serialized engine only runs with the TensorRT version and on the GPU model it was built with.
-Next to every engine ``X.engine`` sits ``X.engine.json``: the hashes of the engine and of its
-ONNX file, the TensorRT version, GPU name and compute capability, the build settings and the
+Next to every engine ``X.engine`` sits ``X.engine.json`` (written by
+:mod:`densemtl_core.export.tensorrt` with the engine): the hashes of the engine and of its ONNX
+file, the TensorRT version, GPU name and compute capability, the build settings and the
 model description. Loading compares it with the running machine and refuses a mismatch with the
 exact command that rebuilds the engine here, instead of failing inside TensorRT with an opaque
 deserialisation error. Plain Python: the checks run (and are tested) without TensorRT.
@@ -16,7 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..runtime.errors import EngineMismatchError, ModelFileError
+from .errors import EngineMismatchError, ModelFileError
 from .metadata import DeployedModelInfo
 
 SIDECAR_FORMAT = "densemtl-engine"
@@ -112,13 +113,6 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def write_sidecar(engine_path: str | Path, sidecar: EngineSidecar) -> Path:
-    path = sidecar_path(engine_path)
-    path.write_text(json.dumps(sidecar.to_dict(), indent=2, sort_keys=True) + "\n",
-                    encoding="utf-8")
-    return path
 
 
 def read_sidecar(engine_path: str | Path) -> EngineSidecar:

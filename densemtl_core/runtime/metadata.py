@@ -1,7 +1,8 @@
 """The description a deployed model carries: its checkpoint metadata plus how it was exported.
 
 It travels as JSON in the ONNX file's metadata properties (key ``densemtl``) and, copied from
-there, in the sidecar of every TensorRT engine, so a predictor needs nothing but the file.
+there, in the sidecar of every TensorRT engine, so a predictor needs nothing but the file. The
+runtime reads it; :mod:`densemtl_core.runtime.onnx_graph` embeds it in the graph.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..checkpoint import CheckpointError, ModelMetadata
-from ..runtime.errors import ModelFileError
+from .errors import ModelFileError
 
 ONNX_METADATA_KEY = "densemtl"
 FORMAT_NAME = "densemtl-onnx"
