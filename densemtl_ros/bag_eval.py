@@ -70,8 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> dict:
     """Check the arguments' inputs and outputs, then evaluate; the report (also written)."""
-    topics = BagTopics(args.image_topic, args.camera_info_topic, args.gt_segmentation_topic,
-                       args.gt_depth_topic, args.gt_normals_topic)
+    ground_truth = {name: topic for name, topic in (("segmentation", args.gt_segmentation_topic),
+                                                     ("depth", args.gt_depth_topic),
+                                                     ("normals", args.gt_normals_topic)) if topic}
+    topics = BagTopics(args.image_topic, args.camera_info_topic, ground_truth)
     earlier = check_report_folder(args.out, overwrite=args.overwrite)
     with open_bag(args.bag) as bag:
         topics.require(bag)
@@ -98,7 +100,7 @@ def _runtime_errors() -> tuple[type[Exception], ...]:
     return (runtime.PredictorError,) if runtime is not None else ()
 
 
-def _print_summary(report: dict, out: Path) -> None:
+def print_summary(report: dict, out: Path) -> None:
     for task, metrics in report["metrics"].items():
         shown = ", ".join(f"{name} {value:.4g}" for name, value in metrics.items()
                           if value is not None)
@@ -132,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from .bag_evaluation import nothing_scored, warnings  # loaded by the run
 
-    _print_summary(report, args.out)
+    print_summary(report, args.out)
     for line in warnings(report):
         print(f"densemtl-bag-eval: warning: {line}", file=sys.stderr)
     problem = nothing_scored(report)

@@ -17,6 +17,7 @@ import numpy as np
 from densemtl_core.recordings.bags import BagReader, header_stamp_ns
 from densemtl_core.recordings.encodings import (ImageConversionError, camera_image_to_rgb,
                                                 message_to_array)
+from densemtl_core.tasks import TASKS, TaskSpec
 
 from .bag_topics import BagTopics
 from .label_map import LabelMapping
@@ -49,32 +50,15 @@ def ambiguous_truth(name: str) -> str:
             f"images and ground-truth messages")
 
 
-def ground_truth_depth(array: np.ndarray, encoding: str) -> np.ndarray:
-    """Metres with NaN where invalid, from 32FC1 metres or 16UC1 millimetres (0: invalid)."""
-    if encoding == "32FC1":
-        return array.astype(np.float32, copy=False)
-    if encoding == "16UC1":
-        depth = array.astype(np.float32) * 1e-3
-        depth[array == 0] = np.nan
-        return depth
-    raise ImageConversionError(f"depth ground truth must be 32FC1 (m) or 16UC1 (mm), got "
-                               f"{encoding}", kind=f"depth encoding {encoding}")
-
-
-def _decode_truth(name: str, message, mapping: LabelMapping) -> np.ndarray:
-    array = message_to_array(message)
-    if name == "segmentation":
-        if message.encoding not in ("mono8", "mono16", "8UC1", "16UC1"):
-            raise ImageConversionError(f"segmentation ground truth must hold class ids "
-                                       f"(mono8/mono16), got {message.encoding}",
-                                       kind=f"segmentation encoding {message.encoding}")
-        return mapping.apply(array)
-    if name == "depth":
-        return ground_truth_depth(array, message.encoding)
-    if message.encoding != "32FC3":
-        raise ImageConversionError(f"normals ground truth must be 32FC3, got {message.encoding}",
-                                   kind=f"normals encoding {message.encoding}")
-    return array.astype(np.float32, copy=False)
+def _truth_readers(topics: BagTopics) -> dict[str, TaskSpec]:
+    """Ground-truth field -> the task that reads it back, for the topics given; refused when
+    no task of the table reads recorded ground truth of that field."""
+    tasks = {spec.field: spec for spec in TASKS.values() if spec.read_truth is not None}
+    unknown = [name for name in topics.ground_truth if name not in tasks]
+    if unknown:
+        raise ValueError(f"no task reads recorded ground truth {', '.join(unknown)}; "
+                         f"readable: {', '.join(tasks)}")
+    return {name: tasks[name] for name in topics.ground_truth}
 
 
 class BagFrames:
@@ -83,6 +67,7 @@ class BagFrames:
 
     def __init__(self, bag: BagReader, topics: BagTopics, mapping: LabelMapping,
                  tolerance_ns: int) -> None:
+        self._readers = _truth_readers(topics)
         topics.require(bag)
         self.bag, self.topics, self.mapping = bag, topics, mapping
         self.corrupt: dict[str, int] = {}
@@ -148,11 +133,17 @@ class BagFrames:
             elif item.message is not None and users[(names[item.topic], position)]:
                 name = names[item.topic]
                 try:
-                    truth[(name, position)] = _decode_truth(name, item.message, self.mapping)
+                    truth[(name, position)] = self._read_truth(name, item.message)
                 except ImageConversionError as error:
                     problems[(name, position)] = str(error)
             yield from self._ready(waiting, truth, problems, counters, users)
         yield from self._ready(waiting, truth, problems, counters, users, final=True)
+
+    def _read_truth(self, name: str, message) -> np.ndarray:
+        """A ground-truth message as its task reads it back (dataset class ids mapped)."""
+        spec = self._readers[name]
+        truth = spec.read_truth(message_to_array(message), message.encoding)
+        return self.mapping.apply(truth) if spec.class_ids else truth
 
     def _frame(self, index: int, item, camera_info) -> BagFrame:
         # A message that did not deserialize has no readable stamp: its log time stands in.

@@ -6,7 +6,8 @@ anything heavy loads.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from densemtl_core.recordings.bags import BagReader
 
@@ -17,13 +18,12 @@ CAMERA_INFO_TYPES = ("sensor_msgs/msg/CameraInfo",)
 
 @dataclass(frozen=True)
 class BagTopics:
-    """Which topic holds what; ground-truth topics are optional."""
+    """Which topic holds what; ground-truth topics are optional, keyed by the ground truth's
+    field (a task's ``field`` in the task table: ``segmentation``, ``depth``...)."""
 
     image: str
     camera_info: str | None = None
-    segmentation: str | None = None
-    depth: str | None = None
-    normals: str | None = None
+    ground_truth: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """One topic per role: a ground-truth topic equal to the camera's, or two roles on one
@@ -37,13 +37,6 @@ class BagTopics:
                                  f"{role} topic; each needs a topic of its own")
             if topic:
                 seen[topic] = role
-
-    @property
-    def ground_truth(self) -> dict[str, str]:
-        """GroundTruth field -> topic, for the topics given."""
-        return {name: topic for name, topic in (("segmentation", self.segmentation),
-                                                 ("depth", self.depth),
-                                                 ("normals", self.normals)) if topic}
 
     def require(self, bag: BagReader) -> None:
         """Refuse ``bag`` unless it has every topic given, of a type its role accepts."""

@@ -1,85 +1,30 @@
 """A task defined outside the library, given to the task table and nothing else, goes all the way:
 training steps, ONNX export, the Predictor, the published maps and their scores.
 
-The task is a one-channel "saliency" regression (how bright a pixel is, in [0, 1]); its head is
-built from the table's channel count like every other task's.
+The task is a one-channel "saliency" regression (tests/fifth_task.py); its head is built from
+the table's channel count like every other task's. The node and the bag evaluation take it in
+tests/ros/test_fifth_task_ros.py.
 """
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from densemtl_core.checkpoint import ModelMetadata, read_metadata, save_checkpoint
-from densemtl_core.config import load_config
-from densemtl_core.data.synthetic import (SYNTHETIC_CLASSES, SYNTHETIC_COLORS, render_scene,
-                                          sample_to_tensors)
+from densemtl_core.checkpoint import read_metadata, save_checkpoint
+from densemtl_core.data.synthetic import render_scene, sample_to_tensors
 from densemtl_core.export.accuracy import onnx_parity
 from densemtl_core.export.onnx import export_onnx
 from densemtl_core.losses import MultiTaskLoss
-from densemtl_core.metrics import Meter
 from densemtl_core.models import build_model
 from densemtl_core.runtime import load_predictor
-from densemtl_core.tasks import TASKS, PublishedImage, TaskSpec, extended
-from densemtl_core.tasks.spec import (absolute_agreement, channels_last, finish_by_interpolation,
-                                      mono8_to_probability, plain_map, probability_to_mono8,
-                                      tensor_of)
+from densemtl_core.tasks import TASKS, extended
+from densemtl_core.tasks.spec import probability_to_mono8
 from densemtl_ros.published import published_image, published_maps
 from densemtl_ros.scoring import FrameScorer, GroundTruth
-
-SIZE = (64, 80)
-TASK_LIST = ("semseg", "depth", "saliency")
-
-
-class SaliencyMeter(Meter):
-    """Mean absolute error over the pixels, as additive sums."""
-
-    main_metric = "mae"
-    higher_is_better = False
-
-    def _empty_state(self) -> dict[str, Tensor]:
-        return {"error": torch.zeros((), dtype=torch.float64),
-                "pixels": torch.zeros((), dtype=torch.int64)}
-
-    def update(self, pred: Tensor, target: Tensor) -> None:
-        self._accumulate(error=(pred - target).abs().sum().double(),
-                         pixels=torch.tensor(target.numel()))
-
-    def compute(self) -> dict[str, float]:
-        pixels = int(self._state["pixels"])
-        return {"mae": float(self._state["error"]) / pixels if pixels else float("nan")}
-
-
-def _gray(prob: np.ndarray, _) -> np.ndarray:
-    value = (np.clip(prob, 0.0, 1.0) * 255).round().astype(np.uint8)
-    return np.repeat(value[..., None], 3, axis=-1)
-
-
-SALIENCY = TaskSpec(
-    name="saliency", title="saliency", field="saliency",
-    channels=lambda cfg: 1,
-    loss=lambda output, target, cfg: F.binary_cross_entropy_with_logits(output, target),
-    decode=lambda raw, _: raw.sigmoid(),
-    meter=SaliencyMeter,
-    update_meter=lambda meter, pred, target: meter.update(pred, target),
-    render=_gray,
-    to_display=channels_last,
-    finish=finish_by_interpolation("saliency"),
-    tolerance=(0.0, 1e-4),
-    agreement=absolute_agreement,
-    as_decoded=plain_map("saliency"),
-    images=(PublishedImage("saliency", lambda values, _: (values, "mono8")),),
-    meter_inputs=lambda pred, target: (torch.from_numpy(mono8_to_probability(pred))[None],
-                                       tensor_of(target, np.float32)[None]),
-    publish=lambda probability, _: probability_to_mono8(probability),
-    published_display=mono8_to_probability,
-)
-
-
-def _saliency(image: np.ndarray) -> np.ndarray:
-    return (image.astype(np.float32).mean(axis=-1) / 255.0).astype(np.float32)
+from tests.fifth_task import (SALIENCY, SIZE, TASK_LIST, saliency_config, saliency_metadata,
+                              saliency_of)
 
 
 def _batch(seeds) -> dict[str, Tensor]:
@@ -87,7 +32,7 @@ def _batch(seeds) -> dict[str, Tensor]:
     samples = [sample_to_tensors(frame) for frame in frames]
     batch = {key: torch.stack([sample[key] for sample in samples])
              for key in ("image", "semseg", "depth")}
-    batch["saliency"] = torch.stack([torch.from_numpy(_saliency(f["image"]))[None]
+    batch["saliency"] = torch.stack([torch.from_numpy(saliency_of(f["image"]))[None]
                                      for f in frames])
     return batch
 
@@ -101,8 +46,7 @@ def saliency_table():
 
 def test_a_fifth_task_trains_exports_predicts_publishes_and_scores(saliency_table, tmp_path):
     torch.manual_seed(0)
-    config = load_config(None, ["model.arch=densemtl", f"model.tasks=[{', '.join(TASK_LIST)}]",
-                                "model.width=0.125", f"data.image_size=[{SIZE[0]}, {SIZE[1]}]"])
+    config = saliency_config()
     model = build_model(config.model)
     assert model.heads["saliency"] is not None
 
@@ -122,8 +66,7 @@ def test_a_fifth_task_trains_exports_predicts_publishes_and_scores(saliency_tabl
 
     # Export: a graph output named after the task, within the table's tolerance of PyTorch.
     model.eval()
-    metadata = ModelMetadata(config=config, class_names=SYNTHETIC_CLASSES,
-                             class_colors=SYNTHETIC_COLORS, step=8)
+    metadata = saliency_metadata(config, step=8)
     checkpoint = save_checkpoint(tmp_path / "sal.safetensors", model, metadata)
     assert read_metadata(checkpoint).tasks == TASK_LIST
     onnx_path = export_onnx(model, metadata, tmp_path / "sal.onnx")
@@ -146,7 +89,7 @@ def test_a_fifth_task_trains_exports_predicts_publishes_and_scores(saliency_tabl
                                        predictor.metadata.class_colors)
     assert encoding == "mono8" and pixels.dtype == np.uint8
     np.testing.assert_array_equal(pixels, probability_to_mono8(prediction.saliency))
-    truth = _saliency(frame["image"])
+    truth = saliency_of(frame["image"])
     scorer = FrameScorer(predictor.metadata)
     metrics = scorer.score(0, 0, maps, GroundTruth(saliency=truth))
     expected = np.abs(pixels.astype(np.float32) / 255.0 - truth).mean()

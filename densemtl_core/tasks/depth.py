@@ -11,7 +11,8 @@ from ..colormaps import colorize_depth
 from ..config import ModelConfig
 from ..depth_coding import decode_inverse_depth, encode_inverse_depth
 from ..metrics import DepthMeter
-from .spec import PublishedImage, StudyColumn, TaskSpec, channels_last, plain_map, tensor_of
+from .spec import (PublishedImage, StudyColumn, TaskSpec, channels_last, plain_map, tensor_of,
+                   wrong_truth_encoding)
 from .upsampling import Size, resize_maps
 
 
@@ -67,6 +68,17 @@ def depth_as_published(depth: np.ndarray, depth_range: tuple[float, float]) -> n
     return np.where(valid, depth, np.float32(np.nan)).astype(np.float32, copy=False)
 
 
+def read_truth(depth: np.ndarray, encoding: str) -> np.ndarray:
+    """Metres with NaN where invalid, from 32FC1 metres or 16UC1 millimetres (0: invalid)."""
+    if encoding == "32FC1":
+        return depth.astype(np.float32, copy=False)
+    if encoding == "16UC1":
+        metres = depth.astype(np.float32) * 1e-3
+        metres[depth == 0] = np.nan
+        return metres
+    raise wrong_truth_encoding("depth", "must be 32FC1 (m) or 16UC1 (mm)", encoding)
+
+
 def meter_inputs(depth: np.ndarray, target: np.ndarray) -> tuple[Tensor, Tensor]:
     """A NaN prediction (published as invalid) turns its pixel's target into the meter's
     invalid marker 0, so the pixel is left out instead of poisoning the sums."""
@@ -94,6 +106,7 @@ SPEC = TaskSpec(
     as_decoded=plain_map("depth"),
     images=(PublishedImage("depth", lambda depth, _: (depth, "32FC1")),),
     meter_inputs=meter_inputs,
+    read_truth=read_truth,
     publish=lambda depth, cfg: depth_as_published(depth, (cfg.min_depth, cfg.max_depth)),
     study_column=StudyColumn("depth RMSE m ↓"),
 )

@@ -8,7 +8,8 @@ from torch import Tensor
 
 from ..colormaps import colorize_normals
 from ..metrics import NormalsMeter
-from .spec import ImageContext, PublishedImage, StudyColumn, TaskSpec, channels_last, tensor_of
+from .spec import (ImageContext, PublishedImage, StudyColumn, TaskSpec, channels_last, tensor_of,
+                   wrong_truth_encoding)
 from .upsampling import Size, resize_maps
 
 
@@ -43,6 +44,13 @@ def _channels_first(normals: np.ndarray) -> Tensor:
     return tensor_of(normals, np.float32).permute(2, 0, 1)[None]
 
 
+def read_truth(normals: np.ndarray, encoding: str) -> np.ndarray:
+    """Recorded unit normals, camera optical frame."""
+    if encoding != "32FC3":
+        raise wrong_truth_encoding("normals", "must be 32FC3", encoding)
+    return normals.astype(np.float32, copy=False)
+
+
 def _coloured(normals: np.ndarray, _: ImageContext) -> tuple[np.ndarray, str]:
     return colorize_normals(normals), "rgb8"
 
@@ -63,5 +71,6 @@ SPEC = TaskSpec(
     images=(PublishedImage("normals", lambda normals, _: (normals, "32FC3")),
             PublishedImage("normals_color", _coloured)),
     meter_inputs=lambda pred, target: (_channels_first(pred), _channels_first(target)),
+    read_truth=read_truth,
     study_column=StudyColumn("normals mean ° ↓", digits=2),
 )

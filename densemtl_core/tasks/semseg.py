@@ -11,7 +11,8 @@ from torch import Tensor
 from ..colormaps import colorize_segmentation, overlay_segmentation
 from ..labels import IGNORE_INDEX
 from ..metrics import SegmentationMeter
-from .spec import ImageContext, PublishedImage, StudyColumn, TaskSpec, tensor_of
+from .spec import (ImageContext, PublishedImage, StudyColumn, TaskSpec, tensor_of,
+                   wrong_truth_encoding)
 from .upsampling import Size, resize_maps
 from .upsampling import upsampled_argmax
 
@@ -60,6 +61,14 @@ def _overlay(labels: np.ndarray, context: ImageContext) -> tuple[np.ndarray, str
                                 context.overlay_alpha), "rgb8"
 
 
+def read_truth(labels: np.ndarray, encoding: str) -> np.ndarray:
+    """Recorded class ids, in the dataset's ids (mapped to the model's by the reader)."""
+    if encoding not in ("mono8", "mono16", "8UC1", "16UC1"):
+        raise wrong_truth_encoding("segmentation", "must hold class ids (mono8/mono16)",
+                                   encoding)
+    return labels
+
+
 def _labels(array: np.ndarray) -> Tensor:
     return tensor_of(array, np.int64)[None]
 
@@ -81,6 +90,8 @@ SPEC = TaskSpec(
     images=(PublishedImage("segmentation", _class_ids),
             PublishedImage("segmentation_color", _overlay)),
     meter_inputs=lambda pred, target: (_labels(pred), _labels(target)),
+    read_truth=read_truth,
+    class_ids=True,
     study_column=StudyColumn("mIoU % ↑", 100, 1),
 )
 """``as_decoded`` needs the prediction made with ``probabilities=True``."""

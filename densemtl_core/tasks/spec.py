@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..recordings.encodings import as_float32
+from ..recordings.encodings import ImageConversionError, as_float32
 from .upsampling import Size, resize_maps
 
 if TYPE_CHECKING:
@@ -95,6 +95,12 @@ class TaskSpec:
     """The node's image topics of this task, in publishing order."""
     meter_inputs: Callable[[np.ndarray, np.ndarray], tuple[Tensor, Tensor]]
     """(published map, ground truth) -> the meter's (prediction, target), batch of one."""
+    read_truth: Callable[[np.ndarray, str], np.ndarray] | None = None
+    """(a recorded ground-truth image's pixels, its encoding) -> the ground truth
+    ``meter_inputs`` takes; an encoding that cannot hold it raises ImageConversionError (see
+    :func:`wrong_truth_encoding`). None: recordings hold no ground truth of the task."""
+    class_ids: bool = False
+    """Its maps are the model's class ids, so a dataset's ids are mapped to them first."""
     publish: Callable[[np.ndarray, ModelConfig], np.ndarray] = lambda values, _: values
     """A prediction's ``field`` -> the map as the node publishes it."""
     published_display: Callable[[np.ndarray], np.ndarray] = lambda values: values
@@ -158,6 +164,14 @@ def tensor_of(array: np.ndarray, dtype: type) -> Tensor:
 def plain_map(field_name: str) -> Callable[[Any], Tensor]:
     """A prediction's HxW ``field_name`` as 1x1xHxW."""
     return lambda prediction: torch.from_numpy(getattr(prediction, field_name))[None, None]
+
+
+def wrong_truth_encoding(field_name: str, requirement: str, encoding: str
+                         ) -> ImageConversionError:
+    """The refusal of recorded ground truth of ``field_name`` in ``encoding``, which does not
+    meet ``requirement`` (e.g. "must be 32FC3")."""
+    return ImageConversionError(f"{field_name} ground truth {requirement}, got {encoding}",
+                                kind=f"{field_name} encoding {encoding}")
 
 
 def probability_to_mono8(probability: np.ndarray) -> np.ndarray:
