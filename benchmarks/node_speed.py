@@ -26,15 +26,13 @@ import argparse
 import json
 import os
 import platform
-import signal
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
+from densemtl_ros.published import map_output_names
 from densemtl_ros.resources import dds_profile
 from densemtl_ros.telemetry import STAGES
 
@@ -77,75 +75,45 @@ def bare_predictor(backend: str, seconds: float, frames: list[np.ndarray]) -> di
 
 
 class Bench:
-    """This process's side: a camera publisher and subscribers to the node's outputs."""
+    """This process's side: a camera publisher and a recorder of the node's outputs."""
 
     def __init__(self, outputs: list[str]) -> None:
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import CameraInfo, Image
 
-        from densemtl_ros.outputs import output_specs
+        from densemtl_ros.rig import CameraPlayer, OutputRecorder, Spinner, node_outputs
 
         self.node = Node("densemtl_benchmark")
-        reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
-        self.image = self.node.create_publisher(Image, "/bench/image_raw", reliable)
-        self.info = self.node.create_publisher(CameraInfo, "/bench/camera_info", reliable)
-        self.outputs = outputs
-        self.lock = threading.Lock()
-        self.arrivals: dict[tuple[int, int], dict[str, float]] = {}
-        self.diagnostics: list = []
-        for name in outputs:
-            spec = output_specs()[name]
-            self.node.create_subscription(spec.message_type, "/densemtl" + spec.topic[1:],
-                                          self._recorder(name), QoSProfile(depth=10))
-        self.node.create_subscription(DiagnosticArray, "/diagnostics",
-                                      self.diagnostics.append, 10)
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-
-    def _recorder(self, name: str):
-        def record(message) -> None:
-            now = time.monotonic()
-            key = (message.header.stamp.sec, message.header.stamp.nanosec)
-            with self.lock:
-                self.arrivals.setdefault(key, {})[name] = now
-        return record
+        self.camera = CameraPlayer(self.node, "/bench/image_raw", "/bench/camera_info", depth=5)
+        self.recorder = OutputRecorder(self.node, node_outputs(outputs), keep=0)
+        self.spinner = Spinner(self.node)
 
     def connected(self) -> bool:
-        return (self.image.get_subscription_count() > 0
-                and all(self.node.count_publishers("/densemtl/" + name.replace("_", "/")) > 0
-                        for name in self.outputs))
+        return self.camera.subscribed() and self.recorder.publishing()
 
-    def complete(self) -> dict[tuple[int, int], float]:
+    def complete(self) -> dict[int, float]:
         """Stamp -> arrival of the frame's last output, for frames with every output."""
-        with self.lock:
-            return {key: max(times.values()) for key, times in self.arrivals.items()
-                    if len(times) == len(self.outputs)}
+        return dict(self.recorder.answered)
 
     def publish_for(self, seconds: float, rate: float, messages: list) -> dict:
         """Publish at ``rate`` Hz for ``seconds``; stamp -> send time."""
         from builtin_interfaces.msg import Time
+
+        from densemtl_core.recordings.bags import header_stamp_ns
 
         sent = {}
         period, began = 1.0 / rate, time.monotonic()
         index = 0
         while time.monotonic() - began < seconds:
             image, info = messages[index % len(messages)]
-            stamp = Time(sec=int(time.time()), nanosec=index)
-            image.header.stamp = info.header.stamp = stamp
-            sent[(stamp.sec, stamp.nanosec)] = time.monotonic()
-            self.info.publish(info)
-            self.image.publish(image)
+            image.header.stamp = info.header.stamp = Time(sec=int(time.time()), nanosec=index)
+            sent[header_stamp_ns(image)] = time.monotonic()
+            self.camera.send(image, info)
             index += 1
             time.sleep(max(0.0, began + index * period - time.monotonic()))
         return sent
 
     def close(self) -> None:
-        self.executor.shutdown(timeout_sec=5.0)
+        self.spinner.close()
         self.node.destroy_node()
 
 
@@ -166,16 +134,6 @@ def _messages(frames: list[np.ndarray]) -> list:
     return messages
 
 
-def _node_diagnostics(bench: Bench) -> dict[str, str]:
-    from densemtl_ros.diagnostics import status_name
-
-    for array in reversed(bench.diagnostics):
-        for status in array.status:
-            if status.name == status_name("/densemtl"):
-                return {item.key: item.value for item in status.values}
-    return {}
-
-
 def _stages(values: dict[str, str]) -> dict[str, float]:
     return {key: float(value) for key, value in values.items() if key.endswith("(ms)")}
 
@@ -184,22 +142,20 @@ def run_node(backend: str, outputs: list[str], seconds: float, rate: float,
              frames: list[np.ndarray]) -> dict:
     import rclpy
 
+    from densemtl_ros.node_process import NodeProcess, node_arguments
     from densemtl_ros.outputs import output_specs
 
-    disabled = [f"publish.{name}:=false" for name in output_specs() if name not in outputs]
-    command = [sys.executable, "-m", "densemtl_ros.node", "--ros-args",
-               "-p", f"model.backend:={backend}", "-r", "image:=/bench/image_raw",
-               "-r", "camera_info:=/bench/camera_info"]
-    for override in disabled:
-        command += ["-p", override]
-    node = subprocess.Popen(command, cwd=REPOSITORY, env=os.environ.copy())
+    parameters = {"model.backend": backend,
+                  **{f"publish.{name}": False for name in output_specs() if name not in outputs}}
+    node = NodeProcess(node_arguments("/bench/image_raw", "/bench/camera_info", parameters),
+                       cwd=REPOSITORY)
     rclpy.init()
     bench = Bench(outputs)
     try:
         deadline = time.monotonic() + 60
         while not bench.connected():
-            if time.monotonic() > deadline or node.poll() is not None:
-                raise RuntimeError("the node did not come up within 60 s")
+            if time.monotonic() > deadline or not node.running:
+                raise RuntimeError(f"the node did not come up within 60 s:\n{node.output}")
             time.sleep(0.1)
         messages = _messages(frames)
         bench.publish_for(WARM_UP_SECONDS, rate, messages)
@@ -207,12 +163,12 @@ def run_node(backend: str, outputs: list[str], seconds: float, rate: float,
         sent = bench.publish_for(seconds, rate, messages)
         time.sleep(0.5)
         arrived = {key: time for key, time in bench.complete().items() if key in sent}
-        load = _node_diagnostics(bench)
+        load = bench.recorder.node_diagnostics()
         times = sorted(arrived.values())
         fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
         slow = bench.publish_for(SLOW_SECONDS, SLOW_RATE_HZ, messages)
         time.sleep(2.0)
-        steady = _node_diagnostics(bench)
+        steady = bench.recorder.node_diagnostics()
         complete = bench.complete()
         latencies = [complete[key] - sent_at for key, sent_at in slow.items() if key in complete]
         end_to_end = _percentiles(latencies) if latencies else (float("nan"),) * 2
@@ -227,11 +183,7 @@ def run_node(backend: str, outputs: list[str], seconds: float, rate: float,
     finally:
         bench.close()
         rclpy.try_shutdown()
-        node.send_signal(signal.SIGINT)
-        try:
-            node.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            node.kill()
+        node.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,8 +192,9 @@ def main(argv: list[str] | None = None) -> int:
                         choices=("onnxruntime", "torch", "tensorrt"))
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rate", type=float, default=60.0, help="input rate under load (Hz)")
-    parser.add_argument("--outputs", default="segmentation,depth,normals,edges",
-                        help="comma-separated outputs subscribed to (see config/densemtl.yaml)")
+    parser.add_argument("--outputs", default=",".join(map_output_names()),
+                        help="comma-separated outputs subscribed to (see config/densemtl.yaml;"
+                             " default: each task's map)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--no-dds-profile", action="store_true",
                         help="Fast DDS default transports instead of config/"

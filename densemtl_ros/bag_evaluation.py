@@ -324,15 +324,19 @@ def _replay(bag: BagReader, topics: BagTopics, settings: EvaluationSettings,
             live: LiveSettings, restamp: bool) -> LiveRecording:
     """Play the bag to the node (started here if asked); what it published. ``restamp``:
     images share stamps, so each is published with one of its own."""
-    from .replay import NodeProcess, replay_through_node
+    from .node_process import NodeProcess, node_arguments
+    from .replay import replay_through_node
+    from .resources import dds_profile
 
     with ExitStack() as stack:
         if live.start_node:
             parameters = {"model.backend": settings.backend}
             if settings.model:
                 parameters["model.path"] = str(Path(settings.model).resolve())
-            stack.enter_context(NodeProcess(topics.image, topics.camera_info,
-                                            parameters=parameters, log_path=live.node_log))
+            stack.enter_context(NodeProcess(
+                node_arguments(topics.image, topics.camera_info, parameters),
+                log_path=live.node_log,
+                environment_defaults={"FASTDDS_DEFAULT_PROFILES_FILE": str(dds_profile())}))
         with tqdm(total=bag.message_counts.get(topics.image, 0), desc="replaying",
                   unit="frame", disable=not settings.progress) as bar:
             return replay_through_node(bag, topics.image, topics.camera_info,

@@ -18,7 +18,6 @@ ROS traffic stays on this computer (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``)
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -45,11 +44,14 @@ def _animation_frames(output_bag: Path) -> list[np.ndarray]:
     from densemtl_core.recordings.bags import header_stamp_ns, open_bag
     from densemtl_core.recordings.encodings import message_to_array
     from densemtl_core.colormaps import colorize_depth, colorize_edges
+    from densemtl_core.tasks import TASKS
     from densemtl_core.viz import mosaic
 
-    shown = {"/densemtl/image": "input", "/densemtl/segmentation/color": "segmentation",
-             "/densemtl/depth": "depth", "/densemtl/normals/color": "normals",
-             "/densemtl/edges": "edges"}
+    from .published import topic_suffix
+
+    shown = {"/densemtl/image": "input",
+             **{f"/densemtl/{topic_suffix(spec.images[-1].name)}": spec.field
+                for spec in TASKS.values()}}  # each task's last image: coloured where it can
     by_stamp: dict[int, dict[str, np.ndarray]] = {}
     with open_bag(output_bag) as bag:
         for item in bag.messages([topic for topic in shown if topic in bag.topics]):
@@ -103,6 +105,45 @@ def node_speed(report: dict) -> dict:
     }
 
 
+def score_live(recording: Path, out: Path, output_bag: Path, rate: float) -> dict | None:
+    """The node (started here) scored on ``recording`` as ``densemtl-bag-eval --live`` scores
+    it, its outputs written to ``output_bag``; the report (also in ``out``), or None after
+    printing why there is none."""
+    from densemtl_core.recordings.bags import BagError, BagWriter, open_bag
+    from densemtl_core.results_folder import remove_results
+    from densemtl_core.runtime import PredictorError
+
+    from .bag_eval import print_summary
+    from .bag_evaluation import EvaluationSettings, LiveSettings, evaluate, warnings
+    from .bag_topics import BagTopics
+    from .make_bag import (CAMERA_INFO_TOPIC, DEPTH_TOPIC, IMAGE_TOPIC, NORMALS_TOPIC,
+                           SEGMENTATION_TOPIC)
+    from .report_folder import NODE_LOG_FILE, check_report_folder
+
+    topics = BagTopics(IMAGE_TOPIC, CAMERA_INFO_TOPIC, {
+        "segmentation": SEGMENTATION_TOPIC, "depth": DEPTH_TOPIC, "normals": NORMALS_TOPIC})
+    settings = EvaluationSettings(backend="onnxruntime")
+    live = LiveSettings(rate=rate, start_node=True, node_log=out / NODE_LOG_FILE)
+    try:
+        earlier = check_report_folder(out, overwrite=True)
+        if earlier:
+            remove_results(earlier)
+            print(f"replacing the earlier run's {', '.join(path.name for path in earlier)} "
+                  f"in {out}", file=sys.stderr)
+        with open_bag(recording) as bag:
+            topics.require(bag)
+            with BagWriter(output_bag, "mcap") as writer:
+                evaluation = evaluate(bag, topics, settings, writer=writer, live=live)
+            report = evaluation.report(out)
+    except (BagError, ValueError, TimeoutError, PredictorError, OSError) as error:
+        print(f"densemtl-demo: error: {error}", file=sys.stderr)
+        return None
+    print_summary(report, out)
+    for line in warnings(report):
+        print(f"densemtl-demo: warning: {line}", file=sys.stderr)
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
@@ -114,9 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     from densemtl_core.recordings.bags import open_bag
     from densemtl_core.strict_json import write_json
 
-    from . import bag_eval
-    from .make_bag import (CAMERA_INFO_TOPIC, DEPTH_TOPIC, IMAGE_TOPIC, NORMALS_TOPIC,
-                           SEGMENTATION_TOPIC, write_sample_bag)
+    from .make_bag import IMAGE_TOPIC, write_sample_bag
 
     args.out.mkdir(parents=True, exist_ok=True)
     recording = args.out / "sample_bag"
@@ -129,16 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     if node_outputs.exists():
         import shutil
         shutil.rmtree(node_outputs)
-    command = ["--bag", str(recording), "--image-topic", IMAGE_TOPIC,
-               "--camera-info-topic", CAMERA_INFO_TOPIC,
-               "--gt-segmentation-topic", SEGMENTATION_TOPIC, "--gt-depth-topic", DEPTH_TOPIC,
-               "--gt-normals-topic", NORMALS_TOPIC, "--out", str(args.out),
-               "--backend", "onnxruntime", "--live", "--start-node", "--rate", str(args.rate),
-               "--output-bag", str(node_outputs), "--overwrite"]
-    code = bag_eval.main(command)
-    if code:
-        return code
-    report = json.loads((args.out / "report.json").read_text())
+    report = score_live(recording, args.out, node_outputs, args.rate)
+    if report is None:
+        return 2
     gif = write_gif(_animation_frames(node_outputs), args.out / "demo.gif")
     speed = node_speed(report)
     write_json(args.out / "node_speed.json", speed)

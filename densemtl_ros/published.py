@@ -46,7 +46,14 @@ def image_outputs() -> dict[str, tuple[TaskSpec, PublishedImage]]:
 def recorded_outputs() -> dict[str, str]:
     """Map field -> the topic suffix that carries the map as published (each task's first
     image output), for recording a node's maps."""
-    return {spec.field: topic_suffix(spec.images[0].name) for spec in TASKS.values()}
+    return {spec.field: topic_suffix(name)
+            for spec, name in zip(TASKS.values(), map_output_names())}
+
+
+def map_output_names() -> list[str]:
+    """The image outputs that carry each task's map as published (:func:`recorded_outputs`),
+    by output name: what a recorder of the maps subscribes to."""
+    return [spec.images[0].name for spec in TASKS.values()]
 
 
 def topic_suffix(output: str) -> str:

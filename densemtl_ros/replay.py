@@ -4,7 +4,7 @@ the node publishes back, so that the live outputs can be scored exactly like off
 Playback follows the recorded timing scaled by ``rate`` (2.0: twice as fast), in which case a
 node slower than the camera drops frames as it would on a robot; ``rate=0`` publishes each frame
 once the node has answered the previous one (or after ``answer_timeout``), so every frame is
-processed. :class:`NodeProcess` starts a node in its own process for the demo and the tests.
+processed. :class:`~densemtl_ros.node_process.NodeProcess` starts a node in its own process.
 
 The node's outputs carry the input's header, so they are told apart by stamp. A bag whose
 images share stamps (a driver that stamps 0) is replayed with ``restamp``: each image is
@@ -13,32 +13,22 @@ uses for nothing else, so every output still finds its image.
 """
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import rclpy
 from builtin_interfaces.msg import Time
-from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Header
 
 from densemtl_core.recordings.bags import BagReader, header_stamp_ns
 from densemtl_core.recordings.encodings import message_to_array
 
-from .diagnostics import status_name
 from .published import PublishedMaps, recorded_outputs
-from .resources import dds_profile
+from .rig import CameraPlayer, OutputRecorder, Spinner, map_outputs
 
 
 def _header(message) -> Header:
@@ -74,7 +64,7 @@ class LiveRecording:
     the replay went. ``stamps``: an image's position among the bag's images (corrupt ones
     included) -> the stamp it was published with (its own unless ``restamped``)."""
 
-    outputs: dict[int, dict[str, object]] = field(default_factory=dict)
+    outputs: dict[str, dict[int, object]] = field(default_factory=dict)  # field -> stamp -> map
     sent: dict[int, float] = field(default_factory=dict)  # published stamp -> publish time
     answered: dict[int, float] = field(default_factory=dict)  # stamp -> last output time
     diagnostics: dict[str, str] = field(default_factory=dict)
@@ -85,10 +75,11 @@ class LiveRecording:
 
     def maps(self, index: int) -> PublishedMaps | None:
         """What the node published for the bag's ``index``-th image; None if nothing."""
-        received = self.outputs.get(self.stamps.get(index))
-        if received is None:
+        stamp = self.stamps.get(index)
+        if not any(stamp in maps for maps in self.outputs.values()):
             return None
-        return PublishedMaps(**{name: received.get(name) for name in recorded_outputs()})
+        return PublishedMaps(**{name: self.outputs.get(name, {}).get(stamp)
+                                for name in recorded_outputs()})
 
     def latencies(self) -> list[float]:
         """Seconds from publishing each answered image to its last output arriving."""
@@ -97,63 +88,34 @@ class LiveRecording:
 
 
 class _Player:
-    """The replaying ROS node: publishers for the bag's topics, subscribers to the outputs."""
+    """The replaying side: the bag's camera played through a :class:`CameraPlayer`, the
+    node's maps recorded by an :class:`OutputRecorder`."""
 
-    def __init__(self, context: Context, node_name: str, wanted: Sequence[str]) -> None:
+    def __init__(self, context: Context, node_name: str, wanted: Sequence[str],
+                 image_topic: str, camera_info_topic: str | None, compressed: bool) -> None:
         self.node = Node("densemtl_bag_replay", context=context)
         self.recording = LiveRecording()
-        self.wanted = tuple(wanted)
-        self._status_name = status_name(node_name)
-        self._lock = threading.Lock()
-        self._answer = threading.Condition(self._lock)
-        self._publishers: dict[str, object] = {}
-        self.output_topics = {name: f"{node_name}/{topic}"
-                              for name, topic in recorded_outputs().items() if name in wanted}
-        for name, topic in self.output_topics.items():
-            self.node.create_subscription(Image, topic, self._recorder(name),
-                                          QoSProfile(depth=100))
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
-        self.executor = SingleThreadedExecutor(context=context)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self._thread.start()
+        self.camera = CameraPlayer(self.node, image_topic, camera_info_topic,
+                                   compressed=compressed)
+        self.publishers = {image_topic: self.camera.image_publisher,
+                           camera_info_topic: self.camera.info_publisher}
+        self.outputs = OutputRecorder(self.node, map_outputs(wanted), node_name=node_name,
+                                      depth=100, convert=_copied_array)
+        self.recording.outputs = self.outputs.received
+        self.recording.answered = self.outputs.answered
+        self._spinner = Spinner(self.node, context=context)
 
-    def publisher(self, topic: str, message_type: type):
-        if topic not in self._publishers:
-            qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-            self._publishers[topic] = self.node.create_publisher(message_type, topic, qos)
-        return self._publishers[topic]
-
-    def _recorder(self, name: str):
-        def record(message: Image) -> None:
-            array = message_to_array(message).copy()  # the message buffer is reused
-            with self._answer:
-                key = header_stamp_ns(message)
-                maps = self.recording.outputs.setdefault(key, {})
-                maps[name] = array
-                if len(maps) == len(self.wanted):
-                    self.recording.answered[key] = time.monotonic()
-                    self._answer.notify_all()
-        return record
-
-    def _on_diagnostics(self, array: DiagnosticArray) -> None:
-        for status in array.status:
-            if status.name == self._status_name:
-                self.recording.diagnostics = {item.key: item.value for item in status.values}
-
-    def wait_for_answer(self, key: int, timeout: float) -> bool:
-        with self._answer:
-            return self._answer.wait_for(lambda: key in self.recording.answered, timeout)
-
-    def connected(self, input_topic: str) -> bool:
-        publisher = self._publishers.get(input_topic)
-        return (publisher is not None and publisher.get_subscription_count() > 0
-                and all(self.node.count_publishers(topic) > 0
-                        for topic in self.output_topics.values()))
+    def connected(self) -> bool:
+        return self.camera.subscribed() and self.outputs.publishing()
 
     def close(self) -> None:
-        self.executor.shutdown(timeout_sec=5.0)
+        self.recording.diagnostics = self.outputs.node_diagnostics()
+        self._spinner.close()
         self.node.destroy_node()
+
+
+def _copied_array(message: Image):
+    return message_to_array(message).copy()  # the message buffer is reused
 
 
 def replay_through_node(bag: BagReader, image_topic: str, camera_info_topic: str | None,
@@ -167,17 +129,13 @@ def replay_through_node(bag: BagReader, image_topic: str, camera_info_topic: str
     See the module docstring."""
     context = Context()
     rclpy.init(context=context)
-    player = _Player(context, node_name, tuple(recorded_outputs() if outputs is None else outputs))
+    player = _Player(context, node_name, tuple(recorded_outputs() if outputs is None else outputs),
+                     image_topic, camera_info_topic,
+                     compressed=bag.topics[image_topic].endswith("CompressedImage"))
     player.recording.rate, player.recording.restamped = rate, restamp
     try:
-        topics = [image_topic] + ([camera_info_topic] if camera_info_topic else [])
-        message_types = {topic: CameraInfo if topic == camera_info_topic else
-                         (CompressedImage if bag.topics[topic].endswith("CompressedImage")
-                          else Image) for topic in topics}
-        for topic in topics:
-            player.publisher(topic, message_types[topic])
         deadline = time.monotonic() + connect_timeout
-        while not player.connected(image_topic):
+        while not player.connected():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no densemtl node answered on {image_topic} -> "
                                    f"{node_name}/... within {connect_timeout:.0f} s; is it "
@@ -185,7 +143,7 @@ def replay_through_node(bag: BagReader, image_topic: str, camera_info_topic: str
             time.sleep(0.1)
         time.sleep(1.0)  # the node's side of discovery: it computes only subscribed outputs
         began = time.monotonic()
-        _play(bag, image_topic, topics, message_types, player, rate, answer_timeout, progress)
+        _play(bag, image_topic, player, rate, answer_timeout, progress)
         _drain(player, drain_seconds)
         player.recording.wall_seconds = time.monotonic() - began
         return player.recording
@@ -194,13 +152,12 @@ def replay_through_node(bag: BagReader, image_topic: str, camera_info_topic: str
         rclpy.try_shutdown(context=context)
 
 
-def _play(bag: BagReader, image_topic: str, topics: list[str],
-          message_types: dict[str, type], player: _Player, rate: float, answer_timeout: float,
-          progress) -> None:
+def _play(bag: BagReader, image_topic: str, player: _Player, rate: float,
+          answer_timeout: float, progress) -> None:
     first_log_time = None
     began = time.monotonic()
     images = 0  # position among the images, corrupt ones included (as BagFrames counts)
-    for item in bag.messages(topics):
+    for item in bag.messages([topic for topic in player.publishers if topic]):
         position = images
         if item.topic == image_topic:
             images += 1
@@ -215,12 +172,12 @@ def _play(bag: BagReader, image_topic: str, topics: list[str],
         if item.topic == image_topic:
             stamp = _stamp_image(player.recording, message, position)
             player.recording.sent[stamp] = time.monotonic()
-        player.publisher(item.topic, message_types[item.topic]).publish(message)
+        player.publishers[item.topic].publish(message)
         if item.topic == image_topic:
             if progress is not None:
                 progress.update(1)
             if rate <= 0:
-                player.wait_for_answer(stamp, answer_timeout)
+                player.outputs.wait_for_answer(stamp, answer_timeout)
 
 
 def _stamp_image(recording: LiveRecording, message, position: int) -> int:
@@ -244,42 +201,3 @@ def _drain(player: _Player, quiet_seconds: float) -> None:
         if len(recording.answered) != count:
             count, changed = len(recording.answered), time.monotonic()
     time.sleep(1.2)
-
-
-class NodeProcess:
-    """``python -m densemtl_ros.node`` in its own process (context manager), reading
-    ``image_topic``/``camera_info_topic``; stopped with SIGINT like ``ros2 launch`` does."""
-
-    def __init__(self, image_topic: str, camera_info_topic: str | None, *,
-                 parameters: dict[str, object] | None = None, log_path: Path | None = None
-                 ) -> None:
-        command = [sys.executable, "-m", "densemtl_ros.node", "--ros-args",
-                   "-r", f"image:={image_topic}"]
-        if camera_info_topic:
-            command += ["-r", f"camera_info:={camera_info_topic}"]
-        for name, value in (parameters or {}).items():
-            text = str(value).lower() if isinstance(value, bool) else str(value)
-            command += ["-p", f"{name}:={text}"]
-        environment = dict(os.environ)
-        environment.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(dds_profile()))
-        self._log = open(log_path, "w") if log_path else subprocess.DEVNULL
-        self.process = subprocess.Popen(command, env=environment, stdout=self._log,
-                                        stderr=subprocess.STDOUT)
-
-    def __enter__(self) -> "NodeProcess":
-        return self
-
-    def __exit__(self, *_) -> None:
-        self.stop()
-
-    def stop(self, timeout: float = 15.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self._log is not subprocess.DEVNULL:
-            self._log.close()
-        return self.process.returncode

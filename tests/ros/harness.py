@@ -1,33 +1,31 @@
-"""A test-side camera: publishes images and camera_info to a node, records what comes back.
+"""A test-side camera: publishes images and camera_info to a node, records what comes back
+(the rig of :mod:`densemtl_ros.rig`, as one test node).
 
 Everything is real rclpy over Fast DDS; the node under test and this camera spin in one
 background executor while the test thread publishes and waits.
 """
 from __future__ import annotations
 
-import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from densemtl_ros.outputs import output_specs
+from densemtl_ros import rig
+from densemtl_ros.rig import CameraPlayer, OutputRecorder, node_outputs
 
-StampKey = tuple[int, int]
+StampKey = int
 KEPT_MESSAGES = 32
 """Messages kept per output (arrival times are all kept)."""
 
 
 def stamp_key(header: Header) -> StampKey:
-    return (header.stamp.sec, header.stamp.nanosec)
+    """The recorder's key of a stamp: nanoseconds."""
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
 def image_message(pixels: np.ndarray, encoding: str, header: Header) -> Image:
@@ -72,67 +70,32 @@ def camera_info(header: Header, height: int, width: int, focal: float = 100.0) -
 
 
 class TestCamera(Node):
-    """Publishes on ``<prefix>/image_raw`` (or ``/compressed``) and ``<prefix>/camera_info``;
-    subscribes to every output of the node living under ``node_namespace``."""
+    """Publishes on ``<prefix>/image_raw`` (or ``/compressed``) and ``<prefix>/camera_info``
+    (a :class:`CameraPlayer`); records the outputs of the node living under
+    ``node_namespace`` (an :class:`OutputRecorder`: every output by default)."""
 
     __test__ = False  # not a pytest class
 
     def __init__(self, name: str, prefix: str, node_namespace: str = "/densemtl",
                  compressed: bool = False, outputs: Iterable[str] | None = None) -> None:
         super().__init__(name)
-        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        image_type = CompressedImage if compressed else Image
         suffix = "/image_raw/compressed" if compressed else "/image_raw"
-        self.image_publisher = self.create_publisher(image_type, prefix + suffix, reliable)
-        self.info_publisher = self.create_publisher(CameraInfo, prefix + "/camera_info", reliable)
-        self._lock = threading.Lock()
-        self.received: dict[str, dict[StampKey, object]] = defaultdict(dict)
-        self.arrivals: dict[str, list[tuple[StampKey, float]]] = defaultdict(list)
-        self.diagnostics: list[DiagnosticArray] = []
-        specs = output_specs()  # every output by default
-        for output in specs if outputs is None else outputs:
-            spec = specs[output]
-            topic = node_namespace + spec.topic[1:]
-            self.create_subscription(spec.message_type, topic,
-                                     self._recorder(output), QoSProfile(depth=50))
-        self.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
-
-    def _recorder(self, output: str) -> Callable[[object], None]:
-        def record(message) -> None:
-            with self._lock:
-                key = stamp_key(message.header)
-                kept = self.received[output]
-                kept[key] = message
-                if len(kept) > KEPT_MESSAGES:  # bounded, so load tests measure the node
-                    del kept[next(iter(kept))]
-                self.arrivals[output].append((key, time.monotonic()))
-        return record
-
-    def outputs_for(self, key: StampKey, names: Iterable[str]) -> dict[str, object] | None:
-        with self._lock:
-            if all(key in self.received[name] for name in names):
-                return {name: self.received[name][key] for name in names}
-        return None
-
-    def send(self, message, info: CameraInfo | None = None) -> None:
-        if info is not None:
-            self.info_publisher.publish(info)
-        self.image_publisher.publish(message)
+        self.camera = CameraPlayer(self, prefix + suffix, prefix + "/camera_info",
+                                   compressed=compressed)
+        self.image_publisher = self.camera.image_publisher
+        self.recorder = OutputRecorder(self, node_outputs(outputs), node_name=node_namespace,
+                                       depth=50, keep=KEPT_MESSAGES)
+        self.received, self.arrivals = self.recorder.received, self.recorder.arrivals
+        self.diagnostics = self.recorder.diagnostics
+        self.outputs_for = self.recorder.outputs_for
+        self.send = self.camera.send
 
 
-class Spinner:
-    """Spins nodes in a background thread until closed."""
+class Spinner(rig.Spinner):
+    """Spins the node under test and the test camera in a background thread until closed."""
 
     def __init__(self, *nodes: Node) -> None:
-        self.executor = MultiThreadedExecutor(num_threads=2)
-        for node in nodes:
-            self.executor.add_node(node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.executor.shutdown(timeout_sec=5.0)
-        self.thread.join(timeout=5.0)
+        super().__init__(*nodes, threads=2)
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:

@@ -7,9 +7,7 @@ the same ``console_main`` runs through ``python -m densemtl_ros.node``.
 from __future__ import annotations
 
 import gc
-import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -24,17 +22,19 @@ from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.node import Node
 from rclpy.parameter import parameter_value_to_python
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CompressedImage
 from std_msgs.msg import Header
 
 from densemtl_core.data.synthetic import render_scene
 from densemtl_core.recordings.encodings import compress_rgb
+from densemtl_ros.node_process import MODULE_COMMAND, NodeProcess
+from densemtl_ros.published import image_outputs
+from densemtl_ros.rig import CameraPlayer, OutputRecorder, node_outputs
 from densemtl_ros.ros_arguments import params_file_problem
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(sys.executable).parent / "densemtl-node"
-NODE_COMMAND = ([str(SCRIPT)] if SCRIPT.is_file()
-                else [sys.executable, "-m", "densemtl_ros.node"])
+NODE_COMMAND = [str(SCRIPT)] if SCRIPT.is_file() else list(MODULE_COMMAND)
 CONFIG = REPO / "config" / "densemtl.yaml"
 IMAGE_TOPIC = "/test_camera/image_raw"
 READY = re.compile(r"\[densemtl\]: ready\b")
@@ -42,71 +42,15 @@ LOADING = re.compile(r"\[densemtl\]: loading ")
 START_TIMEOUT = 60.0
 
 
-class NodeProcess:
-    """``densemtl-node`` in a subprocess; its merged stdout/stderr collected line by line."""
-
-    def __init__(self, *ros_args: str) -> None:
-        env = dict(os.environ)  # the session's private ROS_DOMAIN_ID (tests/ros/conftest.py)
-        env["PYTHONUNBUFFERED"] = "1"
-        env["RCUTILS_LOGGING_BUFFERED_STREAM"] = "0"
-        self.command = [*NODE_COMMAND, "--ros-args", *ros_args]
-        self.process = subprocess.Popen(self.command, cwd=REPO, env=env, text=True,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self._lines: list[str] = []
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            with self._changed:
-                self._lines.append(line)
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
-
-    @property
-    def output(self) -> str:
-        with self._changed:
-            return "".join(self._lines)
-
-    def wait_for_line(self, pattern: re.Pattern, timeout: float) -> str | None:
-        """The first output line matching ``pattern``; None once the process ended or the
-        time is up."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for line in self._lines:
-                    if pattern.search(line):
-                        return line
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or (self.process.poll() is not None
-                                      and not self._reader.is_alive()):
-                    return None
-                self._changed.wait(min(remaining, 0.5))
-
-    def wait(self, timeout: float) -> int:
-        code = self.process.wait(timeout=timeout)
-        self._reader.join(timeout=5.0)
-        return code
-
-    def interrupt(self, timeout: float = 15.0) -> None:
-        """Ctrl-C: it must stop within ``timeout`` seconds, with code 0 and no traceback."""
-        self.process.send_signal(signal.SIGINT)
-        try:
-            code = self.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the node did not stop within {timeout:.0f} s of SIGINT:\n"
-                        f"{self.output}")
-        assert code == 0, self.output
-        assert "Traceback" not in self.output, self.output
-
-    def stop(self) -> None:
-        """Kill it if a failed test left it running."""
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10.0)
-        self._reader.join(timeout=5.0)
+def interrupt(node: NodeProcess, timeout: float = 15.0) -> None:
+    """Ctrl-C: it must stop within ``timeout`` seconds, with code 0 and no traceback."""
+    try:
+        code = node.interrupt(timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the node did not stop within {timeout:.0f} s of SIGINT:\n"
+                    f"{node.output}")
+    assert code == 0, node.output
+    assert "Traceback" not in node.output, node.output
 
 
 @pytest.fixture
@@ -114,13 +58,13 @@ def start_node():
     started: list[NodeProcess] = []
 
     def start(*ros_args: str) -> NodeProcess:
-        node = NodeProcess(*ros_args)
+        node = NodeProcess(["--ros-args", *ros_args], command=NODE_COMMAND, cwd=REPO)
         started.append(node)
         return node
 
     yield start
     for node in started:
-        node.stop()
+        node.kill()  # a failed test left it running
 
 
 @pytest.fixture
@@ -230,7 +174,7 @@ def test_node_runs_is_visible_and_stops_on_sigint(start_node, probe):
     assert statuses[-1].level == DiagnosticStatus.WARN
     assert "no images" in statuses[-1].message
 
-    node.interrupt()
+    interrupt(node)
     gone = wait_until(lambda: "densemtl" not in probe.get_node_names(), 10.0)
     assert gone, "the node is still in the graph after it exited"
 
@@ -238,7 +182,7 @@ def test_node_runs_is_visible_and_stops_on_sigint(start_node, probe):
 def test_sigint_while_the_model_loads_stops_without_a_traceback(start_node):
     node = start_node("--params-file", str(CONFIG))
     assert node.wait_for_line(LOADING, START_TIMEOUT) is not None, node.output
-    node.interrupt(timeout=30.0)
+    interrupt(node, timeout=30.0)
     assert "stopped while starting" in node.output and not READY.search(node.output)
 
 
@@ -249,11 +193,8 @@ def test_sigint_while_frames_flow_stops_without_an_error(start_node, probe):
     node = start_node("--params-file", str(CONFIG), "-r", f"image:={IMAGE_TOPIC}",
                       "-p", "input.compressed:=true")
     assert node.wait_for_line(READY, START_TIMEOUT) is not None, node.output
-    outputs: list[Image] = []
-    for name in ("segmentation", "segmentation/color", "depth", "normals", "normals/color",
-                 "edges"):
-        probe.create_subscription(Image, f"/densemtl/{name}", outputs.append, 10)
-    camera = probe.create_publisher(CompressedImage, IMAGE_TOPIC + "/compressed", 1)
+    outputs = OutputRecorder(probe, node_outputs(image_outputs()), keep=0)
+    camera = CameraPlayer(probe, IMAGE_TOPIC + "/compressed", compressed=True, depth=1)
     image_format, data = compress_rgb(render_scene(3, (960, 1280))["image"], "jpeg")
     frame = CompressedImage(header=Header(frame_id="camera"), format=image_format,
                             data=data.tobytes())
@@ -262,13 +203,14 @@ def test_sigint_while_frames_flow_stops_without_an_error(start_node, probe):
 
     def stream() -> None:
         while streaming.is_set():
-            camera.publish(frame)
+            camera.send(frame)
             time.sleep(0.01)
     streamer = threading.Thread(target=stream)
     streamer.start()
     try:
-        assert wait_until(lambda: len(outputs) >= 12, 60.0, node=probe), node.output
-        node.interrupt()
+        assert wait_until(lambda: sum(map(len, outputs.arrivals.values())) >= 12, 60.0,
+                          node=probe), node.output
+        interrupt(node)
     finally:
         streaming.clear()
         streamer.join()
