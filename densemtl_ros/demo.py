@@ -114,7 +114,7 @@ def score_live(recording: Path, out: Path, output_bag: Path, rate: float) -> dic
     from densemtl_core.runtime import PredictorError
 
     from .bag_eval import print_summary
-    from .bag_evaluation import EvaluationSettings, LiveSettings, evaluate, warnings
+    from .bag_evaluation import EvaluationSettings, LiveSettings, evaluate, nothing_scored, warnings
     from .bag_topics import BagTopics
     from .make_bag import (CAMERA_INFO_TOPIC, DEPTH_TOPIC, IMAGE_TOPIC, NORMALS_TOPIC,
                            SEGMENTATION_TOPIC)
@@ -139,7 +139,7 @@ def score_live(recording: Path, out: Path, output_bag: Path, rate: float) -> dic
         print(f"densemtl-demo: error: {error}", file=sys.stderr)
         return None
     print_summary(report, out)
-    for line in warnings(report):
+    for line in [*warnings(report), *filter(None, [nothing_scored(report)])]:
         print(f"densemtl-demo: warning: {line}", file=sys.stderr)
     return report
 
@@ -171,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     report = score_live(recording, args.out, node_outputs, args.rate)
     if report is None:
         return 2
+    if not any(report["frames_scored"].values()):
+        return 1
     gif = write_gif(_animation_frames(node_outputs), args.out / "demo.gif")
     speed = node_speed(report)
     write_json(args.out / "node_speed.json", speed)
