@@ -40,8 +40,8 @@ from .strict_json import finite_json, write_json
 from .losses import MultiTaskLoss
 from .models import build_model, load_torchvision_weights
 from .optim import build_optimizer, build_scheduler, check_state_shapes
-from .viz import plot_curves, save_png
 from .tasks import TASKS, delta_m, main_values
+from .viz import plot_curves, save_png
 
 CONFIG_FILE = "config.yaml"
 LOG_FILE = "train_log.jsonl"
