@@ -13,24 +13,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
-from ..checkpoint import CheckpointError, load_checkpoint
+from ..checkpoint import CheckpointError
 from ..runtime.errors import PredictorError
-from ..runtime.loading import load_predictor
 from ..runtime.onnx_graph import OPSET
 from ..runtime.sidecar import PRECISIONS, BuildSettings, sidecar_path
 from ..tasks import TASKS
-from .accuracy import compare_backends, onnx_parity
-from .onnx import export_onnx, graph_operators, load_onnx, read_onnx_info
-from .samples import synthetic_frames
-from .tensorrt import build_engine, register_engine
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+from .pipeline import (EngineBuildOptions, OnnxExportOptions, build_engine_file, check_engine,
+                       check_export, export_checkpoint)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,31 +60,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def folder_images(folder: Path, limit: int) -> Iterator[np.ndarray]:
-    """Up to ``limit`` images of ``folder`` (sorted by name) as RGB uint8 arrays."""
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise ValueError(f"no {'/'.join(IMAGE_SUFFIXES)} images in {folder}")
-    for path in paths[:limit]:
-        with Image.open(path) as image:
-            yield np.asarray(image.convert("RGB"))
+def export_options(args: argparse.Namespace) -> OnnxExportOptions | None:
+    """The export asked for on the command line, or None without ``--checkpoint``."""
+    if not args.checkpoint:
+        return None
+    return OnnxExportOptions(
+        checkpoint=Path(args.checkpoint), onnx=Path(args.onnx),
+        input_size=tuple(args.input_size) if args.input_size else None,
+        dynamic_batch=args.dynamic_batch, opset=args.opset, validate_frames=args.validate_frames)
 
 
-def export_and_validate(args: argparse.Namespace) -> bool:
-    """Export ``--checkpoint`` to ``--onnx``; True when ONNX Runtime matches PyTorch."""
-    model, metadata = load_checkpoint(args.checkpoint)
-    path = export_onnx(model, metadata, args.onnx, input_size=args.input_size,
-                       dynamic_batch=args.dynamic_batch, opset=args.opset)
-    info = read_onnx_info(path)
-    operators = sorted(graph_operators(load_onnx(path)))
-    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB, opset {args.opset}, input "
-          f"{'B' if info.dynamic_batch else 1}x3x{info.input_size[0]}x{info.input_size[1]}, "
-          f"outputs {', '.join(info.tasks)}); operators: {', '.join(operators)}")
-    if args.validate_frames <= 0:
+def engine_options(args: argparse.Namespace) -> EngineBuildOptions | None:
+    """The engine build asked for on the command line, or None without ``--engine``."""
+    if not args.engine:
+        return None
+    settings = BuildSettings(precision=args.precision, workspace_mib=args.workspace_mib,
+                             dla_core=args.dla_core, max_batch=args.max_batch,
+                             calibration_cache=args.calib_cache)
+    return EngineBuildOptions(
+        onnx=Path(args.onnx), engine=Path(args.engine), settings=settings,
+        register=args.register,
+        calibration_images=Path(args.calib_images) if args.calib_images else None,
+        calibration_frames=args.calib_frames, accuracy_frames=args.accuracy_frames)
+
+
+def export_and_validate(options: OnnxExportOptions) -> bool:
+    """Export and print what was written and how ONNX Runtime compares with PyTorch; True when
+    every output is within tolerance."""
+    exported = export_checkpoint(options)
+    info = exported.info
+    print(f"wrote {exported.path} ({exported.path.stat().st_size / 2**20:.1f} MiB, opset "
+          f"{options.opset}, input {'B' if info.dynamic_batch else 1}x3x{info.input_size[0]}x"
+          f"{info.input_size[1]}, outputs {', '.join(info.tasks)}); operators: "
+          f"{', '.join(exported.operators)}")
+    if options.validate_frames <= 0:
         return True
-    frames = synthetic_frames(args.validate_frames, info.input_size)
-    differences = onnx_parity(model, path, [frame["image"] for frame in frames])
-    print(f"ONNX Runtime vs PyTorch on {len(frames)} rendered scenes:")
+    differences = check_export(exported, options.validate_frames)
+    print(f"ONNX Runtime vs PyTorch on {options.validate_frames} rendered scenes:")
     for task, difference in differences.items():
         rtol, atol = TASKS[task].tolerance
         verdict = "ok" if difference.within_tolerance else "OUT OF TOLERANCE"
@@ -101,33 +105,18 @@ def export_and_validate(args: argparse.Namespace) -> bool:
     return all(d.within_tolerance for d in differences.values())
 
 
-def build_and_check(args: argparse.Namespace) -> None:
-    """Build ``--engine`` from ``--onnx`` and compare it with ONNX Runtime."""
-    settings = BuildSettings(precision=args.precision, workspace_mib=args.workspace_mib,
-                             dla_core=args.dla_core, max_batch=args.max_batch,
-                             calibration_cache=args.calib_cache)
-    if args.register:
-        sidecar = register_engine(args.onnx, args.engine, settings)
-        print(f"wrote {sidecar_path(args.engine)}", end=": ")
-    else:
-        calibration = None
-        if args.precision == "int8":
-            input_size = read_onnx_info(args.onnx).input_size
-            calibration = (folder_images(Path(args.calib_images), args.calib_frames)
-                           if args.calib_images else (frame["image"] for frame in synthetic_frames(
-                               args.calib_frames, input_size, "train")))
-        sidecar = build_engine(args.onnx, args.engine, settings, calibration)
-        print(f"wrote {args.engine} and {sidecar_path(args.engine)}", end=": ")
-    print(f"{sidecar.settings.precision}, input {'x'.join(map(str, sidecar.input_shape))}, "
-          f"{sidecar.environment.describe()}")
-    if args.accuracy_frames <= 0:
+def build_and_check(options: EngineBuildOptions) -> None:
+    """Build (or register) the engine and print it and its comparison with ONNX Runtime."""
+    sidecar = build_engine_file(options)
+    sidecar_file = sidecar_path(options.engine)
+    written = sidecar_file if options.register else f"{options.engine} and {sidecar_file}"
+    print(f"wrote {written}: {sidecar.settings.precision}, input "
+          f"{'x'.join(map(str, sidecar.input_shape))}, {sidecar.environment.describe()}")
+    if options.accuracy_frames <= 0:
         return
-    candidate = load_predictor(args.engine, backend="tensorrt")
-    reference = load_predictor(args.onnx, backend="onnxruntime", device="cpu")
-    frames = synthetic_frames(args.accuracy_frames, candidate.input_size)
-    report = compare_backends(reference, candidate, frames)
-    print(f"TensorRT ({sidecar.settings.precision}) vs ONNX Runtime on {len(frames)} rendered "
-          f"scenes:")
+    report = check_engine(options)
+    print(f"TensorRT ({sidecar.settings.precision}) vs ONNX Runtime on {options.accuracy_frames} "
+          f"rendered scenes:")
     for line in report.lines("onnxruntime", "tensorrt"):
         print(f"  {line}")
 
@@ -142,9 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("densemtl-export: --register needs the --engine to register", file=sys.stderr)
         return 2
     try:
-        matches = export_and_validate(args) if args.checkpoint else True
-        if args.engine:
-            build_and_check(args)
+        onnx_export, engine_build = export_options(args), engine_options(args)
+        matches = export_and_validate(onnx_export) if onnx_export else True
+        if engine_build:
+            build_and_check(engine_build)
     except (CheckpointError, PredictorError, ValueError, OSError) as error:
         print(f"densemtl-export: {error}", file=sys.stderr)
         return 2

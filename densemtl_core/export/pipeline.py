@@ -1,0 +1,123 @@
+"""The steps of ``densemtl-export`` as a library: typed options in, files and checks out.
+
+Each job is two steps, so a caller can report what was written before the slower check runs
+(and a failing check never hides the file that was written): :func:`export_checkpoint` then
+:func:`check_export`, :func:`build_engine_file` then :func:`check_engine`. The command line
+(:mod:`densemtl_core.export.cli`) only fills the options and prints the results.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..checkpoint import load_checkpoint
+from ..models.network import MultiTaskNet
+from ..runtime.loading import load_predictor
+from ..runtime.metadata import DeployedModelInfo
+from ..runtime.onnx_graph import OPSET
+from ..runtime.sidecar import BuildSettings, EngineSidecar
+from .accuracy import AccuracyReport, OutputDifference, compare_backends, onnx_parity
+from .onnx import export_onnx, graph_operators, load_onnx, read_onnx_info
+from .samples import synthetic_frames
+from .tensorrt import build_engine, register_engine
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+@dataclass(frozen=True)
+class OnnxExportOptions:
+    """Export ``checkpoint`` to ``onnx`` at ``input_size`` (None: the checkpoint's), with a
+    symbolic batch dimension when ``dynamic_batch``, then compare ONNX Runtime with PyTorch on
+    ``validate_frames`` rendered scenes (0: no comparison)."""
+
+    checkpoint: Path
+    onnx: Path
+    input_size: tuple[int, int] | None = None
+    dynamic_batch: bool = False
+    opset: int = OPSET
+    validate_frames: int = 4
+
+
+@dataclass(frozen=True)
+class EngineBuildOptions:
+    """Build ``engine`` from ``onnx`` with ``settings`` (or, when ``register``, only write the
+    sidecar of an engine built there by other means), then compare it with ONNX Runtime on
+    ``accuracy_frames`` rendered scenes (0: no comparison). INT8 calibrates on up to
+    ``calibration_frames`` images of ``calibration_images``, or on rendered training scenes."""
+
+    onnx: Path
+    engine: Path
+    settings: BuildSettings = field(default_factory=BuildSettings)
+    register: bool = False
+    calibration_images: Path | None = None
+    calibration_frames: int = 64
+    accuracy_frames: int = 8
+
+
+@dataclass(frozen=True)
+class ExportedOnnx:
+    """An ONNX file just written, its embedded description and operators, and the network it
+    was exported from (the reference of :func:`check_export`)."""
+
+    path: Path
+    info: DeployedModelInfo
+    operators: tuple[str, ...]
+    model: MultiTaskNet
+
+
+def export_checkpoint(options: OnnxExportOptions) -> ExportedOnnx:
+    """Write the ONNX file of ``options.checkpoint`` to ``options.onnx``."""
+    model, metadata = load_checkpoint(options.checkpoint)
+    path = export_onnx(model, metadata, options.onnx, input_size=options.input_size,
+                       dynamic_batch=options.dynamic_batch, opset=options.opset)
+    return ExportedOnnx(path, read_onnx_info(path), tuple(sorted(graph_operators(load_onnx(path)))),
+                        model)
+
+
+def check_export(exported: ExportedOnnx, frames: int) -> dict[str, OutputDifference]:
+    """Per output, how far ONNX Runtime on the file strays from PyTorch on ``frames`` rendered
+    scenes (tolerances: each task's ``tolerance`` in ``densemtl_core.tasks``)."""
+    scenes = synthetic_frames(frames, exported.info.input_size)
+    return onnx_parity(exported.model, exported.path, [scene["image"] for scene in scenes])
+
+
+def folder_images(folder: Path, limit: int) -> Iterator[np.ndarray]:
+    """Up to ``limit`` images of ``folder`` (sorted by name) as RGB uint8 arrays."""
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise ValueError(f"no {'/'.join(IMAGE_SUFFIXES)} images in {folder}")
+    for path in paths[:limit]:
+        with Image.open(path) as image:
+            yield np.asarray(image.convert("RGB"))
+
+
+def _calibration_images(options: EngineBuildOptions) -> Iterable[np.ndarray] | None:
+    """What INT8 calibrates on; None for the other precisions."""
+    if options.settings.precision != "int8":
+        return None
+    if options.calibration_images is not None:
+        return folder_images(options.calibration_images, options.calibration_frames)
+    input_size = read_onnx_info(options.onnx).input_size
+    return (frame["image"] for frame in synthetic_frames(options.calibration_frames, input_size,
+                                                         "train"))
+
+
+def build_engine_file(options: EngineBuildOptions) -> EngineSidecar:
+    """Build (or register) ``options.engine`` and write its sidecar."""
+    if options.register:
+        return register_engine(options.onnx, options.engine, options.settings)
+    return build_engine(options.onnx, options.engine, options.settings,
+                        _calibration_images(options))
+
+
+def check_engine(options: EngineBuildOptions) -> AccuracyReport:
+    """The engine against ONNX Runtime on the ONNX file, on ``options.accuracy_frames``
+    rendered scenes."""
+    candidate = load_predictor(options.engine, backend="tensorrt")
+    reference = load_predictor(options.onnx, backend="onnxruntime", device="cpu")
+    return compare_backends(reference, candidate,
+                            synthetic_frames(options.accuracy_frames, candidate.input_size))
