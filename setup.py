@@ -65,9 +65,9 @@ setup(
             "densemtl-train = densemtl_core.train:main",
             "densemtl-eval = densemtl_core.evaluate:main",
             "densemtl-export = densemtl_core.export.cli:main",
-            "densemtl-node = densemtl_ros.node:console_main",
-            "densemtl-bag-eval = densemtl_ros.bag_eval:main",
-            "densemtl-make-bag = densemtl_ros.make_bag:main",
+            "densemtl-node = densemtl_ros.node.densemtl_node:console_main",
+            "densemtl-bag-eval = densemtl_ros.bag_tools.bag_eval:main",
+            "densemtl-make-bag = densemtl_ros.bag_tools.make_bag:main",
         ],
     },
 )

@@ -34,7 +34,7 @@ import numpy as np
 
 from densemtl_ros.published import map_output_names
 from densemtl_ros.resources import dds_profile
-from densemtl_ros.telemetry import STAGES
+from densemtl_ros.node.telemetry import STAGES
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 CAMERA_SIZE = (480, 640)
@@ -80,7 +80,7 @@ class Bench:
     def __init__(self, outputs: list[str]) -> None:
         from rclpy.node import Node
 
-        from densemtl_ros.rig import CameraPlayer, OutputRecorder, Spinner, node_outputs
+        from densemtl_ros.bag_tools.rig import CameraPlayer, OutputRecorder, Spinner, node_outputs
 
         self.node = Node("densemtl_benchmark")
         self.camera = CameraPlayer(self.node, "/bench/image_raw", "/bench/camera_info", depth=5)
@@ -121,7 +121,7 @@ def _messages(frames: list[np.ndarray]) -> list:
     from sensor_msgs.msg import CameraInfo
     from std_msgs.msg import Header
 
-    from densemtl_ros.conversions import rgb_to_msg
+    from densemtl_ros.node.conversions import rgb_to_msg
 
     height, width = CAMERA_SIZE
     messages = []
@@ -142,8 +142,8 @@ def run_node(backend: str, outputs: list[str], seconds: float, rate: float,
              frames: list[np.ndarray]) -> dict:
     import rclpy
 
-    from densemtl_ros.node_process import NodeProcess, node_arguments
-    from densemtl_ros.outputs import output_specs
+    from densemtl_ros.bag_tools.node_process import NodeProcess, node_arguments
+    from densemtl_ros.node.outputs import output_specs
 
     parameters = {"model.backend": backend,
                   **{f"publish.{name}": False for name in output_specs() if name not in outputs}}

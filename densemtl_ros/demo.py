@@ -113,12 +113,12 @@ def score_live(recording: Path, out: Path, output_bag: Path, rate: float) -> dic
     from densemtl_core.results_folder import remove_results
     from densemtl_core.runtime import PredictorError
 
-    from .bag_eval import print_summary
-    from .bag_evaluation import EvaluationSettings, LiveSettings, evaluate, nothing_scored, warnings
-    from .bag_topics import BagTopics
-    from .make_bag import (CAMERA_INFO_TOPIC, DEPTH_TOPIC, IMAGE_TOPIC, NORMALS_TOPIC,
+    from .bag_tools.bag_eval import print_summary
+    from .bag_tools.bag_evaluation import EvaluationSettings, LiveSettings, evaluate, nothing_scored, warnings
+    from .bag_tools.bag_topics import BagTopics
+    from .bag_tools.make_bag import (CAMERA_INFO_TOPIC, DEPTH_TOPIC, IMAGE_TOPIC, NORMALS_TOPIC,
                            SEGMENTATION_TOPIC)
-    from .report_folder import NODE_LOG_FILE, check_report_folder
+    from .bag_tools.report_folder import NODE_LOG_FILE, check_report_folder
 
     topics = BagTopics(IMAGE_TOPIC, CAMERA_INFO_TOPIC, {
         "segmentation": SEGMENTATION_TOPIC, "depth": DEPTH_TOPIC, "normals": NORMALS_TOPIC})
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     from densemtl_core.recordings.bags import open_bag
     from densemtl_core.strict_json import write_json
 
-    from .make_bag import IMAGE_TOPIC, write_sample_bag
+    from .bag_tools.make_bag import IMAGE_TOPIC, write_sample_bag
 
     args.out.mkdir(parents=True, exist_ok=True)
     recording = args.out / "sample_bag"

@@ -22,7 +22,7 @@ from densemtl_core.runtime import load_predictor
 from densemtl_core.tasks import TASKS, extended
 from densemtl_core.tasks.spec import probability_to_mono8
 from densemtl_ros.published import published_image, published_maps
-from densemtl_ros.scoring import FrameScorer, GroundTruth
+from densemtl_ros.bag_tools.scoring import FrameScorer, GroundTruth
 from tests.fifth_task import (SALIENCY, SIZE, TASK_LIST, saliency_config, saliency_metadata,
                               saliency_of)
 

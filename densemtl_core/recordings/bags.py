@@ -5,7 +5,7 @@ through the pure-Python rosbags library: rosbag2 folders (MCAP or SQLite 3), bar
 ``.db3`` files and ROS 1 ``.bag`` files are read, rosbag2 folders written. Messages are rosbags
 dataclasses with the fields of the ROS messages (``uint8[]`` and ``float64[9]`` fields are numpy
 arrays), which :mod:`.encodings` reads like rclpy messages; the builders here mirror the node's
-rclpy builders (``densemtl_ros.conversions``).
+rclpy builders (``densemtl_ros.node.conversions``).
 
 One bad message never ends a run: a message that does not deserialize is yielded with its error,
 for the caller to count and skip. Every refusal of a path or a topic is a :class:`BagError`
@@ -296,7 +296,7 @@ class BagWriter:
 def image_message(typestore: Typestore, array: np.ndarray, encoding: str, stamp_ns: int,
                   frame_id: str) -> Message:
     """A sensor_msgs/Image of ``encoding`` (rgb8, mono8, 32FC1, ...) holding ``array``, laid
-    out as the node's ``densemtl_ros.conversions.rgb_to_msg`` and friends publish it."""
+    out as the node's ``densemtl_ros.node.conversions.rgb_to_msg`` and friends publish it."""
     fields = image_fields(array, encoding)
     return typestore.types["sensor_msgs/msg/Image"](
         header=_header(typestore, stamp_ns, frame_id),

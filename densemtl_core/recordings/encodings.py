@@ -1,5 +1,5 @@
 """Image messages <-> numpy arrays, without ROS: the pixel side of the node's
-``densemtl_ros.conversions``.
+``densemtl_ros.node.conversions``.
 
 Bag evaluation and training read recordings with rosbags on machines without a ROS installation,
 so nothing here imports rclpy or a message package. Functions work on any object with the fields of

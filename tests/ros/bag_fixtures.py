@@ -23,7 +23,7 @@ from rosbags.typesys import Stores, get_typestore
 from densemtl_core.data.synthetic import render_trajectory, scene_seed
 from densemtl_core.recordings.bags import BagWriter, calibration_message, image_message
 from densemtl_core.recordings.calibration import Calibration
-from densemtl_ros.make_bag import CAMERA_INFO_TOPIC, FRAME_ID, IMAGE_TOPIC, START_NS
+from densemtl_ros.bag_tools.make_bag import CAMERA_INFO_TOPIC, FRAME_ID, IMAGE_TOPIC, START_NS
 
 IMAGE, CAMERA_INFO = "sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo"
 PERIOD_NS = 100_000_000

@@ -1,5 +1,5 @@
 """A test-side camera: publishes images and camera_info to a node, records what comes back
-(the rig of :mod:`densemtl_ros.rig`, as one test node).
+(the rig of :mod:`densemtl_ros.bag_tools.rig`, as one test node).
 
 Everything is real rclpy over Fast DDS; the node under test and this camera spin in one
 background executor while the test thread publishes and waits.
@@ -15,8 +15,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from densemtl_ros import rig
-from densemtl_ros.rig import CameraPlayer, OutputRecorder, node_outputs
+from densemtl_ros.bag_tools import rig
+from densemtl_ros.bag_tools.rig import CameraPlayer, OutputRecorder, node_outputs
 
 StampKey = int
 KEPT_MESSAGES = 32

@@ -1,6 +1,6 @@
 """The console script as users start it: a real process, seen from this one over DDS.
 
-``densemtl-node`` is the console script of setup.py (``densemtl_ros.node:console_main``). An
+``densemtl-node`` is the console script of setup.py (``densemtl_ros.node.densemtl_node:console_main``). An
 editable install made before the entry point existed lacks ``.venv/bin/densemtl-node``; then
 the same ``console_main`` runs through ``python -m densemtl_ros.node``.
 """
@@ -27,10 +27,10 @@ from std_msgs.msg import Header
 
 from densemtl_core.data.synthetic import render_scene
 from densemtl_core.recordings.encodings import compress_rgb
-from densemtl_ros.node_process import MODULE_COMMAND, NodeProcess
+from densemtl_ros.bag_tools.node_process import MODULE_COMMAND, NodeProcess
 from densemtl_ros.published import image_outputs
-from densemtl_ros.rig import CameraPlayer, OutputRecorder, node_outputs
-from densemtl_ros.ros_arguments import params_file_problem
+from densemtl_ros.bag_tools.rig import CameraPlayer, OutputRecorder, node_outputs
+from densemtl_ros.node.ros_arguments import params_file_problem
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(sys.executable).parent / "densemtl-node"

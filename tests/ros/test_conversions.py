@@ -1,4 +1,4 @@
-"""densemtl_ros.conversions: rclpy messages built from arrays, read back and sent over DDS, and
+"""densemtl_ros.node.conversions: rclpy messages built from arrays, read back and sent over DDS, and
 CameraInfo from a calibration (reading messages is tested in test_encodings.py, calibrations
 in test_bags.py)."""
 import array
@@ -13,11 +13,11 @@ from std_msgs.msg import Header
 
 from densemtl_core.recordings import encodings
 from densemtl_core.recordings.calibration import Calibration
-from densemtl_ros import conversions
-from densemtl_ros.conversions import (ImageConversionError, calibration_to_msg, depth_to_msg,
+from densemtl_ros.node import conversions
+from densemtl_ros.node.conversions import (ImageConversionError, calibration_to_msg, depth_to_msg,
                                       labels_to_msg, message_to_array, normals_to_msg,
                                       probability_to_msg, rgb_to_msg)
-from densemtl_ros.outputs import camera_info_for
+from densemtl_ros.node.outputs import camera_info_for
 
 
 def _rng(seed: int = 0) -> np.random.Generator:

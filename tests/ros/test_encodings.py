@@ -110,8 +110,8 @@ def test_the_bag_tools_import_no_ros():
                               check=True).stdout.strip()
 
     assert ros_modules("densemtl_core.recordings.encodings", "densemtl_core.recordings.bags",
-                       "densemtl_core.recordings.calibration", "densemtl_ros.make_bag") == "[]"
-    assert "'sensor_msgs'" in ros_modules("densemtl_ros.conversions")  # the check sees ROS
+                       "densemtl_core.recordings.calibration", "densemtl_ros.bag_tools.make_bag") == "[]"
+    assert "'sensor_msgs'" in ros_modules("densemtl_ros.node.conversions")  # the check sees ROS
 
 
 def test_message_data_is_what_each_reader_hands_out(flavour):

@@ -11,10 +11,10 @@ from densemtl_core.recordings.encodings import message_to_array
 from densemtl_core.runtime import load_predictor
 from densemtl_core.tasks import extended
 from densemtl_core.tasks.spec import probability_to_mono8
-from densemtl_ros.bag_evaluation import EvaluationSettings, evaluate
-from densemtl_ros.bag_topics import BagTopics
-from densemtl_ros.make_bag import CAMERA_INFO_TOPIC, IMAGE_TOPIC
-from densemtl_ros.node import DenseMTLNode
+from densemtl_ros.bag_tools.bag_evaluation import EvaluationSettings, evaluate
+from densemtl_ros.bag_tools.bag_topics import BagTopics
+from densemtl_ros.bag_tools.make_bag import CAMERA_INFO_TOPIC, IMAGE_TOPIC
+from densemtl_ros.node.densemtl_node import DenseMTLNode
 from densemtl_ros.published import published_maps
 from tests.fifth_task import SALIENCY, export_untrained_model, saliency_of
 from tests.ros.bag_fixtures import Recording, Truth, frame_stamps, render_frames

@@ -11,7 +11,7 @@ import pytest
 from densemtl_core.data.synthetic import render_trajectory, scene_seed
 from densemtl_core.recordings.bags import header_stamp_ns, open_bag
 from densemtl_core.recordings.encodings import compressed_to_rgb, message_to_array
-from densemtl_ros.make_bag import (CAMERA_INFO_TOPIC, COMPRESSED_TOPIC, DEPTH_TOPIC, FRAME_ID,
+from densemtl_ros.bag_tools.make_bag import (CAMERA_INFO_TOPIC, COMPRESSED_TOPIC, DEPTH_TOPIC, FRAME_ID,
                                    IMAGE_TOPIC, NORMALS_TOPIC, SEGMENTATION_TOPIC, START_NS,
                                    main, sample_topics, write_sample_bag)
 
@@ -84,7 +84,7 @@ def test_the_same_arguments_write_the_same_bytes(tmp_path):
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "densemtl_ros.make_bag", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "densemtl_ros.bag_tools.make_bag", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
 
 

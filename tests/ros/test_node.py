@@ -14,11 +14,11 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from densemtl_core.data.synthetic import render_scene
-from densemtl_ros.conversions import image_to_rgb, message_to_array
-from densemtl_ros.diagnostics import status_name
-from densemtl_ros.node import DenseMTLNode, StartupError
-from densemtl_ros.outputs import CAMERA_INFO_OUTPUTS, output_specs
-from densemtl_ros.pointcloud import read_points
+from densemtl_ros.node.conversions import image_to_rgb, message_to_array
+from densemtl_ros.node.diagnostics import status_name
+from densemtl_ros.node.densemtl_node import DenseMTLNode, StartupError
+from densemtl_ros.node.outputs import CAMERA_INFO_OUTPUTS, output_specs
+from densemtl_ros.node.pointcloud import read_points
 from tests.ros.harness import (YUV422_BYTE_ORDER, Spinner, TestCamera, bayer_mosaic,
                                camera_info, exchange, fresh_header, image_message,
                                packed_yuv422, stamp_key, wait_for)

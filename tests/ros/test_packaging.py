@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from densemtl_ros.parameters import parameter_specs
+from densemtl_ros.node.parameters import parameter_specs
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCH_FILE = REPO / "launch" / "camera.launch.py"
@@ -195,8 +195,8 @@ def test_launch_file_starts_the_console_script(launch_file):
     executable = launch_file.node_argument("executable")
     assert executable in scripts, f"{executable} is not a console script of setup.py"
     module, function = scripts[executable].split(":")
-    assert module == "densemtl_ros.node" and function == "console_main"
-    node_module = parse(REPO / "densemtl_ros" / "node.py")
+    assert module == "densemtl_ros.node.densemtl_node" and function == "console_main"
+    node_module = parse(REPO / "densemtl_ros" / "node" / "densemtl_node.py")
     assert function in {node.name for node in node_module.body
                         if isinstance(node, ast.FunctionDef)}
     assert launch_file.node_argument("package") == package_name() == "densemtl_ros"

@@ -9,8 +9,8 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from densemtl_core.runtime import BACKENDS
-from densemtl_ros.node import NODE_NAME, DenseMTLNode
-from densemtl_ros.parameters import (RELIABILITIES, RESOLUTIONS, NodeSettings, check_parameters,
+from densemtl_ros.node.densemtl_node import NODE_NAME, DenseMTLNode
+from densemtl_ros.node.parameters import (RELIABILITIES, RESOLUTIONS, NodeSettings, check_parameters,
                                      outputs, parameter_specs, parameters)
 
 REPO = Path(__file__).resolve().parents[2]

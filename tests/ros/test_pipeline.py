@@ -2,8 +2,8 @@
 import threading
 import time
 
-from densemtl_ros.latest_frame import LatestFrame
-from densemtl_ros.pipeline import TwoStagePipeline
+from densemtl_ros.node.latest_frame import LatestFrame
+from densemtl_ros.node.pipeline import TwoStagePipeline
 
 
 def _wait_until(condition, timeout=5.0):

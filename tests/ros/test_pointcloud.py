@@ -1,10 +1,10 @@
-"""densemtl_ros.pointcloud: back-projection, packing, and reading clouds back."""
+"""densemtl_ros.node.pointcloud: back-projection, packing, and reading clouds back."""
 import numpy as np
 import pytest
 from sensor_msgs.msg import CameraInfo, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from densemtl_ros.pointcloud import (POINT_DTYPE, POINT_FIELDS, depth_to_points,
+from densemtl_ros.node.pointcloud import (POINT_DTYPE, POINT_FIELDS, depth_to_points,
                                      make_pointcloud, read_points)
 
 FX, FY, CX, CY = 500.0, 400.0, 320.0, 240.0

@@ -8,9 +8,9 @@ import pytest
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 
-from densemtl_ros.diagnostics import DiagnosticsReporter, status_name
-from densemtl_ros.latest_frame import LatestFrame
-from densemtl_ros.telemetry import DETAIL_CHARACTERS, RECENT_DETAILS, STAGES, Telemetry
+from densemtl_ros.node.diagnostics import DiagnosticsReporter, status_name
+from densemtl_ros.node.latest_frame import LatestFrame
+from densemtl_ros.node.telemetry import DETAIL_CHARACTERS, RECENT_DETAILS, STAGES, Telemetry
 
 
 class FakeClock:

@@ -4,8 +4,8 @@
     densemtl-node --ros-args --params-file config/densemtl.yaml -r image:=/camera/image_raw
 
 Threads: the executor runs the subscription callbacks, which only check a message's header and
-leave it in a keep-latest slot (:mod:`densemtl_ros.latest_frame`). A two-stage pipeline
-(:mod:`densemtl_ros.pipeline`) takes the newest frame: one thread converts it and runs the
+leave it in a keep-latest slot (:mod:`densemtl_ros.node.latest_frame`). A two-stage pipeline
+(:mod:`densemtl_ros.node.pipeline`) takes the newest frame: one thread converts it and runs the
 network, the other up-samples the maps the subscribed outputs need and publishes them, so the
 network works on the next frame meanwhile. A slow model therefore drops frames (counted)
 instead of queueing them, and a bad frame is refused, logged (throttled) and counted without
@@ -44,7 +44,7 @@ from .outputs import CAMERA_INFO_OUTPUTS, FrameOutputs, OutputPublishers, camera
 from .parameters import NodeSettings, check_parameters, parameter_specs
 from .pipeline import TwoStagePipeline
 from .ros_arguments import params_file_problem, without_source_locations
-from .published import published_maps
+from ..published import published_maps
 from .telemetry import Telemetry
 
 NODE_NAME = "densemtl"

@@ -31,7 +31,7 @@ from densemtl_core.viz import mosaic, save_png
 from .bag_frames import BagFrame, BagFrames
 from .bag_topics import BagTopics
 from .label_map import LabelMapping
-from .published import PublishedMaps, image_outputs, published_image, published_maps, topic_suffix
+from ..published import PublishedMaps, image_outputs, published_image, published_maps, topic_suffix
 from .report import frame_mosaic, summary, worst_and_best, write_report
 from .report_folder import MOSAIC_KINDS, mosaic_file
 from .scoring import FrameScorer
@@ -326,7 +326,7 @@ def _replay(bag: BagReader, topics: BagTopics, settings: EvaluationSettings,
     images share stamps, so each is published with one of its own."""
     from .node_process import NodeProcess, node_arguments
     from .replay import replay_through_node
-    from .resources import dds_profile
+    from ..resources import dds_profile
 
     with ExitStack() as stack:
         if live.start_node:

@@ -25,7 +25,7 @@ from densemtl_core.recordings.calibration import Calibration
 from .conversions import array_to_msg, calibration_to_msg
 from .parameters import CAMERA_OUTPUTS, NodeSettings
 from .pointcloud import make_pointcloud
-from .published import PublishedMaps, image_outputs, published_image, topic_suffix
+from ..published import PublishedMaps, image_outputs, published_image, topic_suffix
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """A bag evaluation's report: the JSON summary, the per-frame CSV, the worst and best frames
-and their mosaics, all from a :class:`~densemtl_ros.scoring.FrameScorer`."""
+and their mosaics, all from a :class:`~densemtl_ros.bag_tools.scoring.FrameScorer`."""
 from __future__ import annotations
 
 import csv
@@ -15,7 +15,7 @@ from densemtl_core.strict_json import finite_json, write_json
 from densemtl_core.tasks import TASKS
 from densemtl_core.viz import mosaic
 
-from .published import PublishedMaps
+from ..published import PublishedMaps
 from .report_folder import FRAMES_FILE, REPORT_FILE
 from .scoring import FrameScore, FrameScorer, GroundTruth, SkippedFrame
 

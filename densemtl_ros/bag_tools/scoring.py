@@ -23,7 +23,7 @@ from densemtl_core.checkpoint import ModelMetadata
 from densemtl_core.metrics import Meter
 from densemtl_core.tasks import TASKS, TaskMaps
 
-from .published import PublishedMaps
+from ..published import PublishedMaps
 
 NOTHING_TO_SCORE = "no task has both a prediction and ground truth"
 NO_VALID_TRUTH = "no valid ground-truth pixel (segmentation: no label among the model's classes)"
@@ -34,7 +34,7 @@ class GroundTruth(TaskMaps):
     """One frame's ground truth at the resolution of the published maps, a field per task of
     the table (its ``field``); each map optional.
 
-    ``segmentation``: HxW model class ids (see :class:`~densemtl_ros.label_map.LabelMapping`),
+    ``segmentation``: HxW model class ids (see :class:`~densemtl_ros.bag_tools.label_map.LabelMapping`),
     ``IGNORE_INDEX`` where unknown; ``depth``: float32 HxW metres, NaN or <= 0 where invalid;
     ``normals``: float32 HxWx3, zero vectors where invalid; ``edges``: uint8 HxW in {0, 1} (bags
     have no edge topic, so only a caller that derives edges fills it).

@@ -23,9 +23,9 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from densemtl_core.recordings.bags import header_stamp_ns
 
-from .diagnostics import status_name
-from .outputs import output_specs
-from .published import recorded_outputs
+from ..node.diagnostics import status_name
+from ..node.outputs import output_specs
+from ..published import recorded_outputs
 
 OutputTopics = Mapping[str, tuple[str, type]]
 """Recorded name -> (topic under the node's name, message type)."""

@@ -20,7 +20,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 
 from densemtl_core.runtime import BACKENDS
 
-from .published import DEFAULT_OVERLAY_ALPHA, image_outputs, topic_suffix
+from ..published import DEFAULT_OVERLAY_ALPHA, image_outputs, topic_suffix
 
 Value = bool | int | float | str
 

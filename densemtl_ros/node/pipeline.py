@@ -5,7 +5,7 @@ On a small computer the network and the post-processing each take a large share 
 time, and each alone leaves CPU cores (or the GPU) idle; overlapping them raises throughput
 towards the slower of the two. The hand-off holds one item: when the second stage falls
 behind, the first waits rather than queueing, and newer camera frames replace the waiting one
-upstream (see :mod:`densemtl_ros.latest_frame`), so latency stays bounded.
+upstream (see :mod:`densemtl_ros.node.latest_frame`), so latency stays bounded.
 """
 from __future__ import annotations
 
