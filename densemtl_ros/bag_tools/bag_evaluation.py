@@ -385,7 +385,7 @@ def _unscored_ground_truth(report: dict) -> list[str]:
         name = spec.field
         if name in topics and scored.get(task) == 0:
             hint = ("; if its ids are not the model's classes, map them with --label-map"
-                    if name == "segmentation" else "")
+                    if spec.class_ids else "")
             lines.append(f"{name} ground truth on {topics[name]} scored no frame{hint}")
     return lines
 
