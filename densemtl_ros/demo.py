@@ -109,32 +109,23 @@ def score_live(recording: Path, out: Path, output_bag: Path, rate: float) -> dic
     """The node (started here) scored on ``recording`` as ``densemtl-bag-eval --live`` scores
     it, its outputs written to ``output_bag``; the report (also in ``out``), or None after
     printing why there is none."""
-    from densemtl_core.recordings.bags import BagError, BagWriter, open_bag
-    from densemtl_core.results_folder import remove_results
+    from densemtl_core.recordings.bags import BagError
     from densemtl_core.runtime import PredictorError
 
-    from .bag_tools.bag_eval import print_summary
-    from .bag_tools.bag_evaluation import EvaluationSettings, LiveSettings, evaluate, nothing_scored, warnings
+    from .bag_tools.bag_eval import evaluate_bag, print_summary
+    from .bag_tools.bag_evaluation import nothing_scored, warnings
     from .bag_tools.bag_topics import BagTopics
     from .bag_tools.make_bag import (CAMERA_INFO_TOPIC, DEPTH_TOPIC, IMAGE_TOPIC, NORMALS_TOPIC,
-                           SEGMENTATION_TOPIC)
-    from .bag_tools.report_folder import NODE_LOG_FILE, check_report_folder
+                                     SEGMENTATION_TOPIC)
+    from .bag_tools.report_folder import NODE_LOG_FILE
+    from .bag_tools.settings import EvaluationSettings, LiveSettings
 
     topics = BagTopics(IMAGE_TOPIC, CAMERA_INFO_TOPIC, {
         "segmentation": SEGMENTATION_TOPIC, "depth": DEPTH_TOPIC, "normals": NORMALS_TOPIC})
-    settings = EvaluationSettings(backend="onnxruntime")
     live = LiveSettings(rate=rate, start_node=True, node_log=out / NODE_LOG_FILE)
     try:
-        earlier = check_report_folder(out, overwrite=True)
-        if earlier:
-            remove_results(earlier)
-            print(f"replacing the earlier run's {', '.join(path.name for path in earlier)} "
-                  f"in {out}", file=sys.stderr)
-        with open_bag(recording) as bag:
-            topics.require(bag)
-            with BagWriter(output_bag, "mcap") as writer:
-                evaluation = evaluate(bag, topics, settings, writer=writer, live=live)
-            report = evaluation.report(out)
+        report = evaluate_bag(recording, topics, out, EvaluationSettings(backend="onnxruntime"),
+                              live=live, output_bag=output_bag, overwrite=True)
     except (BagError, ValueError, TimeoutError, PredictorError, OSError) as error:
         print(f"densemtl-demo: error: {error}", file=sys.stderr)
         return None

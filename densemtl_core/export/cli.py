@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def export_options(args: argparse.Namespace) -> OnnxExportOptions | None:
+def _export_options(args: argparse.Namespace) -> OnnxExportOptions | None:
     """The export asked for on the command line, or None without ``--checkpoint``."""
     if not args.checkpoint:
         return None
@@ -70,7 +70,7 @@ def export_options(args: argparse.Namespace) -> OnnxExportOptions | None:
         dynamic_batch=args.dynamic_batch, opset=args.opset, validate_frames=args.validate_frames)
 
 
-def engine_options(args: argparse.Namespace) -> EngineBuildOptions | None:
+def _engine_options(args: argparse.Namespace) -> EngineBuildOptions | None:
     """The engine build asked for on the command line, or None without ``--engine``."""
     if not args.engine:
         return None
@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("densemtl-export: --register needs the --engine to register", file=sys.stderr)
         return 2
     try:
-        onnx_export, engine_build = export_options(args), engine_options(args)
+        onnx_export, engine_build = _export_options(args), _engine_options(args)
         matches = export_and_validate(onnx_export) if onnx_export else True
         if engine_build:
             build_and_check(engine_build)

@@ -24,8 +24,7 @@ from densemtl_core.results_folder import remove_results
 
 from .bag_topics import BagTopics
 from .report_folder import NODE_LOG_FILE, REPORT_FILE, check_report_folder
-
-DEFAULT_NODE = "/densemtl"
+from .settings import OUTPUT_NAMESPACE, EvaluationSettings, LiveSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="play the bag to a running densemtl node and score its outputs")
     parser.add_argument("--start-node", action="store_true",
                         help="with --live: start the node (same model and backend) first")
-    parser.add_argument("--node", default=DEFAULT_NODE,
+    parser.add_argument("--node", default=OUTPUT_NAMESPACE,
                         help="with --live: the node's name, where its outputs are")
     parser.add_argument("--rate", type=float, default=1.0,
                         help="with --live: playback speed (1: as recorded); 0: each frame once "
@@ -68,30 +67,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace) -> dict:
-    """Check the arguments' inputs and outputs, then evaluate; the report (also written)."""
-    ground_truth = {name: topic for name, topic in (("segmentation", args.gt_segmentation_topic),
-                                                     ("depth", args.gt_depth_topic),
-                                                     ("normals", args.gt_normals_topic)) if topic}
-    topics = BagTopics(args.image_topic, args.camera_info_topic, ground_truth)
-    earlier = check_report_folder(args.out, overwrite=args.overwrite)
-    with open_bag(args.bag) as bag:
+def evaluate_bag(bag_path: Path, topics: BagTopics, out: Path, settings: EvaluationSettings, *,
+                 live: LiveSettings | None = None, output_bag: Path | None = None,
+                 storage: str = "mcap", overwrite: bool = False) -> dict:
+    """Check the inputs and outputs, then evaluate; the report (also written into ``out``).
+
+    Everything that needs no model comes first (the report folder, the bag and its topics, the
+    output bag's path); an earlier run's results in ``out`` are refused, or with ``overwrite``
+    removed once those checks have passed. Raises BagError or ValueError for what it refuses."""
+    earlier = check_report_folder(out, overwrite=overwrite)
+    with open_bag(bag_path) as bag:
         topics.require(bag)
-        output_bag = BagWriter(args.output_bag, args.storage) if args.output_bag else None
-        with output_bag or nullcontext() as writer:
+        with BagWriter(output_bag, storage) if output_bag else nullcontext() as writer:
             if earlier:
                 remove_results(earlier)
                 print(f"replacing the earlier run's {', '.join(path.name for path in earlier)} "
-                      f"in {args.out}", file=sys.stderr)
+                      f"in {out}", file=sys.stderr)
             # Only now torch, the runtime and the model.
-            from .bag_evaluation import EvaluationSettings, LiveSettings, evaluate
+            from .bag_evaluation import evaluate
 
-            settings = EvaluationSettings(args.model, args.backend, args.device, args.label_map,
-                                          args.stamp_tolerance_ms, not args.no_progress)
-            live = (LiveSettings(args.node, args.rate, args.start_node,
-                                 args.out / NODE_LOG_FILE) if args.live else None)
             evaluation = evaluate(bag, topics, settings, writer=writer, live=live)
-        return evaluation.report(args.out)  # the output bag is finished
+        return evaluation.report(out)  # the output bag is finished
 
 
 def _runtime_errors() -> tuple[type[Exception], ...]:
@@ -123,8 +119,18 @@ def print_summary(report: dict, out: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    ground_truth = {name: topic for name, topic in (("segmentation", args.gt_segmentation_topic),
+                                                     ("depth", args.gt_depth_topic),
+                                                     ("normals", args.gt_normals_topic)) if topic}
+    settings = EvaluationSettings(args.model, args.backend, args.device, args.label_map,
+                                  args.stamp_tolerance_ms, not args.no_progress)
+    live = (LiveSettings(args.node, args.rate, args.start_node, args.out / NODE_LOG_FILE)
+            if args.live else None)
     try:
-        report = run(args)
+        report = evaluate_bag(args.bag, BagTopics(args.image_topic, args.camera_info_topic,
+                                                  ground_truth),
+                              args.out, settings, live=live, output_bag=args.output_bag,
+                              storage=args.storage, overwrite=args.overwrite)
     except (BagError, ValueError, TimeoutError, *_runtime_errors()) as error:
         print(f"densemtl-bag-eval: error: {error}", file=sys.stderr)
         return 2

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,44 +34,17 @@ from ..published import PublishedMaps, image_outputs, published_image, published
 from .report import frame_mosaic, summary, worst_and_best, write_report
 from .report_folder import MOSAIC_KINDS, mosaic_file
 from .scoring import FrameScorer
+from .settings import OUTPUT_NAMESPACE, EvaluationSettings, LiveSettings
 
 if TYPE_CHECKING:  # the live mode's rclpy is imported only when it runs
     from .replay import LiveRecording
 
-OUTPUT_NAMESPACE = "/densemtl"
 MOSAIC_FRAMES = 3
 NO_MATCHED_TRUTH = "no ground truth within the stamp tolerance"
 AGREEMENT_TOLERANCE = 1e-3
 """Largest difference between a live and an offline metric on the same frames that still
 counts as agreement: the node's network runs on another thread count, so float sums differ in
 the last bits and a handful of border pixels may flip."""
-
-
-@dataclass(frozen=True)
-class EvaluationSettings:
-    """The model and how to run it, and how to pair ground truth with the images.
-
-    ``model``: checkpoint, ONNX file or engine (None: the shipped model); ``label_map``: a
-    :meth:`LabelMapping.parse` spec (None: ground truth in the model's ids)."""
-
-    model: str | None = None
-    backend: str = "auto"
-    device: str = "auto"
-    label_map: str | None = None
-    stamp_tolerance_ms: float = 5.0
-    progress: bool = True
-
-
-@dataclass(frozen=True)
-class LiveSettings:
-    """Playing the bag to a node: its name (where its outputs are), the playback speed (0:
-    each frame once the node has answered the previous one), and whether to start one (same
-    model and backend), logging to ``node_log``."""
-
-    node: str = OUTPUT_NAMESPACE
-    rate: float = 1.0
-    start_node: bool = False
-    node_log: Path | None = None
 
 
 def _output_size(frame: BagFrame) -> tuple[int, int] | None:

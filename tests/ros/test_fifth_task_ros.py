@@ -11,7 +11,8 @@ from densemtl_core.recordings.encodings import message_to_array
 from densemtl_core.runtime import load_predictor
 from densemtl_core.tasks import extended
 from densemtl_core.tasks.spec import probability_to_mono8
-from densemtl_ros.bag_tools.bag_evaluation import EvaluationSettings, evaluate
+from densemtl_ros.bag_tools.bag_evaluation import evaluate
+from densemtl_ros.bag_tools.settings import EvaluationSettings
 from densemtl_ros.bag_tools.bag_topics import BagTopics
 from densemtl_ros.bag_tools.make_bag import CAMERA_INFO_TOPIC, IMAGE_TOPIC
 from densemtl_ros.node.densemtl_node import DenseMTLNode
