@@ -9,6 +9,7 @@ from densemtl_core.checkpoint import ModelMetadata, save_checkpoint
 from densemtl_core.config import load_config
 from densemtl_core.data.synthetic import SYNTHETIC_CLASSES, SYNTHETIC_COLORS
 from densemtl_core.evaluate import main
+from tests.strict_json import strict_json
 from densemtl_core.models import build_model
 
 
@@ -92,13 +93,6 @@ def test_missing_dataset_root_is_a_clear_error(tmp_path, capsys):
     assert str(missing) in capsys.readouterr().err
 
 
-def _strict_json(path):
-    """The file parsed by a strict JSON reader: NaN and Infinity are refused."""
-    def refuse(constant):
-        raise ValueError(f"{path} holds {constant}")
-    return json.loads(path.read_text(), parse_constant=refuse)
-
-
 @pytest.mark.parametrize("length", ["0", "-3"])
 def test_an_empty_split_is_a_clear_error_and_writes_nothing(tmp_path, checkpoint, capsys, length):
     """``--length 0`` wrote a metrics.json full of NaN and exited 0."""
@@ -121,7 +115,7 @@ def test_a_task_nothing_was_scored_for_is_null_and_warned_about(tmp_path, capsys
     path = _depth_beyond_range(tmp_path, ("semseg", "depth"))
     assert main(["--checkpoint", str(path), "--out", str(tmp_path / "eval"),
                  "--mosaic-samples", "0"]) == 0
-    metrics = _strict_json(tmp_path / "eval" / "metrics.json")["metrics"]
+    metrics = strict_json((tmp_path / "eval" / "metrics.json").read_text())["metrics"]
     assert set(metrics["depth"].values()) == {None}
     assert 0.0 <= metrics["semseg"]["miou"] <= 1.0
     assert ("densemtl-eval: warning: no sample of the test split has a valid depth pixel; its "
@@ -132,6 +126,6 @@ def test_nothing_scored_at_all_exits_non_zero(tmp_path, capsys):
     path = _depth_beyond_range(tmp_path, ("depth",))
     assert main(["--checkpoint", str(path), "--out", str(tmp_path / "eval"),
                  "--mosaic-samples", "0"]) == 1
-    assert set(_strict_json(tmp_path / "eval" / "metrics.json")["metrics"]["depth"].values()) \
-        == {None}
+    metrics = strict_json((tmp_path / "eval" / "metrics.json").read_text())["metrics"]
+    assert set(metrics["depth"].values()) == {None}
     assert "valid depth pixel" in capsys.readouterr().err

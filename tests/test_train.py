@@ -15,6 +15,7 @@ from densemtl_core.checkpoint import read_metadata, training_state_path
 from densemtl_core.config import load_config
 from densemtl_core.distributed import DistContext
 from densemtl_core.train import LAST, Trainer, checkpoint_path, main
+from tests.strict_json import strict_json
 
 REPO = Path(__file__).resolve().parents[1]
 SET_UP = str(REPO / "config/train/synthetic_densemtl_sdne.yaml")
@@ -58,13 +59,9 @@ def test_a_metric_nothing_was_scored_for_is_null_in_every_json_file(tmp_path):
     readers must still read the log and the metrics (json.dumps writes NaN by default)."""
     Trainer(_config(tmp_path, "train.steps=1", "model.min_depth=0.1", "model.max_depth=0.11"),
             DistContext()).fit()
-
-    def refuse(constant):
-        raise AssertionError(f"{constant} in JSON")
-    metrics = json.loads((tmp_path / "metrics_val.json").read_text(), parse_constant=refuse)
+    metrics = strict_json((tmp_path / "metrics_val.json").read_text())
     assert metrics["metrics"]["depth"]["rmse"] is None
-    log = [json.loads(line, parse_constant=refuse)
-           for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    log = [strict_json(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert log[-1]["val"]["depth"]["abs_rel"] is None
 
 

@@ -4,7 +4,8 @@ the node publishes back, so that the live outputs can be scored exactly like off
 Playback follows the recorded timing scaled by ``rate`` (2.0: twice as fast), in which case a
 node slower than the camera drops frames as it would on a robot; ``rate=0`` publishes each frame
 once the node has answered the previous one (or after ``answer_timeout``), so every frame is
-processed. :class:`~densemtl_ros.bag_tools.node_process.NodeProcess` starts a node in its own process.
+processed. :class:`~densemtl_ros.bag_tools.node_process.NodeProcess` starts a node in its own
+process.
 
 The node's outputs carry the input's header, so they are told apart by stamp. A bag whose
 images share stamps (a driver that stamps 0) is replayed with ``restamp``: each image is

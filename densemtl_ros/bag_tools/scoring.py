@@ -34,7 +34,8 @@ class GroundTruth(TaskMaps):
     """One frame's ground truth at the resolution of the published maps, a field per task of
     the table (its ``field``); each map optional.
 
-    ``segmentation``: HxW model class ids (see :class:`~densemtl_ros.bag_tools.label_map.LabelMapping`),
+    ``segmentation``: HxW model class ids (see
+    :class:`~densemtl_ros.bag_tools.label_map.LabelMapping`),
     ``IGNORE_INDEX`` where unknown; ``depth``: float32 HxW metres, NaN or <= 0 where invalid;
     ``normals``: float32 HxWx3, zero vectors where invalid; ``edges``: uint8 HxW in {0, 1} (bags
     have no edge topic, so only a caller that derives edges fills it).

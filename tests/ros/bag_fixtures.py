@@ -10,7 +10,6 @@ a driver that stamps 0, or stamps twice alike).
 """
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -131,13 +130,6 @@ def with_header_stamps(recording: Recording, stamps: Sequence[int],
                             log_times=value.log_times or value.stamps or recording.stamps)
              for topic, value in recording.truth.items()}
     return replace(recording, header_stamps=list(stamps), truth=truth)
-
-
-def strict_json(text: str):
-    """``text`` parsed as strict JSON: NaN and Infinity are refused, as strict parsers do."""
-    def refuse(constant: str):
-        raise AssertionError(f"{constant} in JSON")
-    return json.loads(text, parse_constant=refuse)
 
 
 def node_processes() -> list[int]:

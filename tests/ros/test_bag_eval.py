@@ -23,6 +23,7 @@ import pytest
 from densemtl_core.checkpoint import load_checkpoint
 from densemtl_core.pretrained import DEFAULT_MODEL
 from densemtl_core.strict_json import write_json
+from tests.strict_json import strict_json
 from densemtl_core.recordings.bags import BagWriter, header_stamp_ns, open_bag
 from densemtl_core.recordings.calibration import Calibration
 from densemtl_core.recordings.encodings import message_to_array
@@ -32,14 +33,14 @@ from densemtl_ros.bag_tools.bag_eval import main
 from densemtl_ros.bag_tools.bag_evaluation import NO_MATCHED_TRUTH
 from densemtl_ros.bag_tools.bag_frames import ambiguous_truth
 from densemtl_ros.published import published_maps
-from densemtl_ros.bag_tools.make_bag import (CAMERA_INFO_TOPIC, DEPTH_TOPIC, IMAGE_TOPIC, NORMALS_TOPIC,
-                                   SEGMENTATION_TOPIC, write_sample_bag)
+from densemtl_ros.bag_tools.make_bag import (CAMERA_INFO_TOPIC, DEPTH_TOPIC, IMAGE_TOPIC,
+                                             NORMALS_TOPIC, SEGMENTATION_TOPIC, write_sample_bag)
 from densemtl_ros.demo import node_speed
 from densemtl_ros.bag_tools.report import REPORT_FORMAT, REPORT_FORMAT_VERSION
 from densemtl_ros.bag_tools.scoring import NO_VALID_TRUTH
 from densemtl_ros.bag_tools.stamp_matching import STAMP_RULE
 from tests.ros.bag_fixtures import (Recording, Truth, frame_stamps, node_processes,
-                                    render_frames, strict_json, with_header_stamps)
+                                    render_frames, with_header_stamps)
 
 FRAMES, SIZE = 8, (60, 80)
 TRUTH_ARGS = ["--gt-segmentation-topic", SEGMENTATION_TOPIC, "--gt-depth-topic", DEPTH_TOPIC,
@@ -465,7 +466,8 @@ def test_bag_problems_come_before_torch_is_even_imported(perfect_bag, tmp_path):
     (seconds on a small computer): the command line checks with light modules first."""
     argv = ["--bag", str(perfect_bag), "--image-topic", IMAGE_TOPIC, "--gt-depth-topic",
             "/camera/nope", "--out", str(tmp_path / "out")]
-    script = (f"import sys\nfrom densemtl_ros.bag_tools.bag_eval import main\ncode = main({argv!r})\n"
+    script = (f"import sys\nfrom densemtl_ros.bag_tools.bag_eval import main\n"
+              f"code = main({argv!r})\n"
               f"assert 'torch' not in sys.modules, 'torch was imported'\nsys.exit(code)")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             cwd=REPOSITORY, timeout=120)

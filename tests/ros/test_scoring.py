@@ -18,7 +18,7 @@ from densemtl_ros.bag_tools.report import REPORT_FORMAT, frame_mosaic, summary, 
 from densemtl_ros.bag_tools.scoring import (NO_VALID_TRUTH, NOTHING_TO_SCORE, FrameScore, FrameScorer,
                                   GroundTruth)
 from densemtl_ros.bag_tools.stamp_matching import match_by_stamp, pair_by_stamp
-from tests.ros.bag_fixtures import strict_json
+from tests.strict_json import strict_json
 
 CLASS_NAMES = ("wall", "floor", "chair")
 CLASS_COLORS = ((200, 0, 0), (0, 200, 0), (0, 0, 200))
