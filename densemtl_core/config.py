@@ -20,8 +20,21 @@ TASK_NAMES: tuple[str, ...] = ("semseg", "depth", "normals", "edges")
 """Every task the library knows, in the canonical order used for fusion and outputs: the names
 of the task table (``densemtl_core.tasks.TASKS``, which checks the two agree and extends both)."""
 
-DATASET_NAMES: tuple[str, ...] = ("synthetic", "nyudv2", "cityscapes", "vkitti2", "synthia")
+DATASET_NAMES: tuple[str, ...] = ("synthetic", "nyudv2", "cityscapes", "vkitti2", "synthia",
+                                  "rosbag", "folder")
 """Every dataset ``densemtl_core.data.build_dataset`` can read."""
+
+ROOTED_DATASETS: tuple[str, ...] = ("nyudv2", "cityscapes", "vkitti2", "synthia", "folder")
+"""The datasets read from a folder named by ``data.root``."""
+
+DEPTH_OUTPUTS: tuple[str, ...] = ("code", "disparity")
+"""How the depth head's raw output encodes depth: ``code``, the method's linear inverse-depth code
+(65536 / (100 z + 1), supervised settings), or ``disparity``, a sigmoid disparity spanning
+[1 / max_depth, 1 / min_depth] (the method's self-supervised head, METHOD.md section 7.1)."""
+
+DEPTH_UNITS: tuple[str, ...] = ("metres", "relative")
+"""What a model's depth means: metres (REP 118), or depth known only up to one unknown scale per
+image (self-supervised from a monocular camera without odometry)."""
 
 
 class ConfigError(ValueError):
@@ -67,6 +80,11 @@ class ModelConfig:
     input_std: tuple[float, float, float] = (0.225, 0.225, 0.225)
     min_depth: float = 0.1
     max_depth: float = 80.0
+    depth_output: str = "code"
+    """``code`` or ``disparity`` (see ``DEPTH_OUTPUTS``)."""
+    depth_units: str = "metres"
+    """``metres`` or ``relative`` (see ``DEPTH_UNITS``): a relative model's depth is scored with
+    per-image median scaling and never published as metres without a scale."""
     paper_compat: bool = False
     """Reproduce the released code's quirks (METHOD.md section 9) instead of the correct behaviour."""
 
@@ -95,6 +113,42 @@ class DataConfig:
     num_workers: int = 0
     cache: bool = True
     """Keep rendered samples of the synthetic scenes in memory after first use."""
+    # -- recordings (``rosbag``) and image folders (``folder``) --------------------------------
+    bag: tuple[str, ...] = ()
+    """rosbag2 folders or files (mcap, sqlite3) or ROS 1 ``.bag`` files, combined in this order;
+    one path may be given as a plain string (``data.bag=run1``)."""
+    image_topic: str | None = None
+    """Camera topic, ``sensor_msgs/Image`` or ``CompressedImage``."""
+    camera_info_topic: str | None = None
+    """Its ``CameraInfo``; ``None``: ``camera_info`` beside the image topic."""
+    intrinsics: str | None = None
+    """A camera_info YAML file (the ROS calibration format) that replaces recorded intrinsics;
+    the intrinsics of image folders."""
+    truth_topics: dict[str, str] = field(default_factory=dict)
+    """Task -> ground-truth topic (``semseg``, ``depth``, ``normals``) where a recording has one."""
+    label_map: str | None = None
+    """YAML mapping recorded class ids to the model's (as ``densemtl-bag-eval --label-map``)."""
+    odometry_topic: str | None = None
+    """``nav_msgs/Odometry`` topic, or ``/tf`` with ``odometry_frame``: gives metric scale and
+    lets near-static frames be skipped."""
+    odometry_frame: str | None = None
+    """On ``/tf``: the moving frame whose transform from its fixed parent is the odometry."""
+    frame_stride: int = 1
+    """Temporal samples take frames t - stride, t, t + stride."""
+    min_motion: float = 0.0
+    """Metres the odometry must move between neighbouring frames of a temporal sample."""
+    min_image_change: float = 0.0
+    """Mean absolute grey-level change (0..1) neighbouring frames must show, without odometry."""
+    max_gap: float | None = None
+    """Seconds between frames that end a stretch of recording; ``None``: 3 x the median interval."""
+    frame_rate: float = 10.0
+    """Frames per second assumed for image folders (sequences by file order)."""
+    val_fraction: float = 0.1
+    """Share of a recording's time blocks held out for validation."""
+    split_block: float = 10.0
+    """Seconds per time block of the train/val split (neighbouring frames would leak)."""
+    index_dir: str | None = None
+    """Folder for a recording's frame index; ``None``: next to the bag."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +159,9 @@ class LossConfig:
     """``fixed`` (``task_weights``) or ``uncertainty`` (learned, Kendall et al. 2018)."""
     edge_class_weights: tuple[float, float] = (0.05, 0.95)
     berhu_threshold: float = 0.2
+    scales: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """Task -> output scales its supervised loss averages over; missing tasks use them all (the
+    method's self-supervised set-up supervises segmentation at scales 0 and 2)."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +201,44 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class PhotometricConfig:
+    """Depth learnt from video without depth labels (the method's SDE, METHOD.md section 7.1):
+    the neighbouring frames, warped into the current one through the predicted depth and the
+    pose network's motion, must reproduce it."""
+
+    enabled: bool = False
+    weight: float = 1.0
+    scales: tuple[int, ...] = (0, 1, 2, 3)
+    """Depth output scales, each up-sampled to the input size before warping."""
+    ssim_weight: float = 0.85
+    """Per-pixel error = w (1 - SSIM) / 2 + (1 - w) L1."""
+    smoothness_weight: float = 1e-3
+    """Edge-aware smoothness of the mean-normalised disparity, weighted by this / 2^scale."""
+    automask: bool = True
+    """Identity-reprojection auto-masking (pixels a static source explains better drop out)."""
+    reprojection: str = "min"
+    """Combine the source frames' errors per pixel by their ``min`` or ``mean``."""
+    metric_scale: str = "none"
+    """``none`` (depth up to scale: set ``model.depth_units=relative``) or ``odometry`` (the pose
+    network's translation length is supervised with the recording's odometry: metric depth)."""
+    odometry_weight: float = 1.0
+    pose_backbone: str = "resnet18"
+    pose_width: float = 1.0
+    pose_lr: float | None = None
+    """Learning rate of the pose network; ``None`` uses ``optim.lr``."""
+
+
+@dataclass(frozen=True)
+class ObjectivesConfig:
+    """What the network learns from, composed by the trainer: the supervised losses of the tasks
+    with labels, and the objectives that need none."""
+
+    supervised: tuple[str, ...] | None = None
+    """Tasks learnt from labels; ``None``: every model task no other objective learns."""
+    photometric: PhotometricConfig = field(default_factory=PhotometricConfig)
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     name: str = "default"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -151,6 +246,15 @@ class ExperimentConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)
+
+    def supervised_tasks(self) -> tuple[str, ...]:
+        """The tasks whose labels are learnt: ``objectives.supervised``, or every model task
+        but depth when depth is learnt photometrically."""
+        if self.objectives.supervised is not None:
+            return self.objectives.supervised
+        learnt_otherwise = {"depth"} if self.objectives.photometric.enabled else set()
+        return tuple(task for task in self.model.tasks if task not in learnt_otherwise)
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
@@ -169,6 +273,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         non_none = [a for a in args if a is not type(None)]
         return _coerce(value, non_none[0], where)
     if origin is tuple:
+        if isinstance(value, str) and args == (str, Ellipsis):
+            value = [value]  # ``data.bag=run1``: one path where a list may stand
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         if len(args) == 2 and args[1] is Ellipsis:
@@ -366,8 +472,27 @@ def validate(config: ExperimentConfig) -> None:
     if data.dataset not in DATASET_NAMES:
         raise ConfigError(f"data.dataset must be one of {list(DATASET_NAMES)}, "
                           f"got {data.dataset!r}")
-    if data.dataset != "synthetic" and not data.root:
+    if data.dataset in ROOTED_DATASETS and not data.root:
         raise ConfigError(f"data.root must name the {data.dataset} root folder")
+    if data.dataset == "rosbag" and not (data.bag and data.image_topic):
+        raise ConfigError("data.dataset=rosbag needs data.bag (one or more recordings) and "
+                          "data.image_topic")
+    _check_at_least(data, "data", 1, "frame_stride")
+    _check_at_least(data, "data", 0, "min_motion", "min_image_change", "max_gap")
+    if not data.frame_rate > 0 or not data.split_block > 0:
+        raise ConfigError("data.frame_rate and data.split_block must be positive")
+    if not 0 <= data.val_fraction < 1:
+        raise ConfigError(f"data.val_fraction must lie in [0, 1), got {data.val_fraction}")
+    stray_truth = set(data.truth_topics) - set(TASK_NAMES)
+    if stray_truth:
+        raise ConfigError(f"data.truth_topics names unknown task(s) {sorted(stray_truth)}")
+    if model.depth_output not in DEPTH_OUTPUTS:
+        raise ConfigError(f"model.depth_output must be one of {list(DEPTH_OUTPUTS)}, "
+                          f"got {model.depth_output!r}")
+    if model.depth_units not in DEPTH_UNITS:
+        raise ConfigError(f"model.depth_units must be one of {list(DEPTH_UNITS)}, "
+                          f"got {model.depth_units!r}")
+    _validate_objectives(config)
     height, width = data.image_size
     if height % 16 or width % 16 or height <= 0 or width <= 0:
         raise ConfigError(f"data.image_size {data.image_size} must be positive multiples of 16")
@@ -389,6 +514,58 @@ def validate(config: ExperimentConfig) -> None:
         raise ConfigError(f"optim.betas must lie in [0, 1), got {list(optim.betas)}")
     _check_at_least(config.train, "train", 1, "steps", "batch_size", "log_every", "threads")
     _check_at_least(config.train, "train", 0, "val_every", "checkpoint_every")
+
+
+def _validate_objectives(config: ExperimentConfig) -> None:
+    """The objectives fit the model: each learns tasks the model has, on scales it outputs."""
+    model, objectives = config.model, config.objectives
+    stray_scales = {task: scales for task, scales in config.loss.scales.items()
+                    if task not in TASK_NAMES or not set(scales) <= set(model.output_scales)
+                    or not scales}
+    if stray_scales:
+        raise ConfigError(f"loss.scales {stray_scales}: each task must be known and name a "
+                          f"non-empty subset of model.output_scales {list(model.output_scales)}")
+    supervised = config.supervised_tasks()
+    if set(supervised) - set(model.tasks):
+        raise ConfigError(f"objectives.supervised names task(s) the model lacks: "
+                          f"{sorted(set(supervised) - set(model.tasks))}")
+    if "depth" in supervised and model.depth_output != "code":
+        raise ConfigError("supervised depth needs model.depth_output=code; the disparity head "
+                          "is learnt by objectives.photometric")
+    photometric = objectives.photometric
+    if not photometric.enabled:
+        if not supervised:
+            raise ConfigError("no objective: objectives.supervised is empty and "
+                              "objectives.photometric is off")
+        return
+    if "depth" not in model.tasks:
+        raise ConfigError("objectives.photometric learns depth: model.tasks must include depth")
+    if "depth" in supervised:
+        raise ConfigError("objectives.photometric learns depth, so depth cannot also be in "
+                          "objectives.supervised (recorded depth still scores validation)")
+    if model.depth_output != "disparity":
+        raise ConfigError("objectives.photometric needs model.depth_output=disparity (the "
+                          "method's sigmoid disparity head)")
+    if not photometric.scales or not set(photometric.scales) <= set(model.output_scales):
+        raise ConfigError(f"objectives.photometric.scales {list(photometric.scales)} must be a "
+                          f"non-empty subset of model.output_scales {list(model.output_scales)}")
+    if photometric.reprojection not in ("min", "mean"):
+        raise ConfigError("objectives.photometric.reprojection must be min or mean")
+    if photometric.metric_scale not in ("none", "odometry"):
+        raise ConfigError("objectives.photometric.metric_scale must be none or odometry")
+    expected_units = "relative" if photometric.metric_scale == "none" else "metres"
+    if model.depth_units != expected_units:
+        raise ConfigError(f"objectives.photometric.metric_scale={photometric.metric_scale} "
+                          f"learns depth in {expected_units}: set "
+                          f"model.depth_units={expected_units}")
+    if not 0 <= photometric.ssim_weight <= 1:
+        raise ConfigError("objectives.photometric.ssim_weight must lie in [0, 1]")
+    _check_at_least(photometric, "objectives.photometric", 0, "weight", "smoothness_weight",
+                    "odometry_weight", "pose_lr")
+    if photometric.pose_backbone not in ("resnet18", "resnet34", "resnet50", "resnet101"):
+        raise ConfigError("objectives.photometric.pose_backbone must be resnet18/34/50/101")
+    if photometric.pose_width <= 0:
+        raise ConfigError("objectives.photometric.pose_width must be positive")
 
 
 def _check_at_least(section: Any, name: str, minimum: int, *keys: str) -> None:

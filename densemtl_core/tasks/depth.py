@@ -37,9 +37,19 @@ def depth_loss(pred_code: Tensor, depth_m: Tensor, threshold: float = 0.2) -> Te
     return berhu_loss(pred_code, encode_inverse_depth(depth_m), valid, threshold)
 
 
+def disparity_to_depth(disparity: Tensor, min_depth: float, max_depth: float) -> Tensor:
+    """Depth of a sigmoid disparity in [0, 1], which spans inverse depths from 1 / max_depth to
+    1 / min_depth linearly (the method's self-supervised head, after Monodepth2)."""
+    low, high = 1.0 / max_depth, 1.0 / min_depth
+    return (low + (high - low) * disparity).reciprocal()
+
+
 def _decode(raw: Tensor, cfg: ModelConfig) -> Tensor:
-    """Metres, always: ``paper_compat`` changes how depth is scored (the meter), never what a
-    model predicts or a runtime publishes."""
+    """Depth in the model's units (``cfg.depth_units``: metres unless learnt without scale) from
+    either head parameterisation. ``paper_compat`` changes how depth is scored (the meter),
+    never what a model predicts or a runtime publishes."""
+    if cfg.depth_output == "disparity":
+        return disparity_to_depth(torch.sigmoid(raw), cfg.min_depth, cfg.max_depth)
     return decode_inverse_depth(raw).clamp(cfg.min_depth, cfg.max_depth)
 
 
@@ -96,7 +106,8 @@ SPEC = TaskSpec(
     loss=lambda output, target, cfg: depth_loss(output, target, cfg.berhu_threshold),
     decode=_decode,
     meter=DepthMeter,
-    meter_arguments=lambda cfg: {"max_depth": cfg.max_depth, "paper_compat": cfg.paper_compat},
+    meter_arguments=lambda cfg: {"max_depth": cfg.max_depth, "paper_compat": cfg.paper_compat,
+                                 "median_scaling": cfg.depth_units == "relative"},
     update_meter=lambda meter, depth, target: meter.update(depth, target),
     render=_render,
     to_display=channels_last,
