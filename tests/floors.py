@@ -21,7 +21,8 @@ FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("training and evaluation", ("densemtl_core.data", "densemtl_core.losses",
                                  "densemtl_core.optim", "densemtl_core.distributed",
                                  "densemtl_core.train", "densemtl_core.evaluate",
-                                 "densemtl_core.viz", "densemtl_core.pretrained_check")),
+                                 "densemtl_core.viz", "densemtl_core.pretrained_check",
+                                 "densemtl_core.objectives", "densemtl_core.photometric")),
     ("export", ("densemtl_core.export",)),
     ("ros", ("densemtl_ros",)),
 )
