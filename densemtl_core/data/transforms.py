@@ -2,7 +2,10 @@
 
 A sample is a dict of tensors in the library's conventions (``image`` 3xHxW in [0, 1], ``semseg``
 and ``edges`` int64 HxW, ``depth`` 1xHxW metres, ``normals`` 3xHxW optical frame, ``intrinsics``
-3x3); any key may be missing, and any other key must be a map shaped HxW or CxHxW.
+3x3); any key may be missing. Temporal samples add the neighbouring frames ``image_prev`` and
+``image_next`` (treated exactly like ``image``: one flip, one jitter, one crop for all frames) and
+values that are not maps (:data:`NON_MAP_KEYS` and every ``has_<task>`` flag), which no transform
+resizes, crops or mirrors as pixels; every other key must be a map shaped HxW or CxHxW.
 Geometry-changing transforms move the intrinsics with the pixels so that back-projecting the
 depth keeps giving the same 3-D points. Randomness comes from torch's global generator, so
 ``torch.manual_seed`` makes every transform reproducible.
@@ -21,8 +24,23 @@ from ..labels import IGNORE_INDEX
 
 Sample = dict[str, Tensor]
 
-_PAD_VALUES = {"image": 0.0, "semseg": IGNORE_INDEX, "depth": 0.0, "normals": 0.0, "edges": 0}
+IMAGE_KEYS: tuple[str, ...] = ("image", "image_prev", "image_next")
+"""The frames of a sample (t, t - s, t + s): resized bilinearly, jittered alike, flipped together."""
+NON_MAP_KEYS: tuple[str, ...] = ("intrinsics", "travel", "pose_prev", "pose_next")
+"""Keys whose values are not pixel maps (besides the ``has_<task>`` flags): ``intrinsics`` 3x3,
+``travel`` (2,) metres to the neighbouring frames, ``pose_prev`` / ``pose_next`` 4x4 transforms
+of points from the centre camera's optical frame into the neighbour's."""
+
+_PAD_VALUES = {"image": 0.0, "image_prev": 0.0, "image_next": 0.0, "semseg": IGNORE_INDEX,
+               "depth": 0.0, "normals": 0.0, "edges": 0}
 """What fills pixels that a scaled-down sample no longer covers: unlabelled and invalid."""
+_MIRROR = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0]))
+"""A horizontal flip mirrors the optical frame's x axis."""
+
+
+def is_map(key: str) -> bool:
+    """Whether the value of ``key`` is a pixel map that moves with the image."""
+    return key not in NON_MAP_KEYS and not key.startswith("has_")
 
 
 class Compose:
@@ -38,11 +56,12 @@ class Compose:
 
 
 class RandomHorizontalFlip:
-    """Mirror the sample left-right with probability ``p``.
+    """Mirror the sample left-right with probability ``p``, all its frames together.
 
     Mirroring the image mirrors the scene about the camera's y-z plane: the normals' x component
-    changes sign and the principal point moves to ``cx' = W - 1 - cx`` (pixel centres at integer
-    coordinates).
+    changes sign, the principal point moves to ``cx' = W - 1 - cx`` (pixel centres at integer
+    coordinates), and the relative poses become ``M T M`` with ``M = diag(-1, 1, 1, 1)`` (the
+    mirrored camera moves in the mirrored world). Distances (``travel``) do not change.
     """
 
     def __init__(self, p: float = 0.5):
@@ -51,8 +70,12 @@ class RandomHorizontalFlip:
     def __call__(self, sample: Sample) -> Sample:
         if torch.rand(()) >= self.p:
             return sample
-        flipped = {key: value if key == "intrinsics" else value.flip(-1)
+        flipped = {key: value.flip(-1) if is_map(key) else value
                    for key, value in sample.items()}
+        for key in ("pose_prev", "pose_next"):
+            if key in flipped:
+                mirror = _MIRROR.to(flipped[key].dtype)
+                flipped[key] = mirror @ flipped[key] @ mirror
         if "normals" in flipped:
             flipped["normals"] = flipped["normals"] * torch.tensor([-1.0, 1.0, 1.0]).view(3, 1, 1)
         if "intrinsics" in flipped:
@@ -64,19 +87,27 @@ class RandomHorizontalFlip:
 
 class ColorJitter:
     """Random brightness, contrast and saturation factors in [1 - strength, 1 + strength],
-    applied to the image only (in that order)."""
+    applied to the frames only (in that order).
+
+    Every frame of a sample goes through the same colour mapping, contrast included (it pivots
+    on the mean of ``image``, frame t), so that a surface keeps one colour across the frames that
+    the photometric loss compares.
+    """
 
     def __init__(self, strength: float):
         self.strength = strength
 
     def __call__(self, sample: Sample) -> Sample:
         brightness, contrast, saturation = 1.0 + self.strength * (2 * torch.rand(3) - 1)
-        image = sample["image"] * brightness
-        mean = image.mean()
-        image = (image - mean) * contrast + mean
-        grey = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2]).unsqueeze(0)
-        image = (image - grey) * saturation + grey
-        return {**sample, "image": image.clamp(0.0, 1.0)}
+        pivot = sample["image"].mean() * brightness
+
+        def jitter(image: Tensor) -> Tensor:
+            image = image * brightness
+            image = (image - pivot) * contrast + pivot
+            grey = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2]).unsqueeze(0)
+            return ((image - grey) * saturation + grey).clamp(0.0, 1.0)
+
+        return {**sample, **{key: jitter(sample[key]) for key in IMAGE_KEYS if key in sample}}
 
 
 def scale_intrinsics(intrinsics: Tensor, from_size: Sequence[int], to_size: Sequence[int]
@@ -86,20 +117,22 @@ def scale_intrinsics(intrinsics: Tensor, from_size: Sequence[int], to_size: Sequ
 
 
 def _resize(sample: Sample, size: tuple[int, int]) -> Sample:
-    """Resize every map to ``size`` (image bilinear, everything else nearest, both with pixel
+    """Resize every map to ``size`` (frames bilinear, everything else nearest, both with pixel
     centres at half-pixel positions) and scale the intrinsics to match. Depth values stay in
     metres: a larger image of the same view simply has a longer focal length. Maps may come at
     another resolution than the image (a dataset's native files); each is resized on its own,
     and the intrinsics follow the image."""
     height, width = sample["image"].shape[-2:]
     if all(tuple(value.shape[-2:]) == tuple(size)
-           for key, value in sample.items() if key != "intrinsics"):
+           for key, value in sample.items() if is_map(key)):
         return sample
     resized = {}
     for key, value in sample.items():
         if key == "intrinsics":
             resized[key] = scale_intrinsics(value, (height, width), size)
-        elif key == "image":
+        elif not is_map(key):
+            resized[key] = value
+        elif key in IMAGE_KEYS:
             resized[key] = F.interpolate(value[None], size=size, mode="bilinear",
                                          align_corners=False, antialias=True)[0]
         else:
@@ -124,6 +157,9 @@ def _crop(sample: Sample, top: int, left: int, size: tuple[int, int]) -> Sample:
             intrinsics[0, 2] -= left
             intrinsics[1, 2] -= top
             cropped[key] = intrinsics
+            continue
+        if not is_map(key):
+            cropped[key] = value
             continue
         window = value.new_full(value.shape[:-2] + tuple(size), _PAD_VALUES.get(key, 0))
         window[placed] = value[..., rows, cols]

@@ -180,3 +180,114 @@ def test_compose_applies_in_order():
     composed = Compose([lambda s: trace.append("a") or s, lambda s: trace.append("b") or s])
     composed({})
     assert trace == ["a", "b"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Temporal samples
+# ----------------------------------------------------------------------------------------------
+
+def rigid(yaw: float, shift: tuple[float, float, float]) -> torch.Tensor:
+    """A 4x4 rigid transform: rotation about the optical y axis, then a translation."""
+    c, s = np.cos(yaw), np.sin(yaw)
+    return torch.tensor([[c, 0.0, s, shift[0]], [0.0, 1.0, 0.0, shift[1]],
+                         [-s, 0.0, c, shift[2]], [0.0, 0.0, 0.0, 1.0]], dtype=torch.float32)
+
+
+def temporal_sample() -> dict[str, torch.Tensor]:
+    """``small_sample`` with two neighbouring frames unlike it and the non-map values of a
+    temporal, partly labelled sample."""
+    sample = small_sample()
+    return {**sample,
+            "image_prev": sample["image"].flip(-2) * 0.5,
+            "image_next": 1.0 - sample["image"],
+            "travel": torch.tensor([0.1, 0.2]),
+            "pose_prev": rigid(0.1, (0.3, -0.1, 0.2)),
+            "pose_next": rigid(-0.2, (-0.1, 0.0, 0.4)),
+            "has_semseg": torch.tensor(True)}
+
+
+NON_MAPS = ("travel", "pose_prev", "pose_next", "has_semseg")
+
+
+def test_flip_mirrors_every_frame_and_leaves_travel_and_flags_alone():
+    sample = temporal_sample()
+    flipped = RandomHorizontalFlip(1.0)(sample)
+    for key in ("image", "image_prev", "image_next"):
+        assert torch.equal(flipped[key], sample[key].flip(-1))
+    assert flipped["travel"].tolist() == pytest.approx([0.1, 0.2])  # never reversed
+    assert flipped["has_semseg"].item() is True
+    again = RandomHorizontalFlip(1.0)(flipped)
+    for key in NON_MAPS:
+        torch.testing.assert_close(again[key], sample[key])
+
+
+def test_flipped_poses_move_the_mirrored_points_to_the_mirrored_source_points():
+    sample = temporal_sample()
+    flipped = RandomHorizontalFlip(1.0)(sample)
+    points = torch.tensor([[0.5, -0.2, 3.0, 1.0], [-1.0, 0.4, 2.0, 1.0]]).T
+    mirror = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0]))
+    for key in ("pose_prev", "pose_next"):
+        torch.testing.assert_close(flipped[key] @ (mirror @ points),
+                                   mirror @ (sample[key] @ points))
+        assert not torch.allclose(flipped[key], sample[key])
+
+
+def test_color_jitter_maps_every_frame_through_the_same_colour_function():
+    sample = temporal_sample()
+    # The previous frame shows the same pixels in another order and the next one other colours;
+    # a colour must come out the same in every frame.
+    sample["image_prev"] = sample["image"].flip(-1)
+    sample["image_next"] = sample["image"][:, :, :1].expand(3, 2, 3).clone()
+    torch.manual_seed(5)
+    out = ColorJitter(0.5)(sample)
+    assert not torch.equal(out["image"], sample["image"])
+    torch.testing.assert_close(out["image_prev"], out["image"].flip(-1))
+    torch.testing.assert_close(out["image_next"], out["image"][:, :, :1].expand(3, 2, 3))
+    for key in NON_MAPS + ("semseg", "depth"):
+        assert out[key] is sample[key]
+
+
+def test_resize_treats_the_neighbouring_frames_like_the_image_and_keeps_non_maps():
+    sample = rendered((48, 64))
+    sample.update(image_prev=sample["image"].flip(-1), image_next=sample["image"] * 0.5,
+                  travel=torch.tensor([0.3, 0.4]), has_depth=torch.tensor(False),
+                  pose_prev=rigid(0.1, (0.1, 0.0, 0.0)))
+    out = Resize((24, 32))(sample)
+    expected = torch.nn.functional.interpolate(sample["image"][None], size=(24, 32),
+                                               mode="bilinear", antialias=True)[0]
+    torch.testing.assert_close(out["image"], expected)
+    torch.testing.assert_close(out["image_prev"], expected.flip(-1))
+    torch.testing.assert_close(out["image_next"], expected * 0.5)
+    for key in ("travel", "has_depth", "pose_prev"):
+        assert out[key] is sample[key]
+    assert Resize((48, 64))(sample) is sample  # non-maps do not count as maps of another size
+
+
+def test_scale_crop_pads_the_neighbouring_frames_like_the_image():
+    sample = rendered((32, 32))
+    sample.update(image_prev=sample["image"].clone(), image_next=sample["image"].clone(),
+                  travel=torch.tensor([0.3, 0.4]), has_semseg=torch.tensor(True))
+    torch.manual_seed(1)
+    out = RandomScaleCrop((0.5, 0.5), (32, 32))(sample)
+    for key in ("image_prev", "image_next"):
+        assert out[key].shape == (3, 32, 32)
+        assert torch.equal(out[key], out["image"])
+    assert (out["image"].sum(0) == 0).sum() == 32 * 32 - 16 * 16
+    assert out["travel"].tolist() == pytest.approx([0.3, 0.4])
+    assert out["has_semseg"].item() is True
+
+
+def test_training_transforms_keep_a_temporal_sample_consistent():
+    sample = rendered((48, 64))
+    sample.update(image_prev=sample["image"].clone(), image_next=sample["image"].clone(),
+                  travel=torch.tensor([0.3, 0.4]), pose_prev=torch.eye(4),
+                  pose_next=torch.eye(4), has_semseg=torch.tensor(True))
+    training = build_transforms(DataConfig(image_size=(32, 48), color_jitter=0.3,
+                                           scale_range=(1.0, 1.5)), train=True)
+    for seed in range(4):
+        torch.manual_seed(seed)
+        out = training(sample)
+        assert torch.equal(out["image_prev"], out["image"])
+        assert torch.equal(out["image_next"], out["image"])
+        assert out["travel"].shape == (2,) and out["has_semseg"].shape == ()
+        assert torch.equal(out["pose_prev"], torch.eye(4))
