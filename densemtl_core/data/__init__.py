@@ -7,7 +7,7 @@ from ..config import DATASET_NAMES, DataConfig
 from .cityscapes import Cityscapes
 from .common import DatasetLayoutError, PublicDataset
 from .nyudv2 import NYUDv2
-from .synthetic import SyntheticScenes
+from .synthetic import SyntheticScenes, SyntheticSequences
 from .synthia import Synthia
 from .transforms import build_transforms
 from .vkitti2 import VirtualKitti2
@@ -19,12 +19,16 @@ assert set(("synthetic", *PUBLIC_DATASETS)) <= set(DATASET_NAMES)
 __all__ = ["DatasetLayoutError", "PUBLIC_DATASETS", "build_dataset"]
 
 
-def build_dataset(cfg: DataConfig, split: str, train: bool = False) -> Dataset:
+def build_dataset(cfg: DataConfig, split: str, train: bool = False,
+                  sequence: bool = False) -> Dataset:
     """The dataset named by ``cfg.dataset`` for ``split``, with training augmentation if asked.
 
     Every dataset goes through the same ``build_transforms`` and exposes ``num_classes``,
     ``class_names`` and ``class_colors``. The public datasets have labels for train and val
-    only, so ``test`` reads their val split.
+    only, so ``test`` reads their val split. ``sequence`` asks for temporal samples (frames
+    t - stride, t, t + stride and ``travel``), for learning depth from video; without it every
+    dataset gives single frames. Synthetic single frames are :class:`SyntheticScenes` even for a
+    model trained on :class:`SyntheticSequences` (see there why).
     """
     transform = build_transforms(cfg, train=train)
     if cfg.dataset in PUBLIC_DATASETS:
@@ -34,5 +38,8 @@ def build_dataset(cfg: DataConfig, split: str, train: bool = False) -> Dataset:
     lengths = {"train": cfg.train_length, "val": cfg.val_length, "test": cfg.test_length}
     if split not in lengths:
         raise ValueError(f"unknown split {split!r}; expected one of {sorted(lengths)}")
+    if sequence:
+        return SyntheticSequences(split, lengths[split], size=cfg.image_size, seed=cfg.seed,
+                                  transform=transform, cache=cfg.cache, stride=cfg.frame_stride)
     return SyntheticScenes(split, lengths[split], size=cfg.image_size, seed=cfg.seed,
                            transform=transform, cache=cfg.cache)

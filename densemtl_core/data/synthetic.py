@@ -723,14 +723,18 @@ def render_scene(seed: int, size: tuple[int, int] = (128, 160), *, supersample: 
 
 
 def render_trajectory(seed: int, num_frames: int, size: tuple[int, int] = (128, 160), *,
-                      speed: float = 0.05, supersample: int = 1, max_depth: float | None = None,
-                      noise: bool = True) -> Iterator[dict[str, np.ndarray]]:
+                      speed: float = 0.05, stride: int = 1, supersample: int = 1,
+                      max_depth: float | None = None, noise: bool = True
+                      ) -> Iterator[dict[str, np.ndarray]]:
     """Frames of one scene seen from a camera walking ``speed`` metres per frame along an
     ellipse around the room centre, looking partly inwards with a slow pan and bob.
 
     The furniture keeps clear of the whole ellipse; intrinsics are fixed; frames have the keys of
-    :func:`render_scene`.
+    :func:`render_scene`. ``stride`` > 1 renders only every stride-th frame of the same walk
+    (frames 0, stride, 2 stride, ...), ``num_frames`` of them.
     """
+    if stride < 1:
+        raise ValueError(f"stride must be at least 1, got {stride}")
     room_rng, camera_rng, furniture_rng, noise_rng = _streams(seed)
     room = _sample_room(room_rng)
     intrinsics = _intrinsics(camera_rng, size)
@@ -742,15 +746,17 @@ def render_trajectory(seed: int, num_frames: int, size: tuple[int, int] = (128, 
     loop = np.linspace(0, 2 * np.pi, 96, endpoint=False)
     path = room[:2] / 2 + semi_axes * np.column_stack([np.cos(loop), np.sin(loop)])
     scene = _sample_scene(furniture_rng, room, path)
-    for frame in range(num_frames):
+    for frame in range(stride * (num_frames - 1) + 1):
         tangent = turn * semi_axes * np.array([-math.sin(angle), math.cos(angle)])
         ground = room[:2] / 2 + semi_axes * np.array([math.cos(angle), math.sin(angle)])
         position = np.array([*ground, eye_height + 0.03 * math.sin(0.3 * frame)])
         yaw = math.atan2(tangent[1], tangent[0]) + inward + 0.25 * math.sin(0.05 * frame)
         pitch = math.radians(-8.0 + 4.0 * math.sin(0.07 * frame))
         roll = math.radians(2.0 * math.sin(0.11 * frame))
-        camera = _Camera(intrinsics, _pose(position, yaw, pitch, roll))
-        yield _render(scene, camera, size, supersample, max_depth, noise_rng if noise else None)
+        if frame % stride == 0:
+            camera = _Camera(intrinsics, _pose(position, yaw, pitch, roll))
+            yield _render(scene, camera, size, supersample, max_depth,
+                          noise_rng if noise else None)
         angle += turn * speed / float(np.linalg.norm(tangent))
 
 
@@ -769,6 +775,11 @@ def scene_seed(dataset_seed: int, split: str, index: int) -> int:
     return (dataset_seed * len(SPLITS) + SPLITS.index(split)) * _INDEX_RANGE + index
 
 
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """An HxWx3 uint8 RGB image as a new 3xHxW float32 tensor in [0, 1]."""
+    return torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
+
+
 def sample_to_tensors(frame: dict[str, np.ndarray]) -> Sample:
     """A rendered frame in the library's sample conventions (image 3xHxW in [0, 1], semseg and
     edges int64 HxW, depth 1xHxW, normals 3xHxW, intrinsics 3x3).
@@ -776,7 +787,7 @@ def sample_to_tensors(frame: dict[str, np.ndarray]) -> Sample:
     The tensors never share memory with ``frame``, so transforms may work in place.
     """
     return {
-        "image": torch.from_numpy(frame["image"]).permute(2, 0, 1).float().div_(255.0),
+        "image": image_to_tensor(frame["image"]),
         "semseg": torch.from_numpy(frame["semseg"].astype(np.int64)),
         "depth": torch.from_numpy(frame["depth"].copy()).unsqueeze(0),
         "normals": torch.from_numpy(np.ascontiguousarray(frame["normals"].transpose(2, 0, 1))),
@@ -823,3 +834,84 @@ class SyntheticScenes(Dataset):
                 self._cache[index] = frame
         sample = sample_to_tensors(frame)
         return self.transform(sample) if self.transform is not None else sample
+
+
+SEQUENCE_SPEED = 0.1
+"""Metres per frame of :class:`SyntheticSequences`: at 128x160 the translation alone moves the
+median pixel by about three pixels between neighbouring frames (stride 1), parallax enough to
+learn depth from, while the view turns by a few degrees at most."""
+
+
+def relative_pose(target_pose: np.ndarray, source_pose: np.ndarray) -> np.ndarray:
+    """The 4x4 transform taking points of the target camera's optical frame into the source
+    camera's, from both camera-to-world poses."""
+    return np.linalg.inv(source_pose.astype(np.float64)) @ target_pose.astype(np.float64)
+
+
+class SyntheticSequences(Dataset):
+    """``length`` procedural scenes of one split, each seen as a frame triplet of a camera walk.
+
+    Sample ``i`` walks through scene ``scene_seed(seed, split, i)`` (the rooms of
+    :class:`SyntheticScenes`, furnished around the walk) with :func:`render_trajectory` and
+    returns frames ``t - stride``, ``t``, ``t + stride`` as ``image_prev``, ``image`` and
+    ``image_next``, every label of frame ``t``, and the exact motion: ``travel`` (metres from
+    ``t`` to each neighbour) and ``pose_prev`` / ``pose_next`` (:func:`relative_pose`, centre
+    camera to neighbour), so that learnt depth and pose can be measured against the truth.
+
+    Validation and evaluation take single frames from :class:`SyntheticScenes` (``build_dataset``
+    with ``sequence=False``): its random standing views cover the walk's heights and pitches and
+    more, so supervised and self-supervised models are measured on the same, slightly harder set.
+    Caching works as in :class:`SyntheticScenes`.
+    """
+
+    num_classes = len(SYNTHETIC_CLASSES)
+    class_names = SYNTHETIC_CLASSES
+    class_colors = SYNTHETIC_COLORS
+    has_odometry = True
+
+    def __init__(self, split: str, length: int, size: tuple[int, int] = (128, 160), seed: int = 0,
+                 transform: Callable[[Sample], Sample] | None = None, cache: bool = True,
+                 stride: int = 1, speed: float = SEQUENCE_SPEED, noise: bool = True):
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        if stride < 1 or not speed > 0:
+            raise ValueError(f"need stride >= 1 and speed > 0, got {stride} and {speed}")
+        self.split, self.length, self.size, self.seed = split, length, tuple(size), seed
+        self.stride, self.speed, self.noise = stride, speed, noise
+        self.transform = transform
+        self._cache: dict[int, list[dict[str, np.ndarray]]] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def scene_seed(self, index: int) -> int:
+        return scene_seed(self.seed, self.split, index)
+
+    def frames(self, index: int) -> list[dict[str, np.ndarray]]:
+        """The rendered frames ``t - stride``, ``t``, ``t + stride`` of sample ``index``."""
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} scenes")
+        frames = self._cache.get(index) if self._cache is not None else None
+        if frames is None:
+            frames = list(render_trajectory(self.scene_seed(index), 3, self.size,
+                                            speed=self.speed, stride=self.stride,
+                                            noise=self.noise))
+            if self._cache is not None:
+                self._cache[index] = frames
+        return frames
+
+    def __getitem__(self, index: int) -> Sample:
+        previous, centre, following = self.frames(index)
+        sample = sample_to_tensors(centre)
+        for name, source in (("prev", previous), ("next", following)):
+            sample[f"image_{name}"] = image_to_tensor(source["image"])
+            sample[f"pose_{name}"] = torch.from_numpy(
+                relative_pose(centre["pose"], source["pose"]).astype(np.float32))
+        sample["travel"] = torch.tensor([_distance(centre, previous), _distance(centre, following)],
+                                        dtype=torch.float32)
+        return self.transform(sample) if self.transform is not None else sample
+
+
+def _distance(one: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> float:
+    """Metres between the camera centres of two rendered frames."""
+    return float(np.linalg.norm(one["pose"][:3, 3].astype(np.float64) - other["pose"][:3, 3]))
