@@ -50,7 +50,8 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, cfg: ModelConfig, *,
     """Metrics of ``model`` over every sample of ``loader`` (all ranks' shards when distributed).
 
     Predictions at ``scale`` are resized to the label resolution before decoding; scale 0 is the
-    network's final output (METHOD.md section 9.2).
+    network's final output (METHOD.md section 9.2). Samples flagged ``has_<task>`` False carry
+    no label of that task and are left out of its meter.
     """
     ctx = ctx or DistContext(device=device)
     was_training = model.training
@@ -63,8 +64,15 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, cfg: ModelConfig, *,
         outputs = model(image)
         decoded = decode_outputs(outputs_at_scale(outputs, scale, image.shape[-2:]), cfg)
         for task, prediction in decoded.items():
-            if task in batch:
-                TASKS[task].update_meter(meters[task], prediction.float().cpu(), batch[task])
+            if task not in batch:
+                continue
+            prediction, target = prediction.float().cpu(), batch[task]
+            labelled = batch.get(f"has_{task}")  # partly labelled data (recordings, folders)
+            if labelled is not None:
+                if not labelled.any():
+                    continue
+                prediction, target = prediction[labelled.cpu()], target[labelled]
+            TASKS[task].update_meter(meters[task], prediction, target)
     if ctx.enabled:
         for meter in meters.values():
             state = meter.state()
@@ -106,7 +114,7 @@ def prediction_mosaic(model: torch.nn.Module, dataset: Dataset, metadata: ModelM
         for task in cfg.tasks:
             spec = TASKS[task]
             row.append((f"{spec.title} pred", spec.render(spec.to_display(decoded[task][0]), info)))
-            if task in sample:
+            if task in sample and bool(sample.get(f"has_{task}", True)):
                 target = sample[task]
                 target = target if target.dim() == 2 else spec.to_display(target.float())
                 row.append((f"{spec.title} gt", spec.render(np.asarray(target), info)))
@@ -131,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="number of samples (synthetic data; default: the checkpoint's config)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--scale", type=int, default=0, help="output scale to score (0 = final)")
+    parser.add_argument("--median-scaling", action="store_true",
+                        help="score depth after per-image median scaling, as a relative-depth "
+                             "model always is (shows a metric model's depth up to scale)")
     parser.add_argument("--mosaic-samples", type=int, default=4)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data-root", default=None, help="dataset root (overrides the checkpoint)")
@@ -180,13 +191,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"densemtl-eval: scale {args.scale} is not an output of this model "
               f"(scales {list(metadata.config.model.output_scales)})", file=sys.stderr)
         return 2
+    model_cfg = metadata.config.model
+    if args.median_scaling:  # scored as a relative model is: up to one scale per image
+        model_cfg = dataclasses.replace(model_cfg, depth_units="relative")
     start = time.perf_counter()
-    metrics = evaluate(model, loader, metadata.config.model, device=device, scale=args.scale)
+    metrics = evaluate(model, loader, model_cfg, device=device, scale=args.scale)
     seconds = time.perf_counter() - start
     remove_results(earlier)
     report = write_report(out_dir, metrics, {
         "checkpoint": str(args.checkpoint), "split": args.split, "samples": len(dataset),
-        "scale": args.scale, "seconds": round(seconds, 3), "dataset": data_cfg.dataset})
+        "scale": args.scale, "seconds": round(seconds, 3), "dataset": data_cfg.dataset,
+        "depth_units": metadata.config.model.depth_units,
+        "depth_scoring": "median-scaled" if model_cfg.depth_units == "relative" else "metric"})
     for task, values in metrics.items():
         shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
         print(f"{task:8s} {shown}")

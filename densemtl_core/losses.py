@@ -3,8 +3,8 @@
 Each task's own loss is its :class:`~densemtl_core.tasks.TaskSpec`'s ``loss`` (the functions
 live beside the task table); it takes the raw network output already resized to the label
 resolution and the batch target in the library's data conventions (METHOD.md sections 2 and 3).
-``MultiTaskLoss`` resizes each supervised scale, averages the scales of a task and combines the
-tasks through a :class:`TaskWeighting`.
+``MultiTaskLoss``, the supervised training objective, resizes each supervised scale, averages
+the scales of a task and combines the tasks through a :class:`TaskWeighting`.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import LossConfig
+from .objectives.base import Batch, Objective, Outputs
 from .tasks import TASKS
 
 
@@ -83,12 +84,15 @@ def build_weighting(loss_cfg: LossConfig, tasks: Sequence[str]) -> TaskWeighting
     return builders[loss_cfg.weighting]()
 
 
-class MultiTaskLoss(nn.Module):
-    """Total training loss of METHOD.md section 3.2: per task, the mean over its output scales;
-    across tasks, the configured weighting.
+class MultiTaskLoss(Objective):
+    """The supervised objective, METHOD.md section 3.2: per task, the mean over its supervised
+    output scales (``loss_cfg.scales``, default all); across tasks, the configured weighting.
 
     ``outputs[task][scale]`` is the raw output at 1/2^scale resolution, ``batch[task]`` its target.
-    Trainable weighting parameters (uncertainty weighting) are parameters of this module.
+    A batch of partly labelled data carries ``has_<task>`` flags per sample: a task's loss is
+    taken over the samples that have its label, and a task no sample of the batch has adds
+    nothing (and is not logged). Trainable weighting parameters (uncertainty weighting) are
+    parameters of this module, in the optimiser group ``weighting``.
     """
 
     def __init__(self, tasks: Sequence[str], loss_cfg: LossConfig) -> None:
@@ -100,17 +104,30 @@ class MultiTaskLoss(nn.Module):
         self.loss_cfg = loss_cfg
         self.weighting = build_weighting(loss_cfg, self.tasks)
 
-    def forward(self, outputs: dict[str, dict[int, Tensor]], batch: dict[str, Tensor]
-                ) -> tuple[Tensor, dict[str, float]]:
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"weighting": list(self.parameters())}
+
+    def forward(self, outputs: Outputs, batch: Batch) -> tuple[Tensor, dict[str, float]]:
         """Return the total loss and a log of the unweighted per-task losses plus ``total``."""
         missing = [task for task in self.tasks if task not in batch]
         if missing:
             raise KeyError(f"batch has no target for task(s) {missing}")
-        task_losses = {
-            task: multiscale_loss(partial(TASKS[task].loss, cfg=self.loss_cfg), outputs[task],
-                                  batch[task])
-            for task in self.tasks
-        }
+        task_losses = {}
+        for task in self.tasks:
+            scales = self.loss_cfg.scales.get(task)
+            by_scale = {s: o for s, o in outputs[task].items() if scales is None or s in scales}
+            target = batch[task]
+            labelled = batch.get(f"has_{task}")
+            if labelled is not None:
+                if not labelled.any():
+                    continue
+                by_scale = {s: o[labelled] for s, o in by_scale.items()}
+                target = target[labelled]
+            task_losses[task] = multiscale_loss(partial(TASKS[task].loss, cfg=self.loss_cfg),
+                                                by_scale, target)
+        if not task_losses:  # a zero that still belongs to the graph, so backward runs
+            some_output = next(iter(next(iter(outputs.values())).values()))
+            return some_output.sum() * 0.0, {}
         total = self.weighting(task_losses)
         # One device-to-host copy for the whole log instead of one per task.
         values = torch.stack([*task_losses.values(), total]).detach().tolist()

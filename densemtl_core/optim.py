@@ -2,23 +2,27 @@
 from __future__ import annotations
 
 import math
+from typing import Mapping
 
 import torch
 
 from .config import OptimConfig
 
 
-def build_optimizer(groups: dict[str, list[torch.nn.Parameter]], cfg: OptimConfig
-                    ) -> torch.optim.Optimizer:
-    """One parameter group per entry; the ``backbone`` group gets ``backbone_lr`` if set.
+def build_optimizer(groups: dict[str, list[torch.nn.Parameter]], cfg: OptimConfig,
+                    learning_rates: Mapping[str, float] | None = None) -> torch.optim.Optimizer:
+    """One parameter group per entry; the ``backbone`` group gets ``backbone_lr`` if set, a group
+    named in ``learning_rates`` (an objective's pose network) that rate, every other ``lr``.
 
     Groups keep their name (``group["name"]``) so logs can show each learning rate.
     """
+    rates = {"backbone": cfg.backbone_lr} if cfg.backbone_lr is not None else {}
+    rates.update(learning_rates or {})
     param_groups = []
     for name, params in groups.items():
         if not params:
             continue
-        lr = cfg.backbone_lr if name == "backbone" and cfg.backbone_lr is not None else cfg.lr
+        lr = rates.get(name, cfg.lr)
         param_groups.append({"name": name, "params": params, "lr": lr})
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum,

@@ -9,6 +9,7 @@ thread and a batch of one at the study's input size.
 """
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import statistics
@@ -25,16 +26,24 @@ from densemtl_core.config import load_config
 from densemtl_core.models import build_model
 from densemtl_core.tasks import TASKS, delta_m
 from densemtl_core.viz import save_png
-from study_spec import StudyRow, StudySpec, eval_command, train_command
+from study_spec import EVALUATIONS, StudyRow, StudySpec, eval_command, train_command
 
 BEGIN, END = "<!-- generated:begin -->", "<!-- generated:end -->"
 RESULTS_FORMAT_VERSION = 1
 
 
-def _seed_metrics(spec: StudySpec, row: StudyRow) -> dict[int, dict[str, dict[str, float]]]:
+def markers(spec: StudySpec) -> tuple[str, str]:
+    """The comments around a study's generated part of RESULTS.md."""
+    if not spec.name:
+        return BEGIN, END
+    return f"<!-- generated:{spec.name}:begin -->", f"<!-- generated:{spec.name}:end -->"
+
+
+def _seed_metrics(spec: StudySpec, row: StudyRow, evaluation: str = "test"
+                  ) -> dict[int, dict[str, dict[str, float]]]:
     found = {}
     for seed in row.seeds:
-        path = spec.run_dir(row, seed) / "test" / "metrics.json"
+        path = spec.run_dir(row, seed) / evaluation / "metrics.json"
         if path.exists():
             found[seed] = json.loads(path.read_text(encoding="utf-8"))["metrics"]
     return found
@@ -57,6 +66,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+@functools.lru_cache(maxsize=None)  # a row scored several ways is measured once
 def _cost(row: StudyRow, threads: int = 1, repeats: int = 20) -> dict[str, float]:
     """Parameters, forward FLOPs and median CPU latency of the row's network (batch 1)."""
     cfg = load_config(row.config, list(row.overrides))
@@ -90,8 +100,8 @@ def gather(spec: StudySpec) -> dict[str, Any]:
     results = {row.name: _seed_metrics(spec, row) for row in spec.rows}
     baselines = _stl_baselines(spec, results)
     rows = []
-    for row in spec.rows:
-        runs = results[row.name]
+    for row, evaluation in ((row, name) for name in spec.evaluations for row in spec.rows):
+        runs = _seed_metrics(spec, row, evaluation)
         if not runs:
             continue
         tasks = [task for task in TASKS if task in next(iter(runs.values()))]
@@ -103,12 +113,14 @@ def gather(spec: StudySpec) -> dict[str, Any]:
             deltas = [delta_m({t: m[t][TASKS[t].main_metric] for t in tasks}, baselines)
                       for m in runs.values()]
         rows.append({
-            "name": row.name, "group": row.group, "config": row.config,
+            "name": row.name + EVALUATIONS[evaluation][1], "group": row.group,
+            "evaluation": evaluation, "config": row.config,
             "overrides": list(row.overrides), "tasks": tasks, "seeds": sorted(runs),
             "metrics": summary, "delta_m": _mean_std(deltas) if deltas else None,
             "cost": _cost(row),
             "commands": [[" ".join(train_command(spec, row, seed)),
-                          " ".join(eval_command(spec, row, seed))] for seed in sorted(runs)]})
+                          " ".join(eval_command(spec, row, seed, evaluation))]
+                         for seed in sorted(runs)]})
     return {"format_version": RESULTS_FORMAT_VERSION, "stl_baselines": baselines,
             "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
             "test_scenes": spec.test_length, "rows": rows}
@@ -166,17 +178,16 @@ def _commands(rows: list[dict[str, Any]]) -> list[str]:
     return lines + ["```"]
 
 
-def render_markdown(report: dict[str, Any]) -> str:
+def render_markdown(spec: StudySpec, report: dict[str, Any]) -> str:
     rows = report["rows"]
-    groups = [("Single-task baselines and multi-task models", ("stl", "main")),
-              ("Ablation of the exchange (SDNE)", ("ablation",))]
-    lines = [BEGIN, "", f"Test split: {report['test_scenes']} scenes. Cost columns measured on "
+    begin, end = markers(spec)
+    lines = [begin, "", f"Test split: {report['test_scenes']} scenes. Cost columns measured on "
              f"{report['machine']}, 1 thread, batch 1.", ""]
-    for title, wanted in groups:
+    for title, wanted in spec.tables:
         chosen = [row for row in rows if row["group"] in wanted]
         if chosen:
             lines += [f"#### {title}", "", *_main_table(chosen), ""]
-    lines += ["#### Every metric", *_all_metrics_tables(rows), *_commands(rows), "", END]
+    lines += ["#### Every metric", *_all_metrics_tables(rows), *_commands(rows), "", end]
     return "\n".join(lines)
 
 
@@ -212,17 +223,18 @@ def write_report(spec: StudySpec, out_dir: Path) -> int:
         print("no finished runs to report")
         return 1
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "study_results.json").write_text(json.dumps(report, indent=2) + "\n",
-                                                 encoding="utf-8")
+    results_path = out_dir / f"{spec.file_stem}_results.json"
+    picture_path = out_dir / f"{spec.file_stem}_delta_m.png"
+    results_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     markdown_path = out_dir / "RESULTS.md"
+    begin, end = markers(spec)
     text = markdown_path.read_text(encoding="utf-8") if markdown_path.exists() else \
-        f"# Results\n\n{BEGIN}\n{END}\n"
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"{markdown_path} lacks the markers {BEGIN} and {END}")
-    head, rest = text.split(BEGIN, 1)
-    tail = rest.split(END, 1)[1]
-    markdown_path.write_text(head + render_markdown(report) + tail, encoding="utf-8")
-    save_png(out_dir / "study_delta_m.png", delta_m_picture(report["rows"]))
-    print(f"wrote {markdown_path}, {out_dir / 'study_results.json'}, "
-          f"{out_dir / 'study_delta_m.png'}")
+        f"# Results\n\n{begin}\n{end}\n"
+    if begin not in text or end not in text:
+        raise ValueError(f"{markdown_path} lacks the markers {begin} and {end}")
+    head, rest = text.split(begin, 1)
+    tail = rest.split(end, 1)[1]
+    markdown_path.write_text(head + render_markdown(spec, report) + tail, encoding="utf-8")
+    save_png(picture_path, delta_m_picture(report["rows"]))
+    print(f"wrote {markdown_path}, {results_path}, {picture_path}")
     return 0

@@ -20,14 +20,35 @@ class StudyRow:
     overrides: tuple[str, ...] = ()
 
 
+EVALUATIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "test": ((), ""),
+    "test_median_scaled": (("--median-scaling",), " (median-scaled)"),
+}
+"""Ways a study scores each run on the test split: name (the run's sub-folder) -> the extra
+``densemtl-eval`` options and the suffix its rows carry in the report."""
+
+DEFAULT_TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Single-task baselines and multi-task models", ("stl", "main")),
+    ("Ablation of the exchange (SDNE)", ("ablation",)))
+
+
 @dataclass(frozen=True)
 class StudySpec:
     output_dir: Path
     test_length: int
     rows: tuple[StudyRow, ...] = field(default_factory=tuple)
+    name: str = ""
+    """Names the report's files and its part of RESULTS.md; empty for the main study."""
+    evaluations: tuple[str, ...] = ("test",)
+    tables: tuple[tuple[str, tuple[str, ...]], ...] = DEFAULT_TABLES
+    """The report's tables: title and the row groups it shows."""
 
     def run_dir(self, row: StudyRow, seed: int) -> Path:
         return self.output_dir / row.name / f"seed{seed}"
+
+    @property
+    def file_stem(self) -> str:
+        return f"study_{self.name}" if self.name else "study"
 
 
 def load_spec(path: Path) -> StudySpec:
@@ -41,8 +62,16 @@ def load_spec(path: Path) -> StudySpec:
     names = [row.name for row in rows]
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: row names must be unique")
+    evaluations = tuple(raw.get("evaluations", ("test",)))
+    unknown = [name for name in evaluations if name not in EVALUATIONS]
+    if unknown or "test" not in evaluations:
+        raise ValueError(f"{path}: evaluations must include test and come from "
+                         f"{sorted(EVALUATIONS)}, got {list(evaluations)}")
+    tables = tuple((t["title"], tuple(t["groups"])) for t in raw.get("tables", ())) \
+        or DEFAULT_TABLES
     return StudySpec(output_dir=REPO / raw["output_dir"], test_length=int(raw["test_length"]),
-                     rows=rows)
+                     rows=rows, name=str(raw.get("name", "")), evaluations=evaluations,
+                     tables=tables)
 
 
 def train_command(spec: StudySpec, row: StudyRow, seed: int) -> list[str]:
@@ -54,10 +83,12 @@ def train_command(spec: StudySpec, row: StudyRow, seed: int) -> list[str]:
             f"train.output_dir={_relative(spec.run_dir(row, seed))}"]
 
 
-def eval_command(spec: StudySpec, row: StudyRow, seed: int) -> list[str]:
+def eval_command(spec: StudySpec, row: StudyRow, seed: int, evaluation: str = "test"
+                 ) -> list[str]:
     run_dir = _relative(spec.run_dir(row, seed))
     return ["densemtl-eval", "--checkpoint", f"{run_dir}/last.safetensors", "--split", "test",
-            "--length", str(spec.test_length), "--out", f"{run_dir}/test"]
+            "--length", str(spec.test_length), *EVALUATIONS[evaluation][0],
+            "--out", f"{run_dir}/{evaluation}"]
 
 
 def _relative(path: Path) -> str:
