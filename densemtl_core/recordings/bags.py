@@ -27,6 +27,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
+from .. import geometry
 from .calibration import Calibration
 from .encodings import compress_rgb, image_fields
 
@@ -338,6 +339,48 @@ def calibration_message(typestore: Typestore, calibration: Calibration, stamp_ns
         roi=types["sensor_msgs/msg/RegionOfInterest"](
             x_offset=roi.x_offset, y_offset=roi.y_offset, height=roi.height, width=roi.width,
             do_rectify=roi.do_rectify))
+
+
+def odometry_message(typestore: Typestore, pose: np.ndarray, stamp_ns: int, frame_id: str,
+                     child_frame_id: str) -> Message:
+    """A nav_msgs/Odometry: ``pose`` (4x4) of ``child_frame_id`` in the fixed ``frame_id``, as
+    a robot's odometry publishes it; twist and covariances zero (not measured)."""
+    types = typestore.types
+    translation, rotation = _translation_rotation(pose)
+    return types["nav_msgs/msg/Odometry"](
+        header=_header(typestore, stamp_ns, frame_id), child_frame_id=child_frame_id,
+        pose=types["geometry_msgs/msg/PoseWithCovariance"](
+            pose=types["geometry_msgs/msg/Pose"](
+                position=types["geometry_msgs/msg/Point"](*translation),
+                orientation=types["geometry_msgs/msg/Quaternion"](*rotation)),
+            covariance=np.zeros(36)),
+        twist=types["geometry_msgs/msg/TwistWithCovariance"](
+            twist=types["geometry_msgs/msg/Twist"](
+                linear=types["geometry_msgs/msg/Vector3"](0.0, 0.0, 0.0),
+                angular=types["geometry_msgs/msg/Vector3"](0.0, 0.0, 0.0)),
+            covariance=np.zeros(36)))
+
+
+def transform_message(typestore: Typestore, pose: np.ndarray, stamp_ns: int, frame_id: str,
+                      child_frame_id: str) -> Message:
+    """A tf2_msgs/TFMessage (what ``/tf`` carries) with one transform: ``pose`` (4x4) of
+    ``child_frame_id`` in ``frame_id``."""
+    types = typestore.types
+    translation, rotation = _translation_rotation(pose)
+    stamped = types["geometry_msgs/msg/TransformStamped"](
+        header=_header(typestore, stamp_ns, frame_id), child_frame_id=child_frame_id,
+        transform=types["geometry_msgs/msg/Transform"](
+            translation=types["geometry_msgs/msg/Vector3"](*translation),
+            rotation=types["geometry_msgs/msg/Quaternion"](*rotation)))
+    return types["tf2_msgs/msg/TFMessage"](transforms=[stamped])
+
+
+def _translation_rotation(pose: np.ndarray) -> tuple[list[float], list[float]]:
+    """A 4x4 rigid transform as ROS carries it: translation (x, y, z), quaternion (x, y, z, w)."""
+    pose = np.asarray(pose, dtype=np.float64)
+    if pose.shape != (4, 4):
+        raise ValueError(f"expected a 4x4 pose, got shape {pose.shape}")
+    return pose[:3, 3].tolist(), geometry.quaternion_from_rotation(pose[:3, :3]).tolist()
 
 
 def _header(typestore: Typestore, stamp_ns: int, frame_id: str) -> Message:

@@ -3,8 +3,9 @@
 Bag evaluation, replay and their tests need a recording whose every pixel has known labels, and
 the synthetic scenes give one without shipping data: a camera walks through one test-split scene
 (a scene no model was trained on). Every frame is recorded as a camera driver publishes it
-(image, camera_info and optionally JPEG) plus ground-truth topics, all with the frame's header
-stamp as stamp and log time. The clock starts at a fixed epoch, so the same arguments write the
+(image, camera_info and optionally JPEG), with the camera's exact pose as a robot's odometry
+publishes it (``/odom`` and ``/tf``), plus ground-truth topics, all with the frame's header stamp
+as stamp and log time: a complete stand-in for a robot's recording, to train from as well. The clock starts at a fixed epoch, so the same arguments write the
 same bytes.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ from tqdm import tqdm
 from densemtl_core.data.synthetic import render_trajectory, scene_seed
 from densemtl_core.recordings.bags import (STORAGES, BagError, BagWriter, Message,
                                            camera_info_message, compressed_image_message,
-                                           image_message)
+                                           image_message, odometry_message, transform_message)
 
 IMAGE_TOPIC = "/camera/image_raw"
 """rgb8 frames."""
@@ -35,7 +36,13 @@ DEPTH_TOPIC = "/camera/ground_truth/depth"
 """32FC1 metres along the optical axis, NaN where invalid (REP 118)."""
 NORMALS_TOPIC = "/camera/ground_truth/normals"
 """32FC3 unit normals in the optical frame, zero where depth is invalid."""
+ODOMETRY_TOPIC = "/odom"
+"""nav_msgs/Odometry: the camera's pose (optical frame) in ``ODOMETRY_FRAME``, the room's frame
+(z up)."""
+TF_TOPIC = "/tf"
+"""The same pose as the transform ``ODOMETRY_FRAME`` -> ``FRAME_ID``."""
 FRAME_ID = "camera_optical_frame"
+ODOMETRY_FRAME = "odom"
 START_NS = 1_700_000_000 * 1_000_000_000
 """Header stamp of the first frame (2023-11-14): fixed, so bags are reproducible."""
 
@@ -47,6 +54,8 @@ TOPIC_TYPES = {
     SEGMENTATION_TOPIC: IMAGE,
     DEPTH_TOPIC: IMAGE,
     NORMALS_TOPIC: IMAGE,
+    ODOMETRY_TOPIC: "nav_msgs/msg/Odometry",
+    TF_TOPIC: "tf2_msgs/msg/TFMessage",
 }
 """Every topic a sample bag may have, with its message type."""
 
@@ -104,6 +113,9 @@ def _frame_messages(bag: BagWriter, frame: dict[str, np.ndarray], stamp_ns: int,
         SEGMENTATION_TOPIC: image(frame["semseg"], "mono8"),
         DEPTH_TOPIC: image(ground_truth_depth(frame["depth"]), "32FC1"),
         NORMALS_TOPIC: image(frame["normals"], "32FC3"),
+        ODOMETRY_TOPIC: odometry_message(store, frame["pose"], stamp_ns, ODOMETRY_FRAME,
+                                         FRAME_ID),
+        TF_TOPIC: transform_message(store, frame["pose"], stamp_ns, ODOMETRY_FRAME, FRAME_ID),
     }
     if compressed:
         messages[COMPRESSED_TOPIC] = compressed_image_message(store, frame["image"], stamp_ns,

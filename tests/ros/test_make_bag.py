@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 
 from densemtl_core.data.synthetic import render_trajectory, scene_seed
+from densemtl_core.geometry import rotation_from_quaternion
 from densemtl_core.recordings.bags import header_stamp_ns, open_bag
 from densemtl_core.recordings.encodings import compressed_to_rgb, message_to_array
-from densemtl_ros.bag_tools.make_bag import (CAMERA_INFO_TOPIC, COMPRESSED_TOPIC, DEPTH_TOPIC, FRAME_ID,
-                                   IMAGE_TOPIC, NORMALS_TOPIC, SEGMENTATION_TOPIC, START_NS,
-                                   main, sample_topics, write_sample_bag)
+from densemtl_ros.bag_tools.make_bag import (
+    CAMERA_INFO_TOPIC, COMPRESSED_TOPIC, DEPTH_TOPIC, FRAME_ID, IMAGE_TOPIC, NORMALS_TOPIC,
+    ODOMETRY_FRAME, ODOMETRY_TOPIC, SEGMENTATION_TOPIC, START_NS, TF_TOPIC, main, sample_topics,
+    write_sample_bag)
 
 REPO = Path(__file__).resolve().parents[2]
 FRAMES, SIZE, RATE, SEED = 8, (60, 80), 4.0, 3
@@ -26,6 +28,11 @@ def frames() -> list[dict[str, np.ndarray]]:
     return list(render_trajectory(scene_seed(0, "test", SEED), FRAMES, SIZE))
 
 
+def _stamped(message) -> object:
+    """The message with the header: a TFMessage's one transform, else the message itself."""
+    return message.transforms[0] if message.__msgtype__ == "tf2_msgs/msg/TFMessage" else message
+
+
 def _read(path: Path) -> dict[str, list]:
     """topic -> its messages in order, each checked for an error."""
     with open_bag(path) as bag:
@@ -34,7 +41,7 @@ def _read(path: Path) -> dict[str, list]:
         messages: dict[str, list] = {topic: [] for topic in bag.topics}
         for item in bag.messages():
             assert item.error is None
-            assert item.log_time_ns == header_stamp_ns(item.message)
+            assert item.log_time_ns == header_stamp_ns(_stamped(item.message))
             messages[item.topic].append(item.message)
     return messages
 
@@ -46,9 +53,11 @@ def test_every_topic_holds_the_rendered_frames(tmp_path, frames, storage, compre
     messages = _read(path)
     assert (COMPRESSED_TOPIC in messages) == compressed
     for topic, per_frame in messages.items():
-        stamps = [header_stamp_ns(message) for message in per_frame]
+        stamped = [_stamped(message) for message in per_frame]
+        stamps = [header_stamp_ns(message) for message in stamped]
         assert stamps == [START_NS + i * 250_000_000 for i in range(FRAMES)], topic
-        assert {message.header.frame_id for message in per_frame} == {FRAME_ID}
+        parent = ODOMETRY_FRAME if topic in (ODOMETRY_TOPIC, TF_TOPIC) else FRAME_ID
+        assert {message.header.frame_id for message in stamped} == {parent}
     for topic, encoding in ENCODINGS.items():
         assert {message.encoding for message in messages[topic]} == {encoding}
     for index, frame in enumerate(frames):
@@ -68,6 +77,33 @@ def test_every_topic_holds_the_rendered_frames(tmp_path, frames, storage, compre
             jpeg = compressed_to_rgb(messages[COMPRESSED_TOPIC][index], max_pixels=SIZE[0] * 80)
             # JPEG at quality 90 of a noisy image: ~5 grey levels off; swapped channels: ~40.
             assert np.abs(jpeg.astype(int) - image).mean() < 8
+
+
+def _pose(position, orientation) -> np.ndarray:
+    pose = np.eye(4)
+    pose[:3, :3] = rotation_from_quaternion([orientation.x, orientation.y, orientation.z,
+                                             orientation.w])
+    pose[:3, 3] = [position.x, position.y, position.z]
+    return pose
+
+
+def test_odometry_and_tf_hold_the_rendered_camera_poses(tmp_path, frames):
+    messages = _read(write_sample_bag(tmp_path / "odometry", "mcap", FRAMES, SIZE, RATE, SEED))
+    assert len(messages[ODOMETRY_TOPIC]) == len(messages[TF_TOPIC]) == FRAMES
+    for frame, odometry, tf in zip(frames, messages[ODOMETRY_TOPIC], messages[TF_TOPIC]):
+        assert odometry.child_frame_id == FRAME_ID
+        pose = odometry.pose.pose
+        np.testing.assert_allclose(_pose(pose.position, pose.orientation), frame["pose"],
+                                   atol=1e-6)
+        (transform,) = tf.transforms
+        assert transform.child_frame_id == FRAME_ID
+        np.testing.assert_allclose(_pose(transform.transform.translation,
+                                         transform.transform.rotation), frame["pose"], atol=1e-6)
+    # The recorded motion is the walk's: about 5 cm per frame.
+    positions = np.array([[m.pose.pose.position.x, m.pose.pose.position.y,
+                           m.pose.pose.position.z] for m in messages[ODOMETRY_TOPIC]])
+    steps = np.linalg.norm(np.diff(positions, axis=0), axis=1)
+    assert np.all((steps > 0.03) & (steps < 0.08))
 
 
 def test_the_frames_move_and_the_ground_truth_is_valid(frames):
