@@ -25,7 +25,8 @@ from ..labels import IGNORE_INDEX
 Sample = dict[str, Tensor]
 
 IMAGE_KEYS: tuple[str, ...] = ("image", "image_prev", "image_next")
-"""The frames of a sample (t, t - s, t + s): resized bilinearly, jittered alike, flipped together."""
+"""The frames of a sample (t, t - s, t + s): resized bilinearly, jittered alike, flipped
+together."""
 NON_MAP_KEYS: tuple[str, ...] = ("intrinsics", "travel", "pose_prev", "pose_next")
 """Keys whose values are not pixel maps (besides the ``has_<task>`` flags): ``intrinsics`` 3x3,
 ``travel`` (2,) metres to the neighbouring frames, ``pose_prev`` / ``pose_next`` 4x4 transforms

@@ -5,8 +5,8 @@ the synthetic scenes give one without shipping data: a camera walks through one 
 (a scene no model was trained on). Every frame is recorded as a camera driver publishes it
 (image, camera_info and optionally JPEG), with the camera's exact pose as a robot's odometry
 publishes it (``/odom`` and ``/tf``), plus ground-truth topics, all with the frame's header stamp
-as stamp and log time: a complete stand-in for a robot's recording, to train from as well. The clock starts at a fixed epoch, so the same arguments write the
-same bytes.
+as stamp and log time: a complete stand-in for a robot's recording, to train from as well. The
+clock starts at a fixed epoch, so the same arguments write the same bytes.
 """
 from __future__ import annotations
 

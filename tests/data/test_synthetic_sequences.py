@@ -14,9 +14,9 @@ SIZE = (48, 64)
 
 
 def warp_error(sample: dict[str, torch.Tensor], source: str, pose: torch.Tensor) -> float:
-    """Median absolute difference (mean over channels) between the centre image and the ``source`` frame sampled
-    (nearest pixel) where the centre's depth and ``pose`` project each pixel, over the pixels
-    that land inside the source image."""
+    """Median absolute difference (mean over channels) between the centre image and the
+    ``source`` frame sampled (nearest pixel) where the centre's depth and ``pose`` project each
+    pixel, over the pixels that land inside the source image."""
     k = sample["intrinsics"].double()
     depth = sample["depth"][0].double()
     rows, cols = torch.meshgrid(torch.arange(SIZE[0], dtype=torch.float64),
