@@ -32,7 +32,8 @@ def build_dataset(cfg: DataConfig, split: str, train: bool = False,
     """
     transform = build_transforms(cfg, train=train)
     if cfg.dataset in PUBLIC_DATASETS:
-        return PUBLIC_DATASETS[cfg.dataset].from_config(cfg, split, transform)
+        return PUBLIC_DATASETS[cfg.dataset].from_config(cfg, split, transform,
+                                                        sequence=sequence)
     if cfg.dataset != "synthetic":
         raise ValueError(f"unknown dataset {cfg.dataset!r}; available: {list(DATASET_NAMES)}")
     lengths = {"train": cfg.train_length, "val": cfg.val_length, "test": cfg.test_length}

@@ -6,6 +6,9 @@ Layout (METHOD.md section 6.1), ``<stem>`` = ``<city>_<seq>_<frame>``::
     <root>/gtFine/<split>/<city>/<stem>_gtFine_labelIds.png       when present: pre-shrunk copies)
     <root>/disparity/<split>/<city>/<stem>_disparity.png
     <root>/camera/<split>/<city>/<stem>_camera.json
+    <root>/leftImg8bit_sequence/<split>/<city>/<city>_<seq>_<frame +- stride>_leftImg8bit.png
+                                                                  (temporal samples only; or
+                                                                  leftImg8bit_sequence_small/)
 
 * classes: the official 19 training ids by default (``label_set: trainid19``); the method's 16
   (those 19 without terrain, truck and train, ``label_set: method16``) on request; every other
@@ -14,15 +17,23 @@ Layout (METHOD.md section 6.1), ``<stem>`` = ``<city>_<seq>_<frame>``::
   file; p <= 1 (no disparity) is invalid (0). Disparities count full-resolution pixels whatever
   the PNG's size, so the full-resolution fx is the right one;
 * intrinsics: the camera file's, for the 2048x1024 frame, scaled to the image read;
-* splits: the official train / val (test labels are not public: ``test`` reads val).
+* splits: the official train / val (test labels are not public: ``test`` reads val);
+* temporal samples (``sequence=True``, the method's self-supervised depth, METHOD.md 7.1): each
+  labelled frame with its neighbours ``frame_stride`` frames before and after it from the video
+  snippets; ``travel`` is unknown (NaN: the recording has no odometry here). The intrinsics stay
+  the camera file's, scaled to the image; the method's unscaled constant K (``paper_compat``) is
+  a choice of the photometric objective, which sees the model configuration; the dataset does not.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
+from ..config import DataConfig
 from .common import (ClassSet, LabelMap, PublicDataset, Record, Sample, first_existing,
                      intrinsics_matrix, read_json, read_png, read_rgb, single_channel)
 from .transforms import scale_intrinsics
@@ -52,6 +63,10 @@ FULL_SIZE = (1024, 2048)
 
 IMAGE_FOLDERS = ("leftImg8bit_small", "leftImg8bit")
 """Image folders by preference: pre-shrunk copies (what the method reads) when present."""
+SEQUENCE_FOLDERS = ("leftImg8bit_sequence_small", "leftImg8bit_sequence")
+"""Video snippet folders by the same preference."""
+_STEM = re.compile(r"(?P<snippet>.+_\d+)_(?P<frame>\d{6})")
+"""``<city>_<seq>_<frame>``: the snippet and the frame number within the recording."""
 
 
 def _label_map(classes: ClassSet) -> LabelMap:
@@ -65,9 +80,25 @@ class Cityscapes(PublicDataset):
 leftImg8bit/{train,val}/<city>/<stem>_leftImg8bit.png   (or leftImg8bit_small/)
 gtFine/{train,val}/<city>/<stem>_gtFine_labelIds.png
 disparity/{train,val}/<city>/<stem>_disparity.png
-camera/{train,val}/<city>/<stem>_camera.json"""
+camera/{train,val}/<city>/<stem>_camera.json
+leftImg8bit_sequence/{train,val}/<city>/<city>_<seq>_<frame +- stride>_leftImg8bit.png
+    (or leftImg8bit_sequence_small/; only for temporal samples)"""
     label_sets = {"trainid19": TRAINID_CLASSES, "method16": METHOD16_CLASSES}
     _label_maps = {name: _label_map(classes) for name, classes in label_sets.items()}
+    has_odometry = False
+
+    def __init__(self, root: str | Path, split: str, size: tuple[int, int],
+                 transform: Callable[[Sample], Sample] | None = None,
+                 label_set: str | None = None, sequence: bool = False,
+                 frame_stride: int = 1) -> None:
+        if frame_stride < 1:
+            raise ValueError(f"frame_stride must be at least 1, got {frame_stride}")
+        self.sequence, self.frame_stride = sequence, frame_stride
+        super().__init__(root, split, size, transform, label_set)
+
+    @classmethod
+    def sequence_options(cls, cfg: DataConfig) -> dict[str, Any]:
+        return {"sequence": True, "frame_stride": cfg.frame_stride}
 
     def find_records(self) -> list[Record]:
         images = first_existing([self.root / folder / self.split for folder in IMAGE_FOLDERS])
@@ -83,7 +114,28 @@ camera/{train,val}/<city>/<stem>_camera.json"""
                 "disparity": self.root / "disparity" / self.split / city / f"{stem}_disparity.png",
                 "camera": self.root / "camera" / self.split / city / f"{stem}_camera.json",
             })
+        if self.sequence:
+            snippets = first_existing([self.root / name / self.split for name in SEQUENCE_FOLDERS])
+            if not snippets.is_dir():
+                raise self.layout_error(self.root / SEQUENCE_FOLDERS[-1] / self.split,
+                                        "is missing (the video snippets of temporal samples)")
+            for record in records:
+                record.update(self._neighbours(record["image"], snippets))
         return records
+
+    def _neighbours(self, image: Path, snippets: Path) -> Record:
+        """The snippet frames ``frame_stride`` before and after a labelled image."""
+        city, stem = image.parent.name, image.name[: -len("_leftImg8bit.png")]
+        parts = _STEM.fullmatch(stem)
+        if parts is None:
+            raise self.layout_error(image, "is not named <city>_<seq>_<frame>_leftImg8bit.png")
+        frame = int(parts["frame"])
+        if frame < self.frame_stride:
+            raise self.layout_error(image, f"is frame {frame} of its snippet: no frame "
+                                           f"{self.frame_stride} before it")
+        return {key: snippets / city / f"{parts['snippet']}_{frame + offset:06d}_leftImg8bit.png"
+                for key, offset in (("image_prev", -self.frame_stride),
+                                    ("image_next", self.frame_stride))}
 
     def decode(self, record: Record) -> Sample:
         image = read_rgb(record["image"])
@@ -92,13 +144,18 @@ camera/{train,val}/<city>/<stem>_camera.json"""
         disparity = (disparity.astype(np.float64) - 1.0) / 256.0
         depth = np.where(disparity > 0, baseline * fx / np.maximum(disparity, 1e-12), 0.0)
         raw_labels = single_channel(read_png(record["semseg"]), record["semseg"])
-        return {
+        sample = {
             "image": image,
             "semseg": self._label_maps[self.label_set](raw_labels),
             "depth": torch.from_numpy(depth.astype(np.float32))[None],
             "intrinsics": scale_intrinsics(intrinsics_matrix(fx, fy, cx, cy), FULL_SIZE,
                                            image.shape[-2:]),
         }
+        if self.sequence:
+            sample["image_prev"] = read_rgb(record["image_prev"])
+            sample["image_next"] = read_rgb(record["image_next"])
+            sample["travel"] = torch.full((2,), float("nan"))
+        return sample
 
     def _camera(self, path: Path) -> tuple[float, float, float, float, float]:
         """Stereo baseline (m) and fx, fy, u0, v0 (full-resolution pixels) of a camera file."""

@@ -290,16 +290,29 @@ class PublicDataset(Dataset):
 
     @classmethod
     def from_config(cls, cfg: DataConfig, split: str,
-                    transform: Callable[[Sample], Sample] | None = None) -> PublicDataset:
+                    transform: Callable[[Sample], Sample] | None = None,
+                    sequence: bool = False) -> PublicDataset:
+        """The dataset of ``cfg``; ``sequence`` asks for temporal samples (frames t - stride, t,
+        t + stride), which only datasets with video sequences give."""
         if cfg.root is None:
             raise ConfigError(f"data.root must name the {cls.name} root folder")
+        options = cls.config_options(cfg)
+        if sequence:
+            options.update(cls.sequence_options(cfg))
         return cls(cfg.root, split, cfg.image_size, transform=transform, label_set=cfg.label_set,
-                   **cls.config_options(cfg))
+                   **options)
 
     @classmethod
     def config_options(cls, cfg: DataConfig) -> dict[str, Any]:
         """Constructor arguments a subclass takes from ``cfg`` beyond the common ones."""
         return {}
+
+    @classmethod
+    def sequence_options(cls, cfg: DataConfig) -> dict[str, Any]:
+        """Constructor arguments for temporal samples; a dataset without video refuses."""
+        raise ConfigError(f"{cls.name} has no video sequences, so it cannot give the frame "
+                          f"triplets that learning depth from video needs; use data.dataset "
+                          f"synthetic, cityscapes, rosbag or folder")
 
     def _check_label_set(self, label_set: str | None) -> str:
         if label_set is None:

@@ -106,8 +106,16 @@ CITYSCAPES_CAMERA = {"baseline": 0.2, "fx": 2000.0, "fy": 2010.0, "u0": 1020.0, 
 CITYSCAPES_CITIES = {"train": ("aachen", "bochum"), "val": ("frankfurt",)}
 
 
-def make_cityscapes(root: Path, per_city: int = 2, images: str = "leftImg8bit") -> Written:
-    """``per_city`` frames per city; ``images`` is the image folder (``leftImg8bit[_small]``)."""
+CITYSCAPES_SNIPPET_FRAMES = range(17, 22)
+"""Frame numbers of each video snippet written: the labelled frame 19 and two either side."""
+
+
+def make_cityscapes(root: Path, per_city: int = 2, images: str = "leftImg8bit",
+                    sequence: str | None = None) -> Written:
+    """``per_city`` frames per city; ``images`` is the image folder (``leftImg8bit[_small]``).
+    ``sequence`` names a video snippet folder (``leftImg8bit_sequence[_small]``) to write frames
+    17..21 of every snippet into (19 a copy of the labelled image); the first train sample's
+    frames are in ``raw`` as ``frame_<n>``."""
     rows, cols = np.mgrid[: SIZE[0], : SIZE[1]]
     written = Written(root, {split: [] for split in CITYSCAPES_CITIES})
     camera = CITYSCAPES_CAMERA
@@ -125,7 +133,14 @@ def make_cityscapes(root: Path, per_city: int = 2, images: str = "leftImg8bit") 
                 disparity[0, 0], disparity[0, 1] = 0, 1
                 disparity = disparity.astype(np.uint16)
                 folder = f"{split}/{city}"
-                write_image(root / images / folder / f"{stem}_leftImg8bit.png", random_rgb(seed))
+                image = random_rgb(seed)
+                write_image(root / images / folder / f"{stem}_leftImg8bit.png", image)
+                snippet = {number: image if number == 19 else random_rgb(1000 + 10 * seed + number)
+                           for number in CITYSCAPES_SNIPPET_FRAMES}
+                if sequence is not None:
+                    for number, frame_image in snippet.items():
+                        name = f"{city}_{frame:06d}_{number:06d}_leftImg8bit.png"
+                        write_image(root / sequence / folder / name, frame_image)
                 write_image(root / "gtFine" / folder / f"{stem}_gtFine_labelIds.png", label_ids)
                 write_image(root / "disparity" / folder / f"{stem}_disparity.png", disparity)
                 (root / "camera" / folder).mkdir(parents=True, exist_ok=True)
@@ -133,7 +148,8 @@ def make_cityscapes(root: Path, per_city: int = 2, images: str = "leftImg8bit") 
                     "extrinsic": {"baseline": camera["baseline"], "pitch": 0.05},
                     "intrinsic": {key: camera[key] for key in ("fx", "fy", "u0", "v0")}}))
                 if not written.raw:
-                    written.raw = {"semseg": label_ids, "disparity": disparity}
+                    written.raw = {"semseg": label_ids, "disparity": disparity,
+                                   **{f"frame_{n}": snippet[n] for n in snippet}}
     written.splits = {split: sorted(stems) for split, stems in written.splits.items()}
     return written
 

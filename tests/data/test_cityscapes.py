@@ -1,16 +1,19 @@
-"""Cityscapes loader: disparity to metric depth, both class sets, intrinsics, derived targets."""
+"""Cityscapes loader: disparity to metric depth, both class sets, intrinsics, derived targets,
+frame triplets from the video snippets."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
 
-from densemtl_core.config import ConfigError
+from densemtl_core.config import ConfigError, DataConfig
+from densemtl_core.data import build_dataset
 from densemtl_core.data.cityscapes import Cityscapes
 from densemtl_core.data.common import DatasetLayoutError, label_boundaries, normals_from_depth
-from densemtl_core.data.transforms import RandomHorizontalFlip
+from densemtl_core.data.transforms import RandomHorizontalFlip, Resize
 from densemtl_core.labels import IGNORE_INDEX
 from tests.data.fixtures import CITYSCAPES_CAMERA, SIZE, make_cityscapes
 
@@ -106,3 +109,61 @@ def test_missing_files_and_bad_camera_files_name_the_path(cityscapes, tmp_path):
     assert "disparity/{train,val}/<city>/<stem>_disparity.png" in str(error.value)
     with pytest.raises(DatasetLayoutError, match=r"leftImg8bit/train is missing"):
         Cityscapes(tmp_path, "train", SIZE)
+
+
+# ----------------------------------------------------------------------------------------------
+# Temporal samples (the method's self-supervised depth)
+# ----------------------------------------------------------------------------------------------
+
+def as_tensor(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0
+
+
+@pytest.fixture
+def snippets(tmp_path):
+    return make_cityscapes(tmp_path / "cityscapes", sequence="leftImg8bit_sequence")
+
+
+def test_sequence_samples_add_the_neighbouring_snippet_frames(snippets):
+    dataset = Cityscapes(snippets.root, "train", SIZE, sequence=True)
+    sample = dataset[0]
+    assert dataset.has_odometry is False
+    torch.testing.assert_close(sample["image"], as_tensor(snippets.raw["frame_19"]))
+    torch.testing.assert_close(sample["image_prev"], as_tensor(snippets.raw["frame_18"]))
+    torch.testing.assert_close(sample["image_next"], as_tensor(snippets.raw["frame_20"]))
+    assert sample["travel"].shape == (2,) and sample["travel"].isnan().all()
+    single = Cityscapes(snippets.root, "train", SIZE)[0]
+    assert single.keys() == sample.keys() - {"image_prev", "image_next", "travel"}
+    for key in single:
+        assert torch.equal(single[key], sample[key]), key
+    assert len(dataset) == len(snippets.splits["train"])
+
+
+def test_build_dataset_reads_the_stride_and_the_small_snippet_folder(tmp_path):
+    written = make_cityscapes(tmp_path / "small", images="leftImg8bit_small",
+                              sequence="leftImg8bit_sequence_small")
+    cfg = DataConfig(dataset="cityscapes", root=str(written.root), image_size=(16, 32),
+                     frame_stride=2)
+    dataset = build_dataset(cfg, "train", sequence=True)
+    assert isinstance(dataset, Cityscapes) and dataset.frame_stride == 2
+    sample = dataset[0]
+    for key in ("image", "image_prev", "image_next"):
+        assert sample[key].shape == (3, 16, 32)
+    expected = Resize((16, 32))({"image": as_tensor(written.raw["frame_17"])})["image"]
+    torch.testing.assert_close(sample["image_prev"], expected)
+    assert "image_prev" not in build_dataset(cfg, "val")[0]
+
+
+def test_a_missing_snippet_frame_or_folder_names_the_path(snippets):
+    with pytest.raises(DatasetLayoutError, match="aachen_000000_000016_leftImg8bit.png is missing"):
+        Cityscapes(snippets.root, "train", SIZE, sequence=True, frame_stride=3)
+    shutil.rmtree(snippets.root / "leftImg8bit_sequence")
+    with pytest.raises(DatasetLayoutError, match="leftImg8bit_sequence/train is missing"):
+        Cityscapes(snippets.root, "train", SIZE, sequence=True)
+    Cityscapes(snippets.root, "train", SIZE)  # single frames need no snippets
+
+
+def test_datasets_without_video_refuse_sequences(tmp_path):
+    cfg = DataConfig(dataset="nyudv2", root=str(tmp_path))
+    with pytest.raises(ConfigError, match="nyudv2 has no video sequences"):
+        build_dataset(cfg, "train", sequence=True)
