@@ -6,6 +6,7 @@ from torch.utils.data import Dataset
 from ..config import DATASET_NAMES, DataConfig
 from .cityscapes import Cityscapes
 from .common import DatasetLayoutError, PublicDataset
+from .folder import ImageFolder
 from .nyudv2 import NYUDv2
 from .synthetic import SyntheticScenes, SyntheticSequences
 from .synthia import Synthia
@@ -34,6 +35,8 @@ def build_dataset(cfg: DataConfig, split: str, train: bool = False,
     if cfg.dataset in PUBLIC_DATASETS:
         return PUBLIC_DATASETS[cfg.dataset].from_config(cfg, split, transform,
                                                         sequence=sequence)
+    if cfg.dataset == "folder":
+        return ImageFolder.from_config(cfg, split, transform, sequence=sequence)
     if cfg.dataset != "synthetic":
         raise ValueError(f"unknown dataset {cfg.dataset!r}; available: {list(DATASET_NAMES)}")
     lengths = {"train": cfg.train_length, "val": cfg.val_length, "test": cfg.test_length}

@@ -29,6 +29,7 @@ from torch.utils.data import Dataset
 
 from ..config import ConfigError, DataConfig
 from ..labels import IGNORE_INDEX
+from ..recordings.label_map import LabelMapping
 from .synthetic import SPLITS
 from .transforms import Resize, Sample
 
@@ -207,6 +208,31 @@ def label_boundaries(semseg: Tensor) -> Tensor:
     edges[:, 1:] |= horizontal
     edges[:, :-1] |= horizontal
     return edges.long()
+
+
+UNLABELLED: dict[str, tuple[int, float]] = {
+    "semseg": (0, IGNORE_INDEX), "depth": (1, 0.0), "normals": (3, 0.0)}
+"""Task -> (channels, 0 for an HxW map; fill value) of the map that stands in for a missing
+label in partly labelled datasets, which give every sample the same keys."""
+
+
+def unlabelled_map(task: str, size: tuple[int, int]) -> Tensor:
+    """The ``task`` map of a frame without that label: ignored classes, invalid depth or
+    normals everywhere (its ``has_<task>`` flag says it is no label)."""
+    channels, value = UNLABELLED[task]
+    shape = (channels, *size) if channels else tuple(size)
+    return torch.full(shape, value, dtype=torch.int64 if task == "semseg" else torch.float32)
+
+
+def configured_label_mapping(spec: str | None, class_names: Sequence[str]) -> LabelMapping:
+    """``data.label_map`` (recorded class ids -> the model's, by id or name) as a mapping; none
+    keeps ids that are the model's and ignores the rest."""
+    if spec is None:
+        return LabelMapping.identity(len(class_names))
+    try:
+        return LabelMapping.parse(spec, len(class_names), class_names)
+    except ValueError as error:
+        raise ConfigError(f"data.label_map: {error}") from error
 
 
 # ----------------------------------------------------------------------------------------------
