@@ -122,17 +122,19 @@ class ResNetEncoder(nn.Module):
     the stem after ReLU (before max-pooling) and the outputs of ``layer1`` .. ``layer4``.
     ``channels`` and ``strides`` give their channel counts and output strides (input pixels per
     feature pixel); with the default dilation the strides are (2, 4, 8, 16, 16).
+    ``in_channels`` other than 3 takes stacked frames (a pose network sees two: 6 channels).
     """
 
     def __init__(self, name: str = "resnet101", width: float = 1.0,
-                 dilation: tuple[bool, bool, bool] = (False, False, True)) -> None:
+                 dilation: tuple[bool, bool, bool] = (False, False, True),
+                 in_channels: int = 3) -> None:
         super().__init__()
         if name not in RESNET_SPECS:
             raise ValueError(f"unknown backbone {name!r}; known: {sorted(RESNET_SPECS)}")
         block, depths = RESNET_SPECS[name]
         self.name = name
         base = scaled_width(STEM_CHANNELS, width)
-        self.conv1 = nn.Conv2d(3, base, kernel_size=7, stride=2, padding=3, bias=False)
+        self.conv1 = nn.Conv2d(in_channels, base, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(base)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
