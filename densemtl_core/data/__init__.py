@@ -8,6 +8,7 @@ from .cityscapes import Cityscapes
 from .common import DatasetLayoutError, PublicDataset
 from .folder import ImageFolder
 from .nyudv2 import NYUDv2
+from .recording import RecordingDataset
 from .synthetic import SyntheticScenes, SyntheticSequences
 from .synthia import Synthia
 from .transforms import build_transforms
@@ -35,6 +36,8 @@ def build_dataset(cfg: DataConfig, split: str, train: bool = False,
     if cfg.dataset in PUBLIC_DATASETS:
         return PUBLIC_DATASETS[cfg.dataset].from_config(cfg, split, transform,
                                                         sequence=sequence)
+    if cfg.dataset == "rosbag":
+        return RecordingDataset.from_config(cfg, split, transform, sequence=sequence)
     if cfg.dataset == "folder":
         return ImageFolder.from_config(cfg, split, transform, sequence=sequence)
     if cfg.dataset != "synthetic":

@@ -193,9 +193,12 @@ class BagReader:
             f"{topic} ({msgtype}, {self.message_counts.get(topic, 0)} messages)"
             for topic, msgtype in self.topics.items())
 
-    def messages(self, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
+    def messages(self, topics: Iterable[str] | None = None, *, start_ns: int | None = None,
+                 stop_ns: int | None = None) -> Iterator[BagMessage]:
         """The messages of ``topics`` (default: all) in log-time order, deserialized; a topic
-        the bag lacks is refused here, not when iteration starts."""
+        the bag lacks is refused here, not when iteration starts. ``start_ns`` / ``stop_ns``
+        keep the log times in [start, stop), found through the bag's index (chunk index, SQL
+        query), so reading one message of a long recording does not read the rest."""
         wanted = set(self.topics if topics is None else topics)
         if missing := sorted(wanted - self.topics.keys()):
             raise BagError(f"{self.path}: no topic {', '.join(missing)} in it; "
@@ -204,7 +207,8 @@ class BagReader:
         if not connections:  # rosbags reads every topic when given none
             return iter(())
         return (self._deserialized(connection, log_time, raw)
-                for connection, log_time, raw in self._reader.messages(connections))
+                for connection, log_time, raw in self._reader.messages(
+                    connections, start=start_ns, stop=stop_ns))
 
     def _deserialized(self, connection: Connection, log_time: int, raw: bytes) -> BagMessage:
         message, error = None, None

@@ -1,8 +1,9 @@
 """Dataset class ids of a bag's label images -> the model's class ids.
 
 A bag's labels come from a dataset whose ids rarely equal the model's; the mapping is given on
-the command line (inline or as a YAML/JSON file) and applied to every label image before
-scoring. numpy and YAML only.
+the command line of ``densemtl-bag-eval`` or as ``data.label_map`` for training (inline or as a
+YAML/JSON file) and applied to every label image before scoring or learning. numpy and YAML
+only, so both the library and the bag tools read it.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import yaml
 
-from densemtl_core.labels import IGNORE_INDEX
+from ..labels import IGNORE_INDEX
 
 _MAX_DATASET_ID = np.iinfo(np.uint16).max
 _MAPPING_FILE_SUFFIXES = (".yaml", ".yml", ".json")

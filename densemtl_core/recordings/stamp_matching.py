@@ -1,7 +1,8 @@
 """Pairing camera images with ground-truth messages by header stamp.
 
 Ground truth is recorded next to the camera but not necessarily at the same instant nor in the
-same order; stamps, not message order, say which belong together. numpy only.
+same order; stamps, not message order, say which belong together. numpy only: bag evaluation and
+training from recordings pair frames the same way.
 """
 from __future__ import annotations
 

@@ -23,13 +23,13 @@ from densemtl_core.checkpoint import ModelMetadata
 from densemtl_core.recordings.bags import BagReader, BagWriter, calibration_message, image_message
 from densemtl_core.recordings.calibration import Calibration
 from densemtl_core.recordings.encodings import resize_rgb
+from densemtl_core.recordings.label_map import LabelMapping
 from densemtl_core.runtime import Predictor, load_predictor
 from densemtl_core.tasks import TASKS
 from densemtl_core.viz import mosaic, save_png
 
 from .bag_frames import BagFrame, BagFrames
 from .bag_topics import BagTopics
-from .label_map import LabelMapping
 from ..published import PublishedMaps, image_outputs, published_image, published_maps, topic_suffix
 from .report import frame_mosaic, summary, worst_and_best, write_report
 from .report_folder import MOSAIC_KINDS, mosaic_file

@@ -17,12 +17,12 @@ import numpy as np
 from densemtl_core.recordings.bags import BagReader, header_stamp_ns
 from densemtl_core.recordings.encodings import (ImageConversionError, camera_image_to_rgb,
                                                 message_to_array)
+from densemtl_core.recordings.label_map import LabelMapping
+from densemtl_core.recordings.stamp_matching import STAMP_RULE, StampPairs, pair_by_stamp
 from densemtl_core.tasks import TASKS, TaskSpec
 
 from .bag_topics import BagTopics
-from .label_map import LabelMapping
 from .scoring import GroundTruth
-from .stamp_matching import STAMP_RULE, StampPairs, pair_by_stamp
 
 MAX_PIXELS = 64_000_000
 

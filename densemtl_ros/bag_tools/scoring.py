@@ -8,8 +8,9 @@ The metrics themselves are ``densemtl_core.metrics`` meters, built exactly as ``
 builds them, so dataset metrics are comparable with a checkpoint's recorded metrics.
 
 No ROS imports: this module is numpy, torch and densemtl_core only, and is tested on its own.
-Beside it: the label mapping (:mod:`.label_map`), the pairing by stamp (:mod:`.stamp_matching`)
-and the report written from a scorer (:mod:`.report`).
+Beside it: the label mapping (:mod:`densemtl_core.recordings.label_map`), the pairing by stamp
+(:mod:`densemtl_core.recordings.stamp_matching`) and the report written from a scorer
+(:mod:`.report`).
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ class GroundTruth(TaskMaps):
     the table (its ``field``); each map optional.
 
     ``segmentation``: HxW model class ids (see
-    :class:`~densemtl_ros.bag_tools.label_map.LabelMapping`),
+    :class:`~densemtl_core.recordings.label_map.LabelMapping`),
     ``IGNORE_INDEX`` where unknown; ``depth``: float32 HxW metres, NaN or <= 0 where invalid;
     ``normals``: float32 HxWx3, zero vectors where invalid; ``edges``: uint8 HxW in {0, 1} (bags
     have no edge topic, so only a caller that derives edges fills it).

@@ -38,7 +38,7 @@ from densemtl_ros.bag_tools.make_bag import (CAMERA_INFO_TOPIC, DEPTH_TOPIC, IMA
 from densemtl_ros.demo import node_speed
 from densemtl_ros.bag_tools.report import REPORT_FORMAT, REPORT_FORMAT_VERSION
 from densemtl_ros.bag_tools.scoring import NO_VALID_TRUTH
-from densemtl_ros.bag_tools.stamp_matching import STAMP_RULE
+from densemtl_core.recordings.stamp_matching import STAMP_RULE
 from tests.ros.bag_fixtures import (Recording, Truth, frame_stamps, node_processes,
                                     render_frames, with_header_stamps)
 

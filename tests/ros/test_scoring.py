@@ -12,12 +12,12 @@ from densemtl_core.checkpoint import ModelMetadata
 from densemtl_core.config import ExperimentConfig, ModelConfig
 from densemtl_core.labels import IGNORE_INDEX
 from densemtl_core.metrics import DepthMeter, EdgeMeter, NormalsMeter, SegmentationMeter
-from densemtl_ros.bag_tools.label_map import LabelMapping
+from densemtl_core.recordings.label_map import LabelMapping
 from densemtl_ros.published import PublishedMaps
 from densemtl_ros.bag_tools.report import REPORT_FORMAT, frame_mosaic, summary, worst_and_best, write_report
 from densemtl_ros.bag_tools.scoring import (NO_VALID_TRUTH, NOTHING_TO_SCORE, FrameScore, FrameScorer,
                                   GroundTruth)
-from densemtl_ros.bag_tools.stamp_matching import match_by_stamp, pair_by_stamp
+from densemtl_core.recordings.stamp_matching import match_by_stamp, pair_by_stamp
 from tests.strict_json import strict_json
 
 CLASS_NAMES = ("wall", "floor", "chair")
