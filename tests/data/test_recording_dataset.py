@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -19,17 +20,16 @@ from densemtl_core.data.recording_index import (INDEX_FORMAT_VERSION, default_ca
 from densemtl_core.geometry import scale_intrinsics
 from densemtl_core.labels import IGNORE_INDEX
 from densemtl_core.recordings.bags import BagError
-from densemtl_ros.bag_tools.make_bag import (CAMERA_INFO_TOPIC, DEPTH_TOPIC, IMAGE_TOPIC,
-                                             NORMALS_TOPIC, SEGMENTATION_TOPIC,
-                                             write_sample_bag)
-from tests.data.recording_bags import IMAGE_TOPIC as CAMERA_TOPIC
-from tests.data.recording_bags import (COMPRESSED_TOPIC, MOVING_FRAME, ODOMETRY_TOPIC, TF_TOPIC,
-                                       TRUTH_TOPICS, intrinsics, shots, write_bag)
+from densemtl_core.data.synthetic import render_trajectory, scene_seed
+from densemtl_ros.bag_tools import make_bag as sample_bag
+from tests.data.recording_bags import (COMPRESSED_TOPIC, IMAGE_TOPIC, MOVING_FRAME,
+                                       ODOMETRY_TOPIC, TF_TOPIC, TRUTH_TOPICS, intrinsics, shots,
+                                       write_bag)
 
 
 def config(bags, tmp_path, **overrides) -> DataConfig:
     values = {"dataset": "rosbag", "bag": tuple(str(bag) for bag in bags),
-              "image_topic": CAMERA_TOPIC, "image_size": (32, 64), "val_fraction": 0.0,
+              "image_topic": IMAGE_TOPIC, "image_size": (32, 64), "val_fraction": 0.0,
               "index_dir": str(tmp_path / "index"), "hflip": False}
     return DataConfig(**{**values, **overrides})
 
@@ -44,7 +44,7 @@ def test_every_bag_format_is_read_raw_and_compressed(tmp_path, storage, compress
     frames = shots(4)
     bag = write_bag(tmp_path / ("run.bag" if storage == "ros1" else "run"), frames, storage,
                     compressed=compressed)
-    topic = COMPRESSED_TOPIC if compressed else CAMERA_TOPIC
+    topic = COMPRESSED_TOPIC if compressed else IMAGE_TOPIC
     dataset = RecordingDataset.from_config(config([bag], tmp_path, image_topic=topic), "train")
     assert len(dataset) == 4
     for index, shot in enumerate(frames):
@@ -123,16 +123,26 @@ def test_ground_truth_is_read_and_flagged_per_frame(tmp_path):
     assert torch.isnan(sample["travel"]).all() and not triplets.has_odometry
 
 
-def test_a_sample_bag_is_read_with_its_ground_truth(tmp_path):
-    bag = write_sample_bag(tmp_path / "sample", frames=3, size=(32, 64))
-    cfg = config([bag], tmp_path, image_topic=IMAGE_TOPIC, truth_topics={
-        "semseg": SEGMENTATION_TOPIC, "depth": DEPTH_TOPIC, "normals": NORMALS_TOPIC})
-    assert cfg.camera_info_topic is None and default_camera_info_topic(IMAGE_TOPIC) == \
-        CAMERA_INFO_TOPIC
+def test_a_sample_bag_is_read_with_its_ground_truth_and_odometry(tmp_path):
+    bag = sample_bag.write_sample_bag(tmp_path / "sample", frames=3, size=(32, 64))
+    cfg = config([bag], tmp_path, image_topic=sample_bag.IMAGE_TOPIC, truth_topics={
+        "semseg": sample_bag.SEGMENTATION_TOPIC, "depth": sample_bag.DEPTH_TOPIC,
+        "normals": sample_bag.NORMALS_TOPIC})
+    assert default_camera_info_topic(sample_bag.IMAGE_TOPIC) == sample_bag.CAMERA_INFO_TOPIC
     dataset = RecordingDataset.from_config(cfg, "train")
     sample = dataset[1]
     assert all(sample[f"has_{task}"].item() for task in ("semseg", "depth", "normals"))
     assert sample["semseg"].max() < dataset.num_classes and (sample["depth"] > 0).any()
+    # Its odometry, on /odom or /tf, is the rendered camera's walk.
+    poses = [frame["pose"][:3, 3].astype(np.float64) for frame in render_trajectory(
+        scene_seed(0, "test", 0), 3, (32, 64))]
+    walked = [np.linalg.norm(poses[0] - poses[1]), np.linalg.norm(poses[2] - poses[1])]
+    for topic, frame in ((sample_bag.ODOMETRY_TOPIC, None),
+                         (sample_bag.TF_TOPIC, sample_bag.FRAME_ID)):
+        moving = RecordingDataset.from_config(
+            replace(cfg, odometry_topic=topic, odometry_frame=frame), "train", sequence=True)
+        assert len(moving) == 1 and min(walked) > 0.01
+        assert np.allclose(moving[0]["travel"].numpy(), walked, rtol=1e-4)
 
 
 @pytest.mark.parametrize("odometry", ["odometry", "tf"])
@@ -230,6 +240,11 @@ def test_the_index_is_written_once_reused_and_rebuilt_when_the_bag_changes(tmp_p
     write_bag(bag, shots(7))
     assert len(RecordingDataset.from_config(cfg, "train")) == 7
     assert len(scans) == 1 and len(json.loads(path.read_text())["stamp_ns"]) == 7
+    # A file of another format version is not trusted either.
+    path.write_text(json.dumps({**json.loads(path.read_text()), "format_version": 999}))
+    RecordingDataset.from_config(cfg, "train")
+    assert len(scans) == 2 and json.loads(path.read_text())["format_version"] == \
+        INDEX_FORMAT_VERSION
     # Without data.index_dir the index lies next to the bag.
     beside = config([bag], tmp_path, index_dir=None)
     RecordingDataset.from_config(beside, "train")
