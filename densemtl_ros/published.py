@@ -29,13 +29,18 @@ class PublishedMaps(TaskMaps):
     """
 
 
-def published_maps(prediction: Prediction, metadata: ModelMetadata) -> PublishedMaps:
+def published_maps(prediction: Prediction, metadata: ModelMetadata,
+                   depth_scale: float = 1.0) -> PublishedMaps:
     """A Prediction as the node publishes it (each task's ``publish``: depth NaN where the
-    network hit its range's limit (REP 118), edges quantised to mono8)."""
+    network hit its range's limit (REP 118), edges quantised to mono8); depth multiplied by
+    ``depth_scale``, metres per model unit (see :mod:`densemtl_ros.depth_units`), after the
+    range check, which is in the model's units."""
     model = metadata.config.model
-    return PublishedMaps(**{
-        spec.field: spec.publish(getattr(prediction, spec.field), model)
-        for spec in TASKS.values() if getattr(prediction, spec.field) is not None})
+    maps = {spec.field: spec.publish(getattr(prediction, spec.field), model)
+            for spec in TASKS.values() if getattr(prediction, spec.field) is not None}
+    if depth_scale != 1.0 and maps.get("depth") is not None:
+        maps["depth"] = maps["depth"] * np.float32(depth_scale)
+    return PublishedMaps(**maps)
 
 
 def image_outputs() -> dict[str, tuple[TaskSpec, PublishedImage]]:

@@ -18,8 +18,9 @@ INPUT_NAME = "image"
 
 
 def output_names(tasks: tuple[str, ...]) -> list[str]:
-    """Graph output names: the task names (semseg: class probabilities; depth: metres; normals:
-    unit vectors in the camera optical frame; edges: edge probability), each B x C x H x W."""
+    """Graph output names: the task names (semseg: class probabilities; depth: metres, or a
+    relative model's units; normals: unit vectors in the camera optical frame; edges: edge
+    probability), each B x C x H x W."""
     return list(tasks)
 
 

@@ -12,7 +12,8 @@ class Prediction(TaskMaps):
     One field per task of :data:`~densemtl_core.tasks.TASKS` (its ``field``):
 
     ``segmentation``: class ids, uint8 (uint16 beyond 256 classes), H x W.
-    ``depth``: metres, float32 H x W, within the model's depth range.
+    ``depth``: metres (a relative model's units: ``Predictor.depth_units``), float32 H x W,
+    within the model's depth range.
     ``normals``: unit surface normals in the camera optical frame (x right, y down, z forward),
     float32 H x W x 3.
     ``edges``: edge probability in [0, 1], float32 H x W.

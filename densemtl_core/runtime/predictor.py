@@ -1,4 +1,5 @@
-"""The Predictor: uint8 camera image in, metric predictions at the image's resolution out.
+"""The Predictor: uint8 camera image in, predictions at the image's resolution out (depth in
+the model's :attr:`Predictor.depth_units`).
 
 It validates and resizes the image, runs a backend (PyTorch, ONNX Runtime or TensorRT) at the
 network resolution and finishes the outputs, with the same pre- and post-processing whatever the
@@ -66,6 +67,13 @@ class Predictor:
     @property
     def tasks(self) -> tuple[str, ...]:
         return self.metadata.tasks
+
+    @property
+    def depth_units(self) -> str:
+        """``metres``, or ``relative`` for a model whose depth is known only up to a scale per
+        image (``model.depth_units``): predictions are in the model's units, never rescaled
+        here, so a caller that promises metres must check this."""
+        return self.metadata.config.model.depth_units
 
     def predict(self, rgb: np.ndarray, *, probabilities: bool = False,
                 output_size: tuple[int, int] | None = None,

@@ -3,7 +3,7 @@
     densemtl-bag-eval --bag run.mcap --image-topic /camera/image_raw \\
         [--gt-segmentation-topic T] [--gt-depth-topic T] [--gt-normals-topic T] --out DIR
         [--model PATH] [--backend auto] [--label-map SPEC] [--output-bag OUT.mcap]
-        [--overwrite] [--live [--start-node] [--rate 1.0]]
+        [--relative-depth-scale S] [--overwrite] [--live [--start-node] [--rate 1.0]]
 
 The command line of :mod:`.bag_evaluation`. Everything that can be checked without the model
 is checked first, before torch and the runtime are even imported (the topics, the report
@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--label-map",
                         help="dataset id -> model class: a YAML/JSON file or '3:1,4:2,7:floor'; "
                              "unmapped ids are ignored")
+    parser.add_argument("--relative-depth-scale", type=_scale, default=0.0, metavar="S",
+                        help="metres per unit of a relative-depth model's depth (the node's "
+                             "relative_depth_scale): its depth is scored as metres times S; "
+                             "without it such a depth is scored median-scaled offline and not "
+                             "at all live (the node publishes none)")
     parser.add_argument("--stamp-tolerance-ms", type=float, default=5.0,
                         help="largest stamp difference between an image and its ground truth")
     parser.add_argument("--output-bag", type=Path,
@@ -65,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "tool writes; anything else there is left alone)")
     parser.add_argument("--no-progress", action="store_true")
     return parser
+
+
+def _scale(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
 
 
 def evaluate_bag(bag_path: Path, topics: BagTopics, out: Path, settings: EvaluationSettings, *,
@@ -101,6 +113,9 @@ def print_summary(report: dict, out: Path) -> None:
         shown = ", ".join(f"{name} {value:.4g}" for name, value in metrics.items()
                           if value is not None)
         print(f"{task:>8}: {shown}")
+    depth = report.get("depth")
+    if depth and depth["units"] == "relative" and depth["scoring"] != "not scored":
+        print(f"   depth: {depth['scoring']}: {depth['detail']}")
     skipped = report["skipped"]
     if skipped["total"]:
         print(f"skipped {skipped['total']} frame(s): " + ", ".join(
@@ -123,7 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                      ("depth", args.gt_depth_topic),
                                                      ("normals", args.gt_normals_topic)) if topic}
     settings = EvaluationSettings(args.model, args.backend, args.device, args.label_map,
-                                  args.stamp_tolerance_ms, not args.no_progress)
+                                  args.stamp_tolerance_ms, not args.no_progress,
+                                  args.relative_depth_scale)
     live = (LiveSettings(args.node, args.rate, args.start_node, args.out / NODE_LOG_FILE)
             if args.live else None)
     try:

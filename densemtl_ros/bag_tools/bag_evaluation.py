@@ -28,6 +28,7 @@ from densemtl_core.runtime import Predictor, load_predictor
 from densemtl_core.tasks import TASKS
 from densemtl_core.viz import mosaic, save_png
 
+from ..depth_units import SCALE_PARAMETER, DepthPublishing, depth_publishing
 from .bag_frames import BagFrame, BagFrames
 from .bag_topics import BagTopics
 from ..published import PublishedMaps, image_outputs, published_image, published_maps, topic_suffix
@@ -60,21 +61,25 @@ class PredictionBag:
     output of the node with its encoding, under the node's topic names, with the input's stamps
     and frame_id. camera_info is the input's whole calibration (distortion model, D, R, P)
     described at the output resolution, as the node publishes it; a calibration that cannot
-    describe the images is left out and counted."""
+    describe the images is left out and counted. The outputs of ``withheld_tasks`` are left
+    out, as the node withholds them (a relative depth without a scale)."""
 
-    def __init__(self, writer: BagWriter, metadata: ModelMetadata) -> None:
+    def __init__(self, writer: BagWriter, metadata: ModelMetadata,
+                 withheld_tasks: frozenset[str] = frozenset()) -> None:
         self.writer, self.metadata = writer, metadata
+        self.outputs = [output for output, (spec, _) in image_outputs().items()
+                        if spec.name not in withheld_tasks]
         self.frames_written = 0
         self.camera_info_refused = 0
         self.camera_info_problem: str | None = None
         writer.add_topic(f"{OUTPUT_NAMESPACE}/camera_info", "sensor_msgs/msg/CameraInfo")
-        for name in ("image", *map(topic_suffix, image_outputs())):
+        for name in ("image", *map(topic_suffix, self.outputs)):
             writer.add_topic(f"{OUTPUT_NAMESPACE}/{name}", "sensor_msgs/msg/Image")
 
     def write(self, frame: BagFrame, rgb: np.ndarray, maps: PublishedMaps) -> None:
         store, stamp, time_ns = self.writer.typestore, frame.stamp_ns, frame.log_time_ns
         images = {"image": (rgb, "rgb8")}
-        for output in image_outputs():
+        for output in self.outputs:
             image = published_image(output, maps, rgb, self.metadata.class_colors)
             if image is not None:
                 images[topic_suffix(output)] = image
@@ -106,10 +111,13 @@ class Evaluation:
     scoring; then its report."""
 
     def __init__(self, predictor: Predictor, frames: BagFrames, settings: EvaluationSettings,
-                 *, output_bag: PredictionBag | None = None) -> None:
+                 depth: DepthPublishing, *, output_bag: PredictionBag | None = None) -> None:
         self.predictor, self.frames, self.settings = predictor, frames, settings
+        self.depth = depth
+        """How the depth is published, and so scored: as metres, scaled metres, or (relative
+        and unpublished) offline with per-image median scaling and live not at all."""
         self.output_bag = output_bag
-        self.offline = FrameScorer(predictor.metadata)
+        self.offline = self.scorer()
         self.scored = self.offline
         """The scores reported: offline, or the node's after :meth:`run_live`."""
         self.latencies_ms: list[float] = []
@@ -119,7 +127,12 @@ class Evaluation:
         began = time.perf_counter()
         prediction = self.predictor.predict(frame.rgb, output_size=size)
         self.latencies_ms.append((time.perf_counter() - began) * 1e3)
-        return published_maps(prediction, self.predictor.metadata)
+        return published_maps(prediction, self.predictor.metadata, self.depth.scale)
+
+    def scorer(self) -> FrameScorer:
+        """A scorer of the maps :meth:`predict` gives: scaled depth is metres."""
+        return FrameScorer(self.predictor.metadata,
+                           depth_units="metres" if self.depth.scaled else None)
 
     def usable(self, frame: BagFrame, scorer: FrameScorer) -> tuple[int, int] | None:
         """The scoring size, or None after recording why the frame is skipped."""
@@ -152,7 +165,7 @@ class Evaluation:
     def run_live(self, recording: LiveRecording) -> None:
         """Score the node's outputs, and the offline prediction of the same frames."""
         self.recording = recording
-        live = self.scored = FrameScorer(self.predictor.metadata)
+        live = self.scored = self.scorer()
         for frame in tqdm(self.frames, total=len(self.frames), desc="scoring", unit="frame",
                           disable=not self.settings.progress):
             size = self.usable(frame, live)
@@ -178,6 +191,8 @@ class Evaluation:
         :func:`.report_folder.check_report_folder`); the report."""
         report = summary(self.scored, latencies_ms=self._latencies(), source=self._source())
         report["stamp_matching"] = self.frames.stamp_matching()
+        if "depth" in self.predictor.tasks:
+            report["depth"] = self._depth_section()
         if self.recording is not None:
             report["live"] = self._live_section(report["metrics"])
         if self.output_bag is not None:
@@ -204,6 +219,27 @@ class Evaluation:
                 "label_map": {str(key): value for key, value in frames.mapping.pairs.items()},
                 "stamp_tolerance_ms": settings.stamp_tolerance_ms, "frames_in_bag": len(frames),
                 "corrupt_messages": frames.corrupt}
+
+    def _depth_section(self) -> dict:
+        """The model's depth units and how its depth was scored, and why."""
+        depth = self.depth
+        if depth.units != "relative":
+            scoring, detail = "metric", "the model's depth is metres"
+        elif depth.published:
+            scoring, detail = "metric", (f"relative depth times {depth.scale:g} metres per "
+                                         f"unit ({SCALE_PARAMETER})")
+        elif self.recording is None:
+            scoring, detail = "median-scaled", (
+                "relative depth: each image's prediction is scaled by the median of its ground "
+                "truth over the median of the prediction before scoring")
+        else:
+            scoring, detail = "not scored", (
+                f"the node publishes no depth for a relative-depth model without "
+                f"{SCALE_PARAMETER}; give --relative-depth-scale (metres per model unit) to "
+                f"score it as metres, or evaluate offline to score it median-scaled")
+        return {"units": depth.units,
+                "relative_depth_scale": depth.scale if depth.scaled else None,
+                "scoring": scoring, "detail": detail}
 
     def _live_section(self, live_metrics: dict) -> dict:
         """How the replay went, and the offline score of the frames the node answered."""
@@ -281,28 +317,33 @@ def evaluate(bag: BagReader, topics: BagTopics, settings: EvaluationSettings, *,
     num_classes = metadata.config.model.num_classes
     mapping = (LabelMapping.parse(settings.label_map, num_classes, metadata.class_names)
                if settings.label_map else LabelMapping.identity(num_classes))
+    depth = depth_publishing(predictor.depth_units, settings.relative_depth_scale)
+    withheld = depth.withheld_tasks
     frames = BagFrames(bag, topics, mapping, round(settings.stamp_tolerance_ms * 1e6))
-    output_bag = PredictionBag(writer, metadata) if writer is not None else None
-    evaluation = Evaluation(predictor, frames, settings, output_bag=output_bag)
+    output_bag = PredictionBag(writer, metadata, withheld) if writer is not None else None
+    evaluation = Evaluation(predictor, frames, settings, depth, output_bag=output_bag)
     if live is None:
         evaluation.run_offline()
     else:
-        evaluation.run_live(_replay(bag, topics, settings, live,
+        fields = [TASKS[task].field for task in predictor.tasks if task not in withheld]
+        evaluation.run_live(_replay(bag, topics, settings, live, fields,
                                     restamp=frames.shared_image_stamps() > 0))
     return evaluation
 
 
 def _replay(bag: BagReader, topics: BagTopics, settings: EvaluationSettings,
-            live: LiveSettings, restamp: bool) -> LiveRecording:
-    """Play the bag to the node (started here if asked); what it published. ``restamp``:
-    images share stamps, so each is published with one of its own."""
+            live: LiveSettings, fields: list[str], restamp: bool) -> LiveRecording:
+    """Play the bag to the node (started here if asked); what it published of the maps
+    ``fields``. ``restamp``: images share stamps, so each is published with one of its own."""
     from .node_process import NodeProcess, node_arguments
     from .replay import replay_through_node
     from ..resources import dds_profile
 
     with ExitStack() as stack:
         if live.start_node:
-            parameters = {"model.backend": settings.backend}
+            parameters: dict[str, object] = {"model.backend": settings.backend}
+            if settings.relative_depth_scale:
+                parameters[SCALE_PARAMETER] = settings.relative_depth_scale
             if settings.model:
                 parameters["model.path"] = str(Path(settings.model).resolve())
             stack.enter_context(NodeProcess(
@@ -313,7 +354,7 @@ def _replay(bag: BagReader, topics: BagTopics, settings: EvaluationSettings,
                   unit="frame", disable=not settings.progress) as bar:
             return replay_through_node(bag, topics.image, topics.camera_info,
                                        node_name=live.node, rate=live.rate, restamp=restamp,
-                                       progress=bar)
+                                       outputs=fields, progress=bar)
 
 
 # -- What a report says went wrong ---------------------------------------------------------------
@@ -334,9 +375,18 @@ def nothing_scored(report: dict) -> str | None:
 
 def warnings(report: dict) -> list[str]:
     """What the console should warn about: equal stamps, camera_info left out of the output
-    bag, a ground-truth topic that scored nothing while others did."""
+    bag, a ground-truth topic that scored nothing while others did, depth ground truth the
+    node's withheld depth could not score."""
     return [*_stamp_warnings(report["stamp_matching"]), *_camera_info_warnings(report),
-            *_unscored_ground_truth(report)]
+            *_unscored_ground_truth(report), *_unscored_depth(report)]
+
+
+def _unscored_depth(report: dict) -> list[str]:
+    """Why depth ground truth was not scored, when the depth was withheld."""
+    depth = report.get("depth")
+    if not (depth and depth["scoring"] == "not scored" and "depth" in report["source"]["topics"]):
+        return []
+    return [f"depth not scored: {depth['detail']}"]
 
 
 def _camera_info_warnings(report: dict) -> list[str]:

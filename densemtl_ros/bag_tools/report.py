@@ -20,7 +20,8 @@ from .report_folder import FRAMES_FILE, REPORT_FILE
 from .scoring import FrameScore, FrameScorer, GroundTruth, SkippedFrame
 
 REPORT_FORMAT = "densemtl-bag-eval"
-REPORT_FORMAT_VERSION = 1
+REPORT_FORMAT_VERSION = 2
+"""2: the ``depth`` section (the model's depth units and how its depth was scored)."""
 SKIP_EXAMPLES = 3
 """How many skipped frames of each reason the report lists with their stamps."""
 

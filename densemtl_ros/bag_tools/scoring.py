@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -79,8 +79,11 @@ class FrameScorer:
     depth range) that have a prediction (not NaN); the other depth metrics use only those.
     """
 
-    def __init__(self, metadata: ModelMetadata) -> None:
-        self._model = metadata.config.model
+    def __init__(self, metadata: ModelMetadata, depth_units: str | None = None) -> None:
+        """``depth_units``: those of the depth maps it is given, by default the model's; a
+        relative depth is scored with per-image median scaling (the depth meter's)."""
+        model = metadata.config.model
+        self._model = replace(model, depth_units=depth_units) if depth_units else model
         self.tasks: tuple[str, ...] = self._model.tasks
         self._meters = {task: TASKS[task].make_meter(self._model) for task in self.tasks}
         self._depth_pixels = np.zeros(2, dtype=np.int64)  # (predicted, valid) ground truth

@@ -16,7 +16,9 @@ class EvaluationSettings:
     """The model and how to run it, and how to pair ground truth with the images.
 
     ``model``: checkpoint, ONNX file or engine (None: the shipped model); ``label_map``: a
-    :meth:`LabelMapping.parse` spec (None: ground truth in the model's ids)."""
+    :meth:`LabelMapping.parse` spec (None: ground truth in the model's ids);
+    ``relative_depth_scale``: metres per unit of a relative-depth model's depth, as the node
+    takes it (0: not given; see :mod:`densemtl_ros.depth_units`)."""
 
     model: str | None = None
     backend: str = "auto"
@@ -24,6 +26,7 @@ class EvaluationSettings:
     label_map: str | None = None
     stamp_tolerance_ms: float = 5.0
     progress: bool = True
+    relative_depth_scale: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from .outputs import CAMERA_INFO_OUTPUTS, FrameOutputs, OutputPublishers, camera
 from .parameters import NodeSettings, check_parameters, parameter_specs
 from .pipeline import TwoStagePipeline
 from .ros_arguments import params_file_problem, without_source_locations
+from ..depth_units import DepthPublishing, depth_publishing, unpublished_warning
 from ..published import published_maps
 from .telemetry import Telemetry
 
@@ -118,14 +119,16 @@ class DenseMTLNode(Node):
                  or "the shipped default model")
         self.get_logger().info(f"loading {model} ({self.settings.backend} backend)")
         self.predictor = load_node_predictor(self.settings)
+        self.depth = self._depth_publishing()
         self.telemetry = Telemetry()
         self._latest: LatestFrame[_Frame] = LatestFrame()
         self._calibration: Calibration | None = None  # the latest camera_info's
         self._reported_calibration_problem: str | None = None
         self._last_warning: dict[str, float] = {}
-        self.outputs = OutputPublishers(self, self.predictor.metadata,
-                                         _qos(self.settings.output_reliability,
-                                              self.settings.output_depth))
+        self.outputs = OutputPublishers(
+            self, self.predictor.metadata,
+            _qos(self.settings.output_reliability, self.settings.output_depth),
+            withheld_tasks=self.depth.withheld_tasks)
         self._subscribe()
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         name = self.get_fully_qualified_name()
@@ -157,13 +160,29 @@ class DenseMTLNode(Node):
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info,
                                  _qos(self.settings.input_reliability, 1))
 
+    def _depth_publishing(self) -> DepthPublishing:
+        """How the model's depth is published (see :mod:`densemtl_ros.depth_units`): a scale
+        given for a metric model stops the start; a relative depth without one is warned about
+        once, here, and withheld."""
+        try:
+            depth = depth_publishing(self.predictor.depth_units,
+                                     self.settings.relative_depth_scale)
+        except ValueError as error:
+            raise StartupError(str(error)) from error
+        if not depth.published and "depth" in self.predictor.tasks:
+            self.get_logger().warning(unpublished_warning())
+        return depth
+
     def _static_diagnostics(self) -> dict[str, str]:
         metadata = self.predictor.metadata
         model = self.settings.engine_path or self.settings.model_path or "shipped default"
-        return {"backend": self.predictor.backend.name, "model": model,
-                "tasks": ", ".join(metadata.tasks),
-                "network input": "x".join(map(str, self.predictor.input_size[::-1])),
-                "image topic": self._image_topic}
+        values = {"backend": self.predictor.backend.name, "model": model,
+                  "tasks": ", ".join(metadata.tasks),
+                  "network input": "x".join(map(str, self.predictor.input_size[::-1])),
+                  "image topic": self._image_topic}
+        if "depth" in metadata.tasks:
+            values["depth"] = self.depth.describe()
+        return values
 
     def _check_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
         """Validate only (at declaration and on ``ros2 param set``): a refused change is
@@ -281,7 +300,8 @@ class DenseMTLNode(Node):
         upsampled = time.perf_counter()
         rgb = job.rgb if job.rgb.shape[:2] == tuple(size) else resize_rgb(job.rgb, size)
         outputs = FrameOutputs(header=header, rgb=rgb,
-                               maps=published_maps(prediction, self.predictor.metadata),
+                               maps=published_maps(prediction, self.predictor.metadata,
+                                                   self.depth.scale),
                                camera_info=camera_info_for(job.calibration, header, *size))
         prepared = time.perf_counter()
         building, sending = self.outputs.publish(job.active, outputs, settings)

@@ -1,12 +1,13 @@
 """The node's output topics: which exist, which are wanted now, and the messages of a frame.
 
-An output exists when the model has its task; it is produced for a frame only when its
-``publish.*`` parameter is on and someone subscribes, and the Predictor is asked only for the
-tasks those outputs need (up-sampling a map nobody reads is most of the post-processing cost).
-Every message carries the input image's header unchanged; the pixels are
-:mod:`densemtl_ros.published`'s, which the bag evaluator scores and records too. The outputs
-that need camera_info (:data:`CAMERA_INFO_OUTPUTS`) are produced only with a usable one.
-The outputs are read from the task table when a node starts (:func:`output_specs`).
+An output exists when the model has its task and publishes it (a relative depth without a
+scale is withheld); it is produced for a frame only when its ``publish.*`` parameter is on and
+someone subscribes, and the Predictor is asked only for the tasks those outputs need
+(up-sampling a map nobody reads is most of the post-processing cost). Every message carries
+the input image's header unchanged; the pixels are :mod:`densemtl_ros.published`'s, which the
+bag evaluator scores and records too. The outputs that need camera_info
+(:data:`CAMERA_INFO_OUTPUTS`) are produced only with a usable one. The outputs are read from
+the task table when a node starts (:func:`output_specs`).
 """
 from __future__ import annotations
 
@@ -68,10 +69,13 @@ class FrameOutputs:
 class OutputPublishers:
     """The publishers of one node, and the work of filling them for a frame."""
 
-    def __init__(self, node: Node, metadata: ModelMetadata, qos: QoSProfile) -> None:
+    def __init__(self, node: Node, metadata: ModelMetadata, qos: QoSProfile,
+                 withheld_tasks: frozenset[str] = frozenset()) -> None:
+        """``withheld_tasks``: tasks of the model never to publish, nor any output computed
+        from them (a relative depth without a scale, see :mod:`densemtl_ros.depth_units`)."""
         self.metadata = metadata
         self.specs = output_specs()
-        tasks = set(metadata.tasks)
+        tasks = set(metadata.tasks) - withheld_tasks
         self.publishers = {
             name: node.create_publisher(spec.message_type, spec.topic, qos)
             for name, spec in self.specs.items() if set(spec.tasks) <= tasks}

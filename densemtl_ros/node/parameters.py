@@ -94,6 +94,10 @@ _BEFORE_PUBLISH: tuple[ParameterSpec, ...] = (
     ParameterSpec("model.rebuild_engine", False, "Rebuild a TensorRT engine built for another "
                   "GPU or TensorRT version (from its ONNX file) instead of refusing it",
                   read_only=True),
+    ParameterSpec("relative_depth_scale", 0.0, "Metres per unit of a relative-depth model's "
+                  "depth (model.depth_units relative): ~/depth and ~/points publish it times "
+                  "this; 0: not given, and a relative depth is not published. A metric model "
+                  "refuses any other value than 0", bounds=(0.0, 1000.0), read_only=True),
     ParameterSpec("input.compressed", False, "Subscribe to image/compressed "
                   "(sensor_msgs/CompressedImage, JPEG or PNG) instead of image", read_only=True),
     ParameterSpec("input.mono16_bits", 16, "Significant bits of mono16 and 16-bit Bayer "
@@ -168,6 +172,7 @@ class NodeSettings:
     device: str
     threads: int
     rebuild_engine: bool
+    relative_depth_scale: float
     compressed: bool
     mono16_bits: int
     max_pixels: int
@@ -189,6 +194,7 @@ class NodeSettings:
             model_path=values["model.path"], backend=values["model.backend"],
             engine_path=values["model.engine_path"], device=values["model.device"],
             threads=values["model.threads"], rebuild_engine=values["model.rebuild_engine"],
+            relative_depth_scale=values["relative_depth_scale"],
             compressed=values["input.compressed"], mono16_bits=values["input.mono16_bits"],
             max_pixels=values["input.max_pixels"],
             input_reliability=values["qos.input.reliability"],

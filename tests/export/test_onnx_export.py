@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import onnx
 import pytest
 import torch
@@ -9,10 +10,11 @@ from densemtl_core.data.synthetic import render_scene
 from densemtl_core.export.accuracy import onnx_parity, output_differences
 from densemtl_core.export.onnx import (TENSORRT_OPERATORS, export_onnx, graph_operators,
                                        read_onnx_info)
-from densemtl_core.runtime import ModelFileError
+from densemtl_core.runtime import ModelFileError, load_predictor
 from densemtl_core.runtime.metadata import FORMAT_NAME, FORMAT_VERSION, ONNX_METADATA_KEY
 from densemtl_core.tasks import TASKS
-from tests.runtime.tiny_models import make_checkpoint
+from densemtl_core.tasks.depth import disparity_to_depth
+from tests.runtime.tiny_models import RELATIVE_DISPARITY, make_checkpoint
 
 
 def _dims(value_info):
@@ -85,3 +87,31 @@ def test_unreadable_onnx_names_the_file(tmp_path):
         read_onnx_info(garbage)
     with pytest.raises(ModelFileError, match="absent.onnx does not exist"):
         read_onnx_info(tmp_path / "absent.onnx")
+
+
+def test_a_relative_disparity_model_exports_with_its_decoding_and_its_units(tmp_path):
+    """The self-supervised head's sigmoid-disparity decoding is in the graph (ONNX Runtime
+    returns depth, equal to the head's raw output decoded by hand), and the model's relative
+    depth units travel in the file's metadata to its Predictor."""
+    checkpoint = make_checkpoint(tmp_path / "relative.safetensors", overrides=RELATIVE_DISPARITY)
+    model, metadata = load_checkpoint(checkpoint)
+    path = export_onnx(model, metadata, tmp_path / "relative.onnx")
+    images = [render_scene(seed, (64, 80))["image"] for seed in range(2)]
+    for task, difference in onnx_parity(model, path, images).items():
+        assert difference.within_tolerance, (task, difference)
+    assert graph_operators(onnx.load(path)) <= TENSORRT_OPERATORS
+
+    predictor = load_predictor(path)
+    assert predictor.depth_units == "relative"
+    assert load_predictor(checkpoint, backend="torch", device="cpu").depth_units == "relative"
+    depth = predictor.predict(images[0]).depth  # at the network size: the graph's output as is
+    cfg = metadata.config.model
+    with torch.no_grad():
+        raw = model(torch.from_numpy(images[0]).permute(2, 0, 1)[None].float() / 255)["depth"][0]
+    by_hand = disparity_to_depth(torch.sigmoid(raw), cfg.min_depth, cfg.max_depth)[0, 0].numpy()
+    np.testing.assert_allclose(depth, by_hand, rtol=1e-4)
+    assert 1.0 < depth.min() and depth.max() < 3.0  # depth around 2, not a disparity in [0, 1]
+
+
+def test_a_metric_models_predictor_reports_metres(four_task_onnx):
+    assert load_predictor(four_task_onnx).depth_units == "metres"

@@ -107,8 +107,9 @@ def test_read_only_parameters():
     """What shapes the model, the subscriptions or the publishers is fixed at start."""
     assert READ_ONLY == {
         "model.path", "model.backend", "model.engine_path", "model.device", "model.threads",
-        "model.rebuild_engine", "input.compressed", "qos.input.reliability",
-        "qos.input.depth", "qos.output.reliability", "qos.output.depth", "diagnostics.period"}
+        "model.rebuild_engine", "relative_depth_scale", "input.compressed",
+        "qos.input.reliability", "qos.input.depth", "qos.output.reliability",
+        "qos.output.depth", "diagnostics.period"}
 
 
 # -- check(): refusals --------------------------------------------------------------------------

@@ -370,7 +370,7 @@ def scored_session():
 def test_summary_and_written_report_round_trip(tmp_path):
     report = summary(scored_session(), latencies_ms=[10.0, 20.0, 30.0, 40.0],
                      source={"checkpoint": "model.safetensors", "bag": "run1"})
-    assert report["format"] == REPORT_FORMAT and report["format_version"] == 1
+    assert report["format"] == REPORT_FORMAT and report["format_version"] == 2
     assert report["metrics"]["depth"]["abs_rel"] == pytest.approx(0.5)
     assert report["frames_scored"] == {"semseg": 1, "depth": 2}
     assert report["frames"][1]["metrics"]["depth"]["rmse"] is None  # no pixel to average: null

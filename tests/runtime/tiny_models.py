@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from densemtl_core.checkpoint import ModelMetadata, load_checkpoint, save_checkpoint
-from densemtl_core.config import TASK_NAMES, load_config
+from densemtl_core.config import TASK_NAMES, ModelConfig, load_config
 from densemtl_core.data.synthetic import SYNTHETIC_CLASSES, SYNTHETIC_COLORS
 from densemtl_core.depth_coding import encode_inverse_depth
 from densemtl_core.export.onnx import export_onnx
@@ -33,13 +33,26 @@ def make_checkpoint(path: Path, tasks: tuple[str, ...] = TASK_NAMES, arch: str =
         for name, parameter in model.named_parameters():
             if name.endswith(".alpha"):  # open the cross-task attention branch
                 parameter.fill_(0.5)
-        if "depth" in tasks:  # centre the inverse-depth code on 2 m, inside the depth range
+        if "depth" in tasks:  # centre the depth head on 2 m, inside the depth range
             head = model.heads["depth"]
             final = head.classifier if config.model.head == "deeplab" else head.side_heads["0"]
-            final.bias.add_(encode_inverse_depth(torch.tensor(2.0)))
+            final.bias.add_(_raw_depth(2.0, config.model))
     metadata = ModelMetadata(config=config, class_names=SYNTHETIC_CLASSES,
                              class_colors=SYNTHETIC_COLORS, step=3)
     return save_checkpoint(path, model.eval(), metadata)
+
+
+def _raw_depth(metres: float, model: ModelConfig) -> torch.Tensor:
+    """The depth head's raw output that decodes to ``metres``."""
+    if model.depth_output == "disparity":  # the inverse of tasks.depth.disparity_to_depth
+        low, high = 1.0 / model.max_depth, 1.0 / model.min_depth
+        return torch.logit(torch.tensor((1.0 / metres - low) / (high - low)))
+    return encode_inverse_depth(torch.tensor(metres))
+
+
+RELATIVE_DISPARITY = ("model.depth_output=disparity", "model.depth_units=relative",
+                      "objectives.photometric.enabled=true", "objectives.photometric.scales=[0, 1]")
+"""Overrides of a model whose depth head is the self-supervised disparity, in relative units."""
 
 
 @pytest.fixture(autouse=True, scope="module")
