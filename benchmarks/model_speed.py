@@ -1,10 +1,14 @@
 """Training throughput (images/s) and forward latency of the small and the full-size models.
 
-    python benchmarks/model_speed.py [--configs small resnet101] [--steps 5] [--threads N]
+    python benchmarks/model_speed.py [--configs small resnet101 sd sde_sd] [--steps 5] [--threads N]
 
 "small" is config/train/synthetic_densemtl_sdne.yaml (ResNet-18, width 0.25, 64x80);
 "resnet101" is the method's network (ResNet-101, width 1) on the same SDNE task set at 256x320.
-Prints one line per configuration; figures depend on the machine, nothing is asserted.
+"sd" and "sde_sd" put a supervised DenseMTL SD step beside the same network learning depth
+from video (synthetic_sde_densemtl_sd.yaml: three frames, the pose network, warping at four
+scales), both at 128x160: the cost of self-supervision. A training step is the trainer's own:
+its objectives, backward and the optimiser step. Prints one line per configuration; figures
+depend on the machine, nothing is asserted.
 """
 from __future__ import annotations
 
@@ -16,34 +20,47 @@ from pathlib import Path
 import torch
 
 from densemtl_core.config import load_config
-from densemtl_core.losses import MultiTaskLoss
 from densemtl_core.models import build_model
+from densemtl_core.train import build_objectives
 
 REPO = Path(__file__).resolve().parents[1]
-SDNE = REPO / "config/train/synthetic_densemtl_sdne.yaml"
-CONFIGS = {  # name -> (overrides, training batch size)
-    "small": ([], 8),
-    "resnet101": (["model.backbone=resnet101", "model.width=1.0", "data.image_size=[256, 320]"], 2),
+TRAIN_CONFIGS = REPO / "config/train"
+SIZE_128 = "data.image_size=[128, 160]"
+CONFIGS = {  # name -> (set-up, overrides, training batch size)
+    "small": ("synthetic_densemtl_sdne.yaml", [], 8),
+    "resnet101": ("synthetic_densemtl_sdne.yaml", ["model.backbone=resnet101", "model.width=1.0",
+                                                   "data.image_size=[256, 320]"], 2),
+    "sd": ("synthetic_densemtl_sd.yaml", [SIZE_128], 8),
+    "sde_sd": ("synthetic_sde_densemtl_sd.yaml", [SIZE_128], 8),
 }
 
 
 def fake_batch(config, batch_size: int) -> dict[str, torch.Tensor]:
     """Random inputs and targets of the right shapes: speed does not depend on the values."""
     height, width = config.data.image_size
-    return {
+    batch = {
         "image": torch.rand(batch_size, 3, height, width),
         "semseg": torch.randint(0, config.model.num_classes, (batch_size, height, width)),
         "depth": torch.rand(batch_size, 1, height, width) * 9 + 1,
         "normals": torch.nn.functional.normalize(torch.randn(batch_size, 3, height, width), dim=1),
         "edges": torch.randint(0, 2, (batch_size, height, width)),
     }
+    if config.objectives.photometric.enabled:  # a frame triplet with its camera
+        focal = 0.8 * width
+        intrinsics = torch.tensor([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]])
+        batch.update(image_prev=torch.rand(batch_size, 3, height, width),
+                     image_next=torch.rand(batch_size, 3, height, width),
+                     intrinsics=intrinsics.expand(batch_size, 3, 3),
+                     travel=torch.full((batch_size, 2), 0.05))
+    return batch
 
 
-def measure(name: str, overrides: list[str], steps: int, batch_size: int) -> None:
-    config = load_config(SDNE, overrides)
+def measure(name: str, setup: str, overrides: list[str], steps: int, batch_size: int) -> None:
+    config = load_config(TRAIN_CONFIGS / setup, overrides)
     model = build_model(config.model)
-    criterion = MultiTaskLoss(config.model.tasks, config.loss)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    objectives = build_objectives(config)
+    trained = [*model.parameters(), *(p for o in objectives.values() for p in o.parameters())]
+    optimizer = torch.optim.AdamW(trained, lr=1e-4)
     batch = fake_batch(config, batch_size)
     params = sum(p.numel() for p in model.parameters()) / 1e6
 
@@ -51,7 +68,8 @@ def measure(name: str, overrides: list[str], steps: int, batch_size: int) -> Non
     times = []
     for step in range(steps + 1):
         start = time.perf_counter()
-        total, _ = criterion(model(batch["image"]), batch)
+        outputs = model(batch["image"])
+        total = sum(objective(outputs, batch)[0] for objective in objectives.values())
         optimizer.zero_grad()
         total.backward()
         optimizer.step()
@@ -87,8 +105,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     for name in args.configs:
-        overrides, batch_size = CONFIGS[name]
-        measure(name, overrides, args.steps, batch_size)
+        setup, overrides, batch_size = CONFIGS[name]
+        measure(name, setup, overrides, args.steps, batch_size)
 
 
 if __name__ == "__main__":

@@ -437,7 +437,51 @@ def config_differences(first: Any, second: Any, prefix: str = "") -> dict[str, t
 
 def validate(config: ExperimentConfig) -> None:
     """Cross-field checks that a type annotation cannot express."""
-    model, data = config.model, config.data
+    validate_model(config.model)
+    data = config.data
+    if data.dataset not in DATASET_NAMES:
+        raise ConfigError(f"data.dataset must be one of {list(DATASET_NAMES)}, "
+                          f"got {data.dataset!r}")
+    if data.dataset in ROOTED_DATASETS and not data.root:
+        raise ConfigError(f"data.root must name the {data.dataset} root folder")
+    if data.dataset == "rosbag" and not (data.bag and data.image_topic):
+        raise ConfigError("data.dataset=rosbag needs data.bag (one or more recordings) and "
+                          "data.image_topic")
+    _check_at_least(data, "data", 1, "frame_stride")
+    _check_at_least(data, "data", 0, "min_motion", "min_image_change", "max_gap")
+    if not data.frame_rate > 0 or not data.split_block > 0:
+        raise ConfigError("data.frame_rate and data.split_block must be positive")
+    if not 0 <= data.val_fraction < 1:
+        raise ConfigError(f"data.val_fraction must lie in [0, 1), got {data.val_fraction}")
+    stray_truth = set(data.truth_topics) - set(TASK_NAMES)
+    if stray_truth:
+        raise ConfigError(f"data.truth_topics names unknown task(s) {sorted(stray_truth)}")
+    _validate_objectives(config)
+    height, width = data.image_size
+    if height % 16 or width % 16 or height <= 0 or width <= 0:
+        raise ConfigError(f"data.image_size {data.image_size} must be positive multiples of 16")
+    if config.loss.weighting not in ("fixed", "uncertainty"):
+        raise ConfigError("loss.weighting must be fixed or uncertainty")
+    stray = set(config.loss.task_weights) - set(TASK_NAMES)
+    if stray:
+        raise ConfigError(f"loss.task_weights names unknown task(s) {sorted(stray)}")
+    _check_at_least(data, "data", 0, "num_workers")
+    optim = config.optim
+    if optim.optimizer not in ("adamw", "adam", "sgd"):
+        raise ConfigError("optim.optimizer must be adamw, adam or sgd")
+    if optim.scheduler not in ("constant", "step", "poly", "cosine"):
+        raise ConfigError("optim.scheduler must be constant, step, poly or cosine")
+    _check_at_least(optim, "optim", 0, "lr", "backbone_lr", "weight_decay", "momentum",
+                    "warmup_steps", "grad_clip")
+    _check_at_least(optim, "optim", 1, "step_size")
+    if not all(0 <= beta < 1 for beta in optim.betas):
+        raise ConfigError(f"optim.betas must lie in [0, 1), got {list(optim.betas)}")
+    _check_at_least(config.train, "train", 1, "steps", "batch_size", "log_every", "threads")
+    _check_at_least(config.train, "train", 0, "val_every", "checkpoint_every")
+
+
+def validate_model(model: ModelConfig) -> None:
+    """The network's own settings, whatever it is trained with (``build_model`` checks these)."""
     if not model.tasks:
         raise ConfigError("model.tasks must name at least one task")
     unknown = [t for t in model.tasks if t not in TASK_NAMES]
@@ -469,51 +513,12 @@ def validate(config: ExperimentConfig) -> None:
         raise ConfigError("model.exchange_scale must be in 0..4")
     if not 0 < model.min_depth < model.max_depth:
         raise ConfigError("model.min_depth and model.max_depth need 0 < min < max")
-    if data.dataset not in DATASET_NAMES:
-        raise ConfigError(f"data.dataset must be one of {list(DATASET_NAMES)}, "
-                          f"got {data.dataset!r}")
-    if data.dataset in ROOTED_DATASETS and not data.root:
-        raise ConfigError(f"data.root must name the {data.dataset} root folder")
-    if data.dataset == "rosbag" and not (data.bag and data.image_topic):
-        raise ConfigError("data.dataset=rosbag needs data.bag (one or more recordings) and "
-                          "data.image_topic")
-    _check_at_least(data, "data", 1, "frame_stride")
-    _check_at_least(data, "data", 0, "min_motion", "min_image_change", "max_gap")
-    if not data.frame_rate > 0 or not data.split_block > 0:
-        raise ConfigError("data.frame_rate and data.split_block must be positive")
-    if not 0 <= data.val_fraction < 1:
-        raise ConfigError(f"data.val_fraction must lie in [0, 1), got {data.val_fraction}")
-    stray_truth = set(data.truth_topics) - set(TASK_NAMES)
-    if stray_truth:
-        raise ConfigError(f"data.truth_topics names unknown task(s) {sorted(stray_truth)}")
     if model.depth_output not in DEPTH_OUTPUTS:
         raise ConfigError(f"model.depth_output must be one of {list(DEPTH_OUTPUTS)}, "
                           f"got {model.depth_output!r}")
     if model.depth_units not in DEPTH_UNITS:
         raise ConfigError(f"model.depth_units must be one of {list(DEPTH_UNITS)}, "
                           f"got {model.depth_units!r}")
-    _validate_objectives(config)
-    height, width = data.image_size
-    if height % 16 or width % 16 or height <= 0 or width <= 0:
-        raise ConfigError(f"data.image_size {data.image_size} must be positive multiples of 16")
-    if config.loss.weighting not in ("fixed", "uncertainty"):
-        raise ConfigError("loss.weighting must be fixed or uncertainty")
-    stray = set(config.loss.task_weights) - set(TASK_NAMES)
-    if stray:
-        raise ConfigError(f"loss.task_weights names unknown task(s) {sorted(stray)}")
-    _check_at_least(data, "data", 0, "num_workers")
-    optim = config.optim
-    if optim.optimizer not in ("adamw", "adam", "sgd"):
-        raise ConfigError("optim.optimizer must be adamw, adam or sgd")
-    if optim.scheduler not in ("constant", "step", "poly", "cosine"):
-        raise ConfigError("optim.scheduler must be constant, step, poly or cosine")
-    _check_at_least(optim, "optim", 0, "lr", "backbone_lr", "weight_decay", "momentum",
-                    "warmup_steps", "grad_clip")
-    _check_at_least(optim, "optim", 1, "step_size")
-    if not all(0 <= beta < 1 for beta in optim.betas):
-        raise ConfigError(f"optim.betas must lie in [0, 1), got {list(optim.betas)}")
-    _check_at_least(config.train, "train", 1, "steps", "batch_size", "log_every", "threads")
-    _check_at_least(config.train, "train", 0, "val_every", "checkpoint_every")
 
 
 def _validate_objectives(config: ExperimentConfig) -> None:

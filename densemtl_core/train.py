@@ -38,6 +38,8 @@ from .distributed import DistContext, barrier, init_distributed, shutdown
 from .evaluate import evaluate, main_metric_summary
 from .strict_json import finite_json, write_json
 from .losses import MultiTaskLoss
+from .objectives import Objective
+from .objectives.photometric import PhotometricObjective
 from .models import build_model, load_torchvision_weights
 from .optim import build_optimizer, build_scheduler, check_state_shapes
 from .tasks import TASKS, delta_m, main_values
@@ -98,14 +100,27 @@ class Trainer:
         self.device = ctx.device
         self.out_dir = Path(config.train.output_dir)
         seed_everything(config.train.seed + ctx.rank)
-        self.train_set = build_dataset(config.data, "train", train=True)
+        photometric = config.objectives.photometric
+        self.train_set = build_dataset(config.data, "train", train=True,
+                                       sequence=photometric.enabled)
         self.val_set = build_dataset(config.data, "val", train=False)
         self._check_classes(self.train_set)
+        if photometric.enabled and photometric.metric_scale == "odometry" and not getattr(
+                self.train_set, "has_odometry", False):
+            raise ConfigError("objectives.photometric.metric_scale=odometry, but the training data "
+                              "has no odometry (give data.odometry_topic, or learn relative depth "
+                              "with metric_scale=none and model.depth_units=relative)")
         self.model = build_initial_model(config.model).to(self.device)
-        self.criterion = MultiTaskLoss(config.model.tasks, config.loss).to(self.device)
-        groups = self.model.param_groups()
-        groups["weighting"] = list(self.criterion.parameters())
-        self.optimizer = build_optimizer(groups, config.optim)
+        self.objectives = torch.nn.ModuleDict(build_objectives(config)).to(self.device)
+        groups, learning_rates = self.model.param_groups(), {}
+        for objective in self.objectives.values():
+            groups.update(objective.param_groups())
+            learning_rates.update(objective.learning_rates())
+        self.clipped_parameters = [parameter for name, params in groups.items()
+                                   if name != "weighting" for parameter in params]
+        """What gradient clipping bounds: the network and the networks objectives own (a pose
+        network), not learnt task weights."""
+        self.optimizer = build_optimizer(groups, config.optim, learning_rates)
         self.scheduler = build_scheduler(self.optimizer, config.train.steps, config.optim)
         self.use_amp = config.train.amp and self.device.type == "cuda"
         self.amp_dtype = (torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported()
@@ -174,7 +189,7 @@ class Trainer:
         with autocast:
             outputs = self.network(batch["image"])
         outputs = {t: {s: o.float() for s, o in by_scale.items()} for t, by_scale in outputs.items()}
-        total, logs = self.criterion(outputs, batch)
+        total, logs = self.objective_losses(outputs, batch)
         if not torch.isfinite(total):
             raise FloatingPointError(f"non-finite loss at step {self.step}: {logs}")
         self.optimizer.zero_grad(set_to_none=True)
@@ -182,11 +197,23 @@ class Trainer:
         if self.config.optim.grad_clip:
             self.scaler.unscale_(self.optimizer)
             logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(
-                self.model.parameters(), self.config.optim.grad_clip))
+                self.clipped_parameters, self.config.optim.grad_clip))
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
         return logs
+
+    def objective_losses(self, outputs: dict[str, dict[int, torch.Tensor]],
+                         batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """The sum of every objective's loss, and their logs with that sum as ``total``."""
+        losses, logs = [], {}
+        for objective in self.objectives.values():
+            loss, values = objective(outputs, batch)
+            losses.append(loss)
+            logs.update(values)
+        total = torch.stack(losses).sum()
+        logs["total"] = float(total.detach())
+        return total, logs
 
     # -- validation and checkpoints ---------------------------------------------------------
     def validate(self) -> dict[str, dict[str, float]]:
@@ -222,7 +249,7 @@ class Trainer:
             save_training_state(path, {
                 "step": self.step, "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "criterion": self.criterion.state_dict(), "rng": _rng_state(),
+                "objectives": self.objectives.state_dict(), "rng": _rng_state(),
                 "best_score": self.best_score, "reference": self.reference_metrics,
                 "history": self.history})
 
@@ -236,7 +263,7 @@ class Trainer:
             check_state_shapes(self.optimizer)
             self.scheduler.load_state_dict(state["scheduler"])
             self.scaler.load_state_dict(state["scaler"])
-            self.criterion.load_state_dict(state["criterion"])
+            self.objectives.load_state_dict(state["objectives"])
             _restore_rng(state["rng"])
             self.step = int(state["step"])
             self.best_score = state["best_score"]
@@ -254,7 +281,7 @@ class Trainer:
         with (self.out_dir / LOG_FILE).open(encoding="utf-8") as handle:
             for record in map(json.loads, handle):
                 for task in self.config.model.tasks:
-                    if "train" in record:
+                    if task in record.get("train", {}):
                         series.setdefault(f"{task} loss", []).append(
                             (record["step"], record["train"][task]))
                     if "val" in record:
@@ -312,6 +339,19 @@ class Trainer:
             write_json(self.out_dir / METRICS_FILE, {"format_version": 1, "step": self.step,
                                                      "metrics": metrics, "history": self.history})
         return metrics
+
+
+def build_objectives(config: ExperimentConfig) -> dict[str, Objective]:
+    """The objectives of ``config``, by name: the supervised losses of the labelled tasks, and
+    the photometric objective when depth is learnt from video."""
+    objectives: dict[str, Objective] = {}
+    supervised = config.supervised_tasks()
+    if supervised:
+        objectives["supervised"] = MultiTaskLoss(supervised, config.loss)
+    if config.objectives.photometric.enabled:
+        objectives["photometric"] = PhotometricObjective(config.objectives.photometric,
+                                                         config.model)
+    return objectives
 
 
 def build_initial_model(cfg: ModelConfig) -> torch.nn.Module:

@@ -24,7 +24,8 @@ SHRINK = ["model.backbone=resnet18", "model.width=0.125", "data.image_size=[32, 
           "train.log_every=1", "train.checkpoint_every=0", "train.device=cpu"]
 
 EXPECTED_SET_UPS = {
-    "cityscapes": {"stl_semseg", "stl_depth", "stl_normals", "densemtl_sd", "densemtl_sdn"},
+    "cityscapes": {"stl_semseg", "stl_depth", "stl_normals", "densemtl_sd", "densemtl_sdn",
+                   "sde_sd"},
     "synthia": {"stl_semseg", "stl_depth", "stl_normals", "densemtl_sd", "densemtl_sdn"},
     "vkitti2": {"stl_semseg", "stl_depth", "stl_normals", "densemtl_sd", "densemtl_sdn"},
     "nyudv2": {"stl_semseg", "stl_depth", "stl_normals", "stl_edges", "densemtl_sd",
@@ -87,11 +88,23 @@ def test_config_has_the_methods_hyper_parameters(path):
         assert (config.optim.lr, config.optim.backbone_lr, config.optim.weight_decay) == (
             1e-2, 1e-3, 5e-4)
         assert config.loss.task_weights == {}
+    elif config.objectives.photometric.enabled:  # METHOD.md sections 5 and 7.1
+        photometric = config.objectives.photometric
+        assert config.optim.optimizer == "adam" and config.optim.betas == (0.9, 0.999)
+        assert (config.optim.lr, config.optim.backbone_lr) == (5e-5, 1e-5)
+        assert config.model.output_scales == (0, 1, 2, 3) == photometric.scales
+        assert config.loss.task_weights == {"semseg": 1} and photometric.weight == 1
+        assert config.loss.scales == {"semseg": (0, 2)}
+        assert (config.model.min_depth, config.model.max_depth) == (0.1, 100.0)
+        assert (photometric.ssim_weight, photometric.smoothness_weight) == (0.85, 1e-3)
+        assert photometric.automask and photometric.reprojection == "min"
+        assert config.model.depth_units == "relative" and config.supervised_tasks() == ("semseg",)
     else:
         assert config.optim.optimizer == "adam" and config.optim.betas == (0.9, 0.98)
         assert config.optim.weight_decay == 0.0
         assert (config.optim.lr, config.optim.backbone_lr) == DENSEMTL_LRS[dataset]
-    if config.model.arch == "densemtl" and config.name != "default":
+    if (config.model.arch == "densemtl" and config.name != "default"
+            and not config.objectives.photometric.enabled):
         assert config.model.exchange_scale == 1 and config.model.output_scales == (0, 1)
         assert config.loss.task_weights == TASK_WEIGHTS[path.stem.rsplit("_", 1)[1]]
 
@@ -109,7 +122,9 @@ def test_set_up_trains_two_steps_on_its_dataset(path, dataset_roots, tmp_path):
     steps = [record for record in log if "train" in record]
     assert [record["step"] for record in steps] == [1, 2]
     for record in steps:
-        assert all(math.isfinite(record["train"][task]) for task in config.model.tasks)
+        assert all(math.isfinite(record["train"][task]) for task in config.supervised_tasks())
+        if config.objectives.photometric.enabled:
+            assert math.isfinite(record["train"]["photometric"])
     changed = [name for name, value in trainer.model.named_parameters()
                if not torch.equal(value, before[name])]
     assert any(name.startswith("encoder.") for name in changed)

@@ -32,7 +32,7 @@ def _config(tmp_path, *extra):
 def _task_losses(trainer, batch):
     with torch.no_grad():
         trainer.network.train()
-        _, logs = trainer.criterion(trainer.network(batch["image"]), batch)
+        _, logs = trainer.objective_losses(trainer.network(batch["image"]), batch)
     return {task: logs[task] for task in trainer.config.model.tasks}
 
 

@@ -7,8 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from densemtl_core.config import (ExperimentConfig, ModelConfig, ObjectivesConfig,
-                                  PhotometricConfig, validate)
+from densemtl_core.config import ModelConfig, validate_model
 from densemtl_core.models.backbone import ResNetEncoder, load_torchvision_weights, scaled_width
 from densemtl_core.models.heads import DeepLabHead, UNetDecoder
 from densemtl_core.models.xtam import ATTENTION_DOWNSAMPLE, ExchangeBlock
@@ -123,18 +122,9 @@ class MultiTaskNet(nn.Module):
 
 def build_model(cfg: ModelConfig) -> MultiTaskNet:
     """The network described by ``cfg``, with ImageNet weights in the encoder if configured."""
-    validate(ExperimentConfig(model=cfg, objectives=_objectives_fitting(cfg)))
+    validate_model(cfg)
     model = MultiTaskNet(cfg)
     if cfg.pretrained:
         load_torchvision_weights(model.encoder, cfg.pretrained)
     return model
 
-
-def _objectives_fitting(cfg: ModelConfig) -> ObjectivesConfig:
-    """Objectives that can train ``cfg``, so that :func:`build_model` checks the model alone:
-    a disparity head is learnt photometrically, in the model's depth units."""
-    if cfg.depth_output != "disparity" or "depth" not in cfg.tasks:
-        return ObjectivesConfig()
-    metric_scale = "none" if cfg.depth_units == "relative" else "odometry"
-    return ObjectivesConfig(photometric=PhotometricConfig(
-        enabled=True, scales=cfg.output_scales, metric_scale=metric_scale))
