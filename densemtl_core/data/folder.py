@@ -28,7 +28,6 @@ count is in ``skipped``); a broken label file is an error naming it.
 """
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -37,13 +36,13 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import Dataset
 
 from ..config import ConfigError, DataConfig
 from ..recordings.calibration import Calibration
 from ..recordings.calibration_yaml import read_calibration_yaml
 from .common import (DatasetLayoutError, configured_label_mapping, read_png, read_rgb,
                      resize_sample, single_channel, unlabelled_map)
+from .frame_samples import FrameSamples, UnreadableFrame
 from .recording_index import grey_thumbnail
 from .sequences import NS_PER_S, Timeline, plan_split
 from .synthetic import SYNTHETIC_CLASSES, SYNTHETIC_COLORS
@@ -61,10 +60,8 @@ LABEL_SUFFIXES = {"semseg": (".png",), "depth": (".npy", ".png"), "normals": (".
 MAX_LABEL_PIXELS = 64_000_000
 """A label array larger than this is refused before it is loaded."""
 
-_log = logging.getLogger(__name__)
 
-
-class ImageFolder(Dataset):
+class ImageFolder(FrameSamples):
     """Samples of one split of an image folder (see the module docstring)."""
 
     num_classes = len(SYNTHETIC_CLASSES)
@@ -79,7 +76,7 @@ class ImageFolder(Dataset):
             raise ConfigError("data.dataset=folder needs data.root, the folder holding images/")
         self.root = Path(cfg.root).expanduser()
         self.size = (int(cfg.image_size[0]), int(cfg.image_size[1]))
-        self.split, self.sequence, self.transform = split, sequence, transform
+        self.split, self.sequence = split, sequence
         self.images = self._images()
         self.labels = self._labels()
         self.calibration = self._calibration(cfg.intrinsics)
@@ -92,12 +89,12 @@ class ImageFolder(Dataset):
             cfg = replace(cfg, min_image_change=0.0)
         plan = plan_split([timeline], split, cfg)
         if sequence:
-            self.samples = [tuple(frame for _, frame in triplet) for triplet in plan.triplets]
+            samples = [tuple(frame for _, frame in triplet) for triplet in plan.triplets]
         else:
             frames = [frame for _, frame in plan.frames]
             labelled = [f for f in frames if any(f in paths for paths in self.labels.values())]
-            self.samples = [(frame,) for frame in labelled or frames]
-        if not self.samples:
+            samples = [(frame,) for frame in labelled or frames]
+        if not samples:
             kind = "frame triplets" if sequence else "frames"
             raise ConfigError(
                 f"no {split} {kind} in {self.root}: {len(self.images)} images at "
@@ -105,9 +102,7 @@ class ImageFolder(Dataset):
                 f"blocks (data.split_block={cfg.split_block} s, data.val_fraction="
                 f"{cfg.val_fraction}); add images, shorten data.split_block or lower "
                 f"data.frame_stride or data.min_image_change")
-        self.skipped = 0
-        """Samples whose image did not decode, replaced by another one (this process)."""
-        self._bad: set[int] = set()
+        super().__init__(samples, transform)
 
     @classmethod
     def from_config(cls, cfg: DataConfig, split: str,
@@ -166,29 +161,13 @@ class ImageFolder(Dataset):
 
     # -- samples ------------------------------------------------------------------------------
 
-    def __len__(self) -> int:
-        return len(self.samples)
+    def nothing_decodes(self) -> Exception:
+        return DatasetLayoutError(f"no image in {self.root / 'images'} could be decoded")
 
-    def __getitem__(self, index: int) -> Sample:
-        if not 0 <= index < len(self.samples):
-            raise IndexError(f"index {index} out of range for {len(self.samples)} samples")
-        for attempt in range(len(self.samples)):
-            candidate = (index + attempt) % len(self.samples)
-            if candidate in self._bad:
-                continue
-            try:
-                sample = self._sample(self.samples[candidate])
-            except _UnreadableImage as error:
-                self._bad.add(candidate)
-                self.skipped += 1
-                if self.skipped == 1:
-                    _log.warning("skipping a sample of %s: %s; further ones are counted in the "
-                                 "dataset's skipped", self.root, error)
-                continue
-            return self.transform(sample) if self.transform is not None else sample
-        raise DatasetLayoutError(f"no image in {self.root / 'images'} could be decoded")
+    def describe(self, frames: tuple[int, ...]) -> str:
+        return str(self.root)
 
-    def _sample(self, frames: tuple[int, ...]) -> Sample:
+    def make_sample(self, frames: tuple[int, ...]) -> Sample:
         centre = len(frames) // 2
         sample = self._frame(frames[centre])
         if self.sequence:
@@ -203,7 +182,7 @@ class ImageFolder(Dataset):
         try:
             image = read_rgb(path)
         except OSError as error:
-            raise _UnreadableImage(f"{path} does not decode ({error})") from error
+            raise UnreadableFrame(f"{path} does not decode ({error})") from error
         problem = self.calibration.problem(*image.shape[-2:])
         if problem is not None:
             raise ConfigError(f"{path}: {problem}; give the intrinsics of these images as "
@@ -238,10 +217,6 @@ class ImageFolder(Dataset):
         if task == "depth":
             return torch.from_numpy(np.maximum(values, 0.0))[None]
         return torch.from_numpy(values).permute(2, 0, 1).contiguous()
-
-
-class _UnreadableImage(Exception):
-    """An image file that does not decode: its sample is skipped."""
 
 
 def _read_array(path: Path, ndim: int) -> np.ndarray:

@@ -38,7 +38,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
 
 from ..config import ConfigError, DataConfig
 from ..recordings.bags import BagError, BagReader, open_bag
@@ -47,6 +46,7 @@ from ..recordings.calibration_yaml import read_calibration_yaml
 from ..recordings.encodings import ImageConversionError, camera_image_to_rgb, message_to_array
 from ..tasks import TASKS
 from .common import UNLABELLED, configured_label_mapping, resize_sample, unlabelled_map
+from .frame_samples import FrameSamples, UnreadableFrame
 from .recording_index import MAX_PIXELS, MessageRef, RecordingTopics, load_index
 from .sequences import FrameRef, SplitPlan, plan_split
 from .synthetic import SYNTHETIC_CLASSES, SYNTHETIC_COLORS
@@ -58,7 +58,7 @@ CACHED_FRAMES = 8
 _log = logging.getLogger(__name__)
 
 
-class RecordingDataset(Dataset):
+class RecordingDataset(FrameSamples):
     """Samples of one split of recordings (see the module docstring)."""
 
     num_classes = len(SYNTHETIC_CLASSES)
@@ -84,13 +84,11 @@ class RecordingDataset(Dataset):
         self.mapping = configured_label_mapping(cfg.label_map, self.class_names)
         self.has_odometry = cfg.odometry_topic is not None
         plan = plan_split([recording.timeline() for recording in self.recordings], split, cfg)
-        self.samples: list[tuple[FrameRef, ...]] = (
+        samples: list[tuple[FrameRef, ...]] = (
             list(plan.triplets) if sequence else [(frame,) for frame in self._frames(plan)])
-        if not self.samples:
+        if not samples:
             raise ConfigError(self._no_samples(cfg, plan))
-        self.skipped = 0
-        """Samples whose image did not decode, replaced by another one (this process)."""
-        self._bad: set[int] = set()
+        super().__init__(samples, transform)
         self._checked: set[int] = set()
         self._readers: dict[int, BagReader] = {}
         self._pid = os.getpid()
@@ -143,34 +141,14 @@ class RecordingDataset(Dataset):
 
     # -- samples ------------------------------------------------------------------------------
 
-    def __len__(self) -> int:
-        return len(self.samples)
+    def nothing_decodes(self) -> Exception:
+        return BagError(f"no frame of {', '.join(str(r.bag) for r in self.recordings)} on "
+                        f"{self.topics.image} could be decoded")
 
-    def __getitem__(self, index: int) -> Sample:
-        if not 0 <= index < len(self.samples):
-            raise IndexError(f"index {index} out of range for {len(self.samples)} samples")
-        for attempt in range(len(self.samples)):
-            candidate = (index + attempt) % len(self.samples)
-            if candidate in self._bad:
-                continue
-            try:
-                sample = self._sample(self.samples[candidate])
-            except ImageConversionError as error:
-                self._skip(candidate, error)
-                continue
-            return self.transform(sample) if self.transform is not None else sample
-        raise BagError(f"no frame of {', '.join(str(r.bag) for r in self.recordings)} on "
-                       f"{self.topics.image} could be decoded")
+    def describe(self, frames: tuple[FrameRef, ...]) -> str:
+        return str(self.recordings[frames[0][0]].bag)
 
-    def _skip(self, candidate: int, error: ImageConversionError) -> None:
-        self._bad.add(candidate)
-        self.skipped += 1
-        if self.skipped == 1:
-            _log.warning("skipping a sample of %s whose image does not decode (%s); further "
-                         "ones are counted in the dataset's skipped",
-                         self.recordings[self.samples[candidate][0][0]].bag, error)
-
-    def _sample(self, frames: tuple[FrameRef, ...]) -> Sample:
+    def make_sample(self, frames: tuple[FrameRef, ...]) -> Sample:
         centre = frames[len(frames) // 2]
         decoded = [self._frame(frame) for frame in frames]
         sample = {**decoded[len(frames) // 2], "intrinsics": self.intrinsics[centre[0]].clone()}
@@ -202,8 +180,11 @@ class RecordingDataset(Dataset):
         number, position = frame
         recording = self.recordings[number]
         message = self._message(number, self.topics.image, recording.images[position])
-        rgb = camera_image_to_rgb(message, compressed=recording.compressed,
-                                  max_pixels=MAX_PIXELS)
+        try:
+            rgb = camera_image_to_rgb(message, compressed=recording.compressed,
+                                      max_pixels=MAX_PIXELS)
+        except ImageConversionError as error:
+            raise UnreadableFrame(str(error)) from error
         self._check_calibration(number, rgb.shape[:2])
         maps = {"image": torch.from_numpy(np.array(rgb)).permute(2, 0, 1)
                 .float().div_(255.0)}
