@@ -31,6 +31,8 @@ EXPECTED_SET_UPS = {
     "nyudv2": {"stl_semseg", "stl_depth", "stl_normals", "stl_edges", "densemtl_sd",
                "densemtl_sdn", "densemtl_sdne"},
 }
+VIDEO = {"cityscapes": {"sequence": "leftImg8bit_sequence"}}
+"""Fixture options that add the video the self-supervised depth set-ups read."""
 IMAGE_SIZES = {"cityscapes": (512, 1024), "synthia": (512, 1024), "vkitti2": (320, 1024),
                "nyudv2": (448, 576)}
 DENSEMTL_LRS = {"cityscapes": (1e-4, 1e-5), "synthia": (3e-4, 2e-4), "vkitti2": (3e-4, 2e-4),
@@ -58,7 +60,7 @@ def dataset_roots(tmp_path_factory) -> dict[str, Path]:
     roots = {}
     for name, build in BUILDERS.items():
         roots[name] = tmp_path_factory.mktemp("datasets") / name
-        build(roots[name])
+        build(roots[name], **VIDEO.get(name, {}))
     return roots
 
 
