@@ -243,6 +243,9 @@ def _write_atomically(path: Path, values: Mapping[str, Any]) -> None:
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             json.dump(values, file, separators=(",", ":"), allow_nan=False)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # as any file the user writes (mkstemp gives 0600)
         os.replace(temporary, path)
     except OSError as error:
         _log.warning("cannot write the frame index %s (%s); the bag will be scanned again next "
