@@ -5,10 +5,13 @@ import pytest
 import torch
 from PIL import Image
 
-from densemtl_core.checkpoint import ModelMetadata, save_checkpoint
+from torch.utils.data import DataLoader
+
+from densemtl_core.checkpoint import ModelMetadata, load_checkpoint, save_checkpoint
 from densemtl_core.config import load_config
+from densemtl_core.data import build_dataset
 from densemtl_core.data.synthetic import SYNTHETIC_CLASSES, SYNTHETIC_COLORS
-from densemtl_core.evaluate import main
+from densemtl_core.evaluate import evaluate, main
 from tests.strict_json import strict_json
 from densemtl_core.models import build_model
 
@@ -129,3 +132,25 @@ def test_nothing_scored_at_all_exits_non_zero(tmp_path, capsys):
     metrics = strict_json((tmp_path / "eval" / "metrics.json").read_text())["metrics"]
     assert set(metrics["depth"].values()) == {None}
     assert "valid depth pixel" in capsys.readouterr().err
+
+
+def test_samples_without_a_task_s_label_are_left_out_of_its_metrics(checkpoint):
+    """Partly labelled data (recordings, folders): a filler map flagged ``has_<task>`` False
+    must not count, so the metrics equal those of the labelled samples alone."""
+    model, metadata = load_checkpoint(checkpoint)
+    cfg = metadata.config
+    scenes = [build_dataset(cfg.data, "test")[index] for index in range(4)]
+    flagged = []
+    for index, sample in enumerate(scenes):
+        labelled = index % 2 == 0
+        sample = dict(sample, has_depth=torch.tensor(labelled))
+        if not labelled:
+            sample["depth"] = torch.full_like(sample["depth"], 3.0)  # a wrong filler
+        flagged.append(sample)
+    device = torch.device("cpu")
+    mixed = evaluate(model, DataLoader(flagged, batch_size=4), cfg.model, device=device,
+                     progress=False)
+    alone = evaluate(model, DataLoader(scenes[::2], batch_size=4), cfg.model, device=device,
+                     progress=False)
+    assert mixed["depth"] == pytest.approx(alone["depth"])
+    assert mixed["semseg"] != pytest.approx(alone["semseg"])  # still scored on every sample

@@ -194,3 +194,42 @@ def test_build_weighting_and_trainable_parameters_of_the_loss():
     assert list(MultiTaskLoss(["depth"], LossConfig()).parameters()) == []
     with pytest.raises(ValueError, match="weighting"):
         build_weighting(LossConfig(weighting="gradnorm"), ["depth"])
+
+
+# --- partly labelled batches and supervised scales ---------------------------------------------
+
+
+def test_each_task_is_learnt_from_the_samples_labelled_for_it_only():
+    outputs, batch = _four_task_problem(batch_size=3)
+    batch["has_semseg"] = torch.tensor([True, False, True])
+    batch["has_depth"] = torch.tensor([False, False, False])
+    batch["semseg"][1] = 0  # a filler map: it must not count
+    objective = MultiTaskLoss(["semseg", "depth", "normals"], LossConfig())
+    total, log = objective(outputs, batch)
+    labelled = {"semseg": {s: o[[0, 2]] for s, o in outputs["semseg"].items()}}
+    _, expected = MultiTaskLoss(["semseg"], LossConfig())(labelled,
+                                                        {"semseg": batch["semseg"][[0, 2]]})
+    assert log["semseg"] == pytest.approx(expected["semseg"])
+    assert "depth" not in log  # no sample of the batch has depth: nothing learnt, nothing logged
+    assert total.item() == pytest.approx(log["semseg"] + log["normals"], rel=1e-6)
+    total.backward()
+    assert outputs["semseg"][0].grad[1].abs().sum() == 0  # the unlabelled sample gets nothing
+    assert outputs["depth"][0].grad is None
+
+
+def test_a_batch_without_any_label_adds_a_zero_that_backpropagates():
+    outputs, batch = _four_task_problem()
+    batch["has_semseg"] = torch.tensor([False, False])
+    total, log = MultiTaskLoss(["semseg"], LossConfig())(outputs, batch)
+    assert total.item() == 0.0 and log == {}
+    total.backward()
+
+
+def test_a_task_is_supervised_on_its_configured_scales_only():
+    outputs, batch = _four_task_problem()
+    scale_zero = {"semseg": {0: outputs["semseg"][0]}}
+    _, only_zero = MultiTaskLoss(["semseg"], LossConfig())(scale_zero, batch)
+    _, log = MultiTaskLoss(["semseg"], LossConfig(scales={"semseg": (0,)}))(outputs, batch)
+    _, both = MultiTaskLoss(["semseg"], LossConfig())(outputs, batch)
+    assert log["semseg"] == pytest.approx(only_zero["semseg"])
+    assert log["semseg"] != pytest.approx(both["semseg"])
