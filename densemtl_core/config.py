@@ -82,6 +82,10 @@ class ModelConfig:
     max_depth: float = 80.0
     depth_output: str = "code"
     """``code`` or ``disparity`` (see ``DEPTH_OUTPUTS``)."""
+    initial_depth: float | None = None
+    """Depth a fresh disparity head predicts everywhere (its output biases); ``None`` keeps the
+    method's default initialisation, a disparity of 0.5 (0.2 m for a 0.1-100 m range), which
+    warps neighbouring frames so far that the photometric loss gives no direction."""
     depth_units: str = "metres"
     """``metres`` or ``relative`` (see ``DEPTH_UNITS``): a relative model's depth is scored with
     per-image median scaling and never published as metres without a scale."""
@@ -216,6 +220,11 @@ class PhotometricConfig:
     """Edge-aware smoothness of the mean-normalised disparity, weighted by this / 2^scale."""
     automask: bool = True
     """Identity-reprojection auto-masking (pixels a static source explains better drop out)."""
+    pyramid: bool = False
+    """Compare each scale at its own resolution (frames area-averaged, intrinsics scaled) instead
+    of up-sampling every disparity to the input (the method's way): coarse scales then guide
+    depth from far off, where high-frequency textures leave the full-resolution loss with many
+    false minima."""
     reprojection: str = "min"
     """Combine the source frames' errors per pixel by their ``min`` or ``mean``."""
     metric_scale: str = "none"
@@ -513,6 +522,11 @@ def validate_model(model: ModelConfig) -> None:
         raise ConfigError("model.exchange_scale must be in 0..4")
     if not 0 < model.min_depth < model.max_depth:
         raise ConfigError("model.min_depth and model.max_depth need 0 < min < max")
+    if model.initial_depth is not None and not (
+            model.min_depth < model.initial_depth < model.max_depth
+            and model.depth_output == "disparity"):
+        raise ConfigError("model.initial_depth needs model.depth_output=disparity and a value "
+                          "between model.min_depth and model.max_depth")
     if model.depth_output not in DEPTH_OUTPUTS:
         raise ConfigError(f"model.depth_output must be one of {list(DEPTH_OUTPUTS)}, "
                           f"got {model.depth_output!r}")

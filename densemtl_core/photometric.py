@@ -136,6 +136,24 @@ class PhotometricTerms:
     """Fraction of pixels the auto-mask removed."""
 
 
+def scale_camera(intrinsics: Tensor, from_size: Sequence[int], to_size: Sequence[int]
+                 ) -> Tensor:
+    """B x 3 x 3 intrinsics of images resized from ``from_size`` to ``to_size`` (H, W), pixel
+    centres at integer coordinates, as ``geometry.scale_intrinsics``."""
+    scale = intrinsics.new_tensor([to_size[1] / from_size[1], to_size[0] / from_size[0]])
+    scaled = intrinsics.clone()
+    scaled[:, :2, :2] = intrinsics[:, :2, :2] * scale.view(1, 2, 1)
+    scaled[:, :2, 2] = (intrinsics[:, :2, 2] + 0.5) * scale - 0.5
+    return scaled
+
+
+def _area(image: Tensor, size: Sequence[int]) -> Tensor:
+    """``image`` at ``size`` by area averaging (the image pyramid), or itself."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    return F.interpolate(image, size=tuple(size), mode="area")
+
+
 def photometric_loss(disparities: Mapping[int, Tensor], image: Tensor,
                      sources: Mapping[int, Tensor], intrinsics: Tensor,
                      poses: Mapping[int, Tensor], cfg: PhotometricConfig,
@@ -147,25 +165,32 @@ def photometric_loss(disparities: Mapping[int, Tensor], image: Tensor,
     Every scale's disparity is up-sampled to the input size, turned into depth over
     ``depth_range`` and warps each source frame ``sources[k]`` with ``poses[k]`` (current ->
     source); the smoothness of scale s compares the disparity with the image down-sampled to
-    it (as Monodepth2). ``identity_noise``: see :func:`combine_sources`.
+    it (as Monodepth2). With ``cfg.pyramid`` each scale is instead compared at its own
+    resolution, frames area-averaged and intrinsics scaled to it (as the first Monodepth):
+    coarse scales see the low frequencies only, which widens the range of depths from which
+    the loss leads to the right one. ``identity_noise``: see :func:`combine_sources`.
     """
-    size = image.shape[-2:]
+    size = tuple(image.shape[-2:])
     offsets = sorted(sources)
-    identity = None
-    if cfg.automask:
-        identity = torch.cat([reprojection_error(sources[k], image, cfg.ssim_weight)
-                              for k in offsets], dim=1)
+    identities: dict[tuple[int, ...], Tensor] = {}  # by frame size: once without the pyramid
     photometric, smoothness, total, automasked = [], [], [], []
     for scale, disparity in sorted(disparities.items()):
-        full = F.interpolate(disparity, size=tuple(size), mode="bilinear", align_corners=False)
-        depth = disparity_to_depth(full, *depth_range)
-        errors = torch.cat([reprojection_error(warp(sources[k], depth, intrinsics, poses[k]),
-                                               image, cfg.ssim_weight) for k in offsets], dim=1)
-        per_pixel, masked = combine_sources(errors, identity, cfg.reprojection, identity_noise)
-        scaled_image = image if disparity.shape[-2:] == size else \
-            F.interpolate(image, size=tuple(disparity.shape[-2:]), mode="area")
+        frame_size = tuple(disparity.shape[-2:]) if cfg.pyramid else size
+        target = _area(image, frame_size)
+        frames = {k: _area(sources[k], frame_size) for k in offsets}
+        camera = scale_camera(intrinsics, size, frame_size) if frame_size != size else intrinsics
+        resized = disparity if disparity.shape[-2:] == frame_size else F.interpolate(
+            disparity, size=frame_size, mode="bilinear", align_corners=False)
+        depth = disparity_to_depth(resized, *depth_range)
+        errors = torch.cat([reprojection_error(warp(frames[k], depth, camera, poses[k]),
+                                               target, cfg.ssim_weight) for k in offsets], dim=1)
+        if cfg.automask and frame_size not in identities:
+            identities[frame_size] = torch.cat(
+                [reprojection_error(frames[k], target, cfg.ssim_weight) for k in offsets], dim=1)
+        per_pixel, masked = combine_sources(errors, identities.get(frame_size), cfg.reprojection,
+                                            identity_noise)
         photometric.append(per_pixel.mean())
-        smoothness.append(edge_aware_smoothness(disparity, scaled_image))
+        smoothness.append(edge_aware_smoothness(disparity, _area(image, disparity.shape[-2:])))
         total.append(photometric[-1] + cfg.smoothness_weight / 2 ** scale * smoothness[-1])
         automasked.append(masked.float().mean())
     return PhotometricTerms(*(torch.stack(values).mean()

@@ -25,12 +25,18 @@ def test_every_shipped_config_loads(path):
 
 
 def test_synthetic_set_ups_share_data_budget_and_optimiser():
-    """The study compares them: only the network, the tasks and the loss weights may differ."""
+    """The studies compare them: only the network, the tasks, the objectives and the loss
+    weights may differ, and the learning rate of the self-supervised ones (whose disparity
+    saturates at the supervised set-ups' rate)."""
     configs = [load_config(path) for path in TRAIN_CONFIGS]
     shared = {json.dumps([config_to_dict(section) for section in
-                          (c.data, c.optim, dataclasses.replace(c.train, output_dir=""))])
+                          (c.data, dataclasses.replace(c.optim, lr=0.0),
+                           dataclasses.replace(c.train, output_dir=""))])
               for c in configs}
     assert len(shared) == 1
+    rates = {c.objectives.photometric.enabled: c.optim.lr for c in configs}
+    assert len({(c.objectives.photometric.enabled, c.optim.lr) for c in configs}) == 2
+    assert rates == {False: 1e-3, True: 1e-4}
 
 
 def test_base_file_is_merged_and_overridden(tmp_path):

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from densemtl_core.config import ModelConfig, PhotometricConfig
 from densemtl_core.data.synthetic import render_trajectory
+from densemtl_core.geometry import scale_intrinsics
 from densemtl_core.models.network import MultiTaskNet
 from densemtl_core.models.pose import transformation_from_parameters
 from densemtl_core.objectives.photometric import PhotometricObjective
@@ -304,6 +305,43 @@ def test_scales_are_averaged(walk):
     for name in ("loss", "photometric", "smoothness", "automasked"):
         torch.testing.assert_close(getattr(both, name),
                                    (getattr(each[0], name) + getattr(each[1], name)) / 2)
+
+
+def test_the_pyramid_compares_a_scale_at_its_own_resolution(walk):
+    """With the pyramid, scale 2 is the full-resolution loss of frames, camera and disparity
+    all brought to a quarter of the size; without, its disparity is up-sampled instead."""
+    image, K = image_tensor(walk[1]), torch.from_numpy(walk[1]["intrinsics"])[None]
+    sources = {-1: image_tensor(walk[0]), 1: image_tensor(walk[2])}
+    poses = {-1: relative_pose(walk[1], walk[0]), 1: relative_pose(walk[1], walk[2])}
+    depth = torch.from_numpy(walk[1]["depth"])[None, None].clamp(0.5, 20.0)
+    quarter = disparity_of(F.avg_pool2d(depth, 4))
+    pyramid = PhotometricConfig(pyramid=True)
+    terms = photometric_loss({2: quarter}, image, sources, K, poses, pyramid, DEPTH_RANGE)
+    small_K = torch.from_numpy(scale_intrinsics(walk[1]["intrinsics"], (64, 80), (16, 20)))
+    expected = photometric_loss({0: quarter}, F.avg_pool2d(image, 4),
+                                {k: F.avg_pool2d(v, 4) for k, v in sources.items()},
+                                small_K[None], poses, pyramid, DEPTH_RANGE)
+    torch.testing.assert_close(terms.photometric, expected.photometric)
+    up_sampled = photometric_loss({2: quarter}, image, sources, K, poses, PhotometricConfig(),
+                                  DEPTH_RANGE)
+    assert not torch.isclose(up_sampled.photometric, terms.photometric)
+
+
+def test_the_pyramid_widens_the_basin_of_the_true_depth(walk):
+    """Compared at a quarter of the size, the loss ranks depths by how far they are from the
+    truth (40 % short lies between the truth and 75 % short), so a network starting far off
+    can descend towards the truth."""
+    image, K = image_tensor(walk[1]), torch.from_numpy(walk[1]["intrinsics"])[None]
+    sources = {-1: image_tensor(walk[0]), 1: image_tensor(walk[2])}
+    poses = {-1: relative_pose(walk[1], walk[0]), 1: relative_pose(walk[1], walk[2])}
+    depth = torch.from_numpy(walk[1]["depth"])[None, None].clamp(0.5, 20.0)
+    config = PhotometricConfig(pyramid=True, automask=False)
+
+    def loss(factor: float) -> float:
+        disparity = disparity_of(F.avg_pool2d(depth * factor, 4))
+        return photometric_loss({2: disparity}, image, sources, K, poses, config,
+                                DEPTH_RANGE).photometric.item()
+    assert loss(1.0) < loss(0.6) < loss(0.25)
 
 
 # --- the objective --------------------------------------------------------------------------

@@ -120,6 +120,10 @@ class UNetDecoder(nn.Module):
         self.side_heads = nn.ModuleDict(
             {str(s): nn.Conv2d(decoder_channels[s], out_channels, 1) for s in self.output_scales})
 
+    def output_convs(self) -> list[nn.Conv2d]:
+        """The convolutions that emit the task output, one per output scale."""
+        return list(self.side_heads.values())
+
     def run(self, features: Sequence[Tensor], layers: Sequence[int], x: Tensor | None = None
             ) -> tuple[Tensor, dict[int, Tensor]]:
         """Run ``layers`` (descending, consecutive) starting from ``x`` (default: f4).
@@ -151,6 +155,10 @@ class DeepLabHead(nn.Module):
         self.refine = conv_bn_relu(aspp_channels, aspp_channels, kernel_size=3)
         self.classifier = nn.Conv2d(aspp_channels, out_channels, 1)
         self.output_stride = output_stride
+
+    def output_convs(self) -> list[nn.Conv2d]:
+        """The convolution that emits the task output."""
+        return [self.classifier]
 
     def forward(self, features: Sequence[Tensor]) -> dict[int, Tensor]:
         logits = self.classifier(self.refine(self.aspp(features[4])))

@@ -1,6 +1,7 @@
 """Assembly of the single-task, naive multi-task and DenseMTL networks from a ModelConfig."""
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -37,6 +38,8 @@ class MultiTaskNet(nn.Module):
         self.encoder = ResNetEncoder(cfg.backbone, cfg.width, cfg.dilation)
         self.heads = nn.ModuleDict({task: self._build_head(task) for task in self.tasks})
         self.output_scales: tuple[int, ...] = (0,) if cfg.head == "deeplab" else cfg.output_scales
+        if cfg.initial_depth is not None:
+            self._start_depth_at(cfg.initial_depth)
         self.exchange: ExchangeBlock | None = None
         if cfg.arch == "densemtl":
             self.exchange = self._build_exchange()
@@ -54,6 +57,14 @@ class MultiTaskNet(nn.Module):
         return UNetDecoder(encoder.channels, encoder.strides, out_channels,
                            [scaled_width(c, cfg.width) for c in cfg.decoder_channels],
                            aspp_channels, cfg.aspp_rates, cfg.aspp_dropout, cfg.output_scales)
+
+    def _start_depth_at(self, depth: float) -> None:
+        """Bias every output of the disparity head to the disparity of ``depth``."""
+        low, high = 1.0 / self.cfg.max_depth, 1.0 / self.cfg.min_depth
+        disparity = (1.0 / depth - low) / (high - low)
+        with torch.no_grad():
+            for conv in self.heads["depth"].output_convs():
+                conv.bias.fill_(math.log(disparity / (1.0 - disparity)))
 
     def _build_exchange(self) -> ExchangeBlock:
         cfg, scale = self.cfg, self.cfg.exchange_scale

@@ -232,3 +232,21 @@ def test_onnx_export_opset_17():
     buffer = io.BytesIO()
     torch.onnx.export(flat, _image(batch=1), buffer, opset_version=17, dynamo=False)
     onnx.checker.check_model(onnx.load_from_string(buffer.getvalue()))
+
+
+@pytest.mark.parametrize("head", ["unet_aspp", "deeplab"])
+def test_a_disparity_head_can_start_at_a_given_depth(head):
+    """``model.initial_depth``: a fresh disparity head predicts that depth everywhere (up to
+    the small random weights), where the method's initialisation starts at a disparity of 0.5."""
+    base = dict(arch="stl", tasks=("depth",), width=0.125, head=head, max_depth=20.0,
+                depth_output="disparity", depth_units="relative")
+    torch.manual_seed(0)
+    started = build_model(ModelConfig(**base, initial_depth=1.5)).eval()
+    torch.manual_seed(0)
+    default = build_model(ModelConfig(**base)).eval()
+    image = torch.rand(1, 3, 64, 80)
+    with torch.no_grad():
+        depth = started.decode(started(image))["depth"]
+        depth_default = default.decode(default(image))["depth"]
+    assert depth.median().item() == pytest.approx(1.5, rel=0.15)
+    assert depth_default.median().item() == pytest.approx(1 / (0.05 + 0.5 * 9.95), rel=0.15)
