@@ -33,7 +33,7 @@ def run_one(spec: StudySpec, row: StudyRow, seed: int) -> str:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     start = time.perf_counter()
     with open(run_dir / "study.log", "w", encoding="utf-8") as log:
-        evaluations = [eval_command(spec, row, seed, name) for name in spec.evaluations]
+        evaluations = [eval_command(spec, row, seed, name) for name in row.evaluations]
         for command in (train_command(spec, row, seed), *evaluations):
             full = _executable(command)
             if command[0] == "densemtl-train":  # execution details that leave results unchanged
@@ -48,7 +48,7 @@ def run(spec: StudySpec, jobs: int, only: set[str] | None) -> int:
     pending = [(row, seed) for row in spec.rows for seed in row.seeds
                if (only is None or row.name in only)
                and not all((spec.run_dir(row, seed) / name / "metrics.json").exists()
-                           for name in spec.evaluations)]
+                           for name in row.evaluations)]
     print(f"{len(pending)} runs to do, {jobs} at a time", flush=True)
     failures = 0
     with ThreadPoolExecutor(max_workers=jobs) as pool:

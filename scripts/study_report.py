@@ -50,7 +50,8 @@ def _seed_metrics(spec: StudySpec, row: StudyRow, evaluation: str = "test"
 
 
 def _stl_baselines(spec: StudySpec, results: dict[str, dict[int, Any]]) -> dict[str, float]:
-    """Per task, the single-task runs' main metric averaged over seeds."""
+    """Per task, the single-task runs' main metric averaged over seeds (``results``: by row,
+    the runs of one way of scoring)."""
     baselines = {}
     for row in spec.rows:
         if row.group != "stl" or not results[row.name]:
@@ -97,11 +98,17 @@ def _cost(row: StudyRow, threads: int = 1, repeats: int = 20) -> dict[str, float
 
 
 def gather(spec: StudySpec) -> dict[str, Any]:
-    results = {row.name: _seed_metrics(spec, row) for row in spec.rows}
-    baselines = _stl_baselines(spec, results)
+    scored = {name: {row.name: _seed_metrics(spec, row, name) if name in row.evaluations else {}
+                     for row in spec.rows} for name in EVALUATIONS}
+    # Rows are compared with the single-task baselines scored the same way; a task whose
+    # baseline is not scored that way (segmentation: scaling touches depth only) takes the
+    # plain one.
+    plain = _stl_baselines(spec, scored["test"])
+    baselines = {name: {**plain, **_stl_baselines(spec, results)}
+                 for name, results in scored.items()}
     rows = []
-    for row, evaluation in ((row, name) for name in spec.evaluations for row in spec.rows):
-        runs = _seed_metrics(spec, row, evaluation)
+    for evaluation, row in ((name, row) for name in EVALUATIONS for row in spec.rows):
+        runs = scored[evaluation][row.name]
         if not runs:
             continue
         tasks = [task for task in TASKS if task in next(iter(runs.values()))]
@@ -109,8 +116,9 @@ def gather(spec: StudySpec) -> dict[str, Any]:
         summary = {task: {name: _mean_std([m[task][name] for m in runs.values()])
                           for name in metric_names[task]} for task in tasks}
         deltas = []
-        if all(task in baselines for task in tasks):
-            deltas = [delta_m({t: m[t][TASKS[t].main_metric] for t in tasks}, baselines)
+        if all(task in baselines[evaluation] for task in tasks):
+            deltas = [delta_m({t: m[t][TASKS[t].main_metric] for t in tasks},
+                              baselines[evaluation])
                       for m in runs.values()]
         rows.append({
             "name": row.name + EVALUATIONS[evaluation][1], "group": row.group,
@@ -121,7 +129,8 @@ def gather(spec: StudySpec) -> dict[str, Any]:
             "commands": [[" ".join(train_command(spec, row, seed)),
                           " ".join(eval_command(spec, row, seed, evaluation))]
                          for seed in sorted(runs)]})
-    return {"format_version": RESULTS_FORMAT_VERSION, "stl_baselines": baselines,
+    return {"format_version": RESULTS_FORMAT_VERSION, "stl_baselines": baselines["test"],
+            "stl_baselines_by_evaluation": baselines,
             "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
             "test_scenes": spec.test_length, "rows": rows}
 

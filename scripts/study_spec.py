@@ -18,6 +18,9 @@ class StudyRow:
     group: str
     seeds: tuple[int, ...]
     overrides: tuple[str, ...] = ()
+    evaluations: tuple[str, ...] = ("test",)
+    """How the row is scored (names of ``EVALUATIONS``): a relative-depth model only
+    median-scaled, a metric one both ways."""
 
 
 EVALUATIONS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -39,7 +42,6 @@ class StudySpec:
     rows: tuple[StudyRow, ...] = field(default_factory=tuple)
     name: str = ""
     """Names the report's files and its part of RESULTS.md; empty for the main study."""
-    evaluations: tuple[str, ...] = ("test",)
     tables: tuple[tuple[str, tuple[str, ...]], ...] = DEFAULT_TABLES
     """The report's tables: title and the row groups it shows."""
 
@@ -55,23 +57,23 @@ def load_spec(path: Path) -> StudySpec:
     with open(path, encoding="utf-8") as stream:
         raw = yaml.safe_load(stream)
     default_seeds = tuple(raw["seeds"])
+    default_evaluations = tuple(raw.get("evaluations", ("test",)))
     rows = tuple(StudyRow(name=r["name"], config=r["config"], group=r["group"],
                           seeds=tuple(r.get("seeds", default_seeds)),
-                          overrides=tuple(r.get("overrides", ())))
+                          overrides=tuple(r.get("overrides", ())),
+                          evaluations=tuple(r.get("evaluations", default_evaluations)))
                  for r in raw["rows"])
+    for row in rows:
+        if not row.evaluations or set(row.evaluations) - set(EVALUATIONS):
+            raise ValueError(f"{path}: row {row.name}: evaluations must be a non-empty subset of "
+                             f"{sorted(EVALUATIONS)}, got {list(row.evaluations)}")
     names = [row.name for row in rows]
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: row names must be unique")
-    evaluations = tuple(raw.get("evaluations", ("test",)))
-    unknown = [name for name in evaluations if name not in EVALUATIONS]
-    if unknown or "test" not in evaluations:
-        raise ValueError(f"{path}: evaluations must include test and come from "
-                         f"{sorted(EVALUATIONS)}, got {list(evaluations)}")
     tables = tuple((t["title"], tuple(t["groups"])) for t in raw.get("tables", ())) \
         or DEFAULT_TABLES
     return StudySpec(output_dir=REPO / raw["output_dir"], test_length=int(raw["test_length"]),
-                     rows=rows, name=str(raw.get("name", "")), evaluations=evaluations,
-                     tables=tables)
+                     rows=rows, name=str(raw.get("name", "")), tables=tables)
 
 
 def train_command(spec: StudySpec, row: StudyRow, seed: int) -> list[str]:

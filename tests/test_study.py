@@ -87,3 +87,43 @@ def test_report_rewrites_only_the_generated_part(spec, tmp_path):
     assert "| stl_semseg | S | 1 | 40.0 ± 0.0 |" in text
     assert json.loads((out / "study_results.json").read_text())["rows"][0]["name"] == "stl_semseg"
     assert (out / "study_delta_m.png").stat().st_size > 0
+
+
+def test_rows_are_scored_their_own_ways_against_baselines_scored_alike(tmp_path):
+    """A metric depth row is scored as it is and median-scaled, a relative one median-scaled
+    only; each is compared with the single-task depth scored the same way."""
+    path = tmp_path / "study.yaml"
+    path.write_text(f"""
+name: sde
+output_dir: {tmp_path / "runs"}
+test_length: 10
+seeds: [1]
+rows:
+  - {{name: stl_depth, config: config/train/synthetic_stl_depth.yaml, group: stl,
+     evaluations: [test, test_median_scaled]}}
+  - {{name: sde_depth, config: config/train/synthetic_sde_depth.yaml, group: depth,
+     evaluations: [test_median_scaled]}}
+""")
+    spec = study_spec.load_spec(path)
+    relative = spec.rows[1]
+    assert study_spec.eval_command(spec, relative, 1, "test_median_scaled")[-3:] == [
+        "--median-scaling", "--out", f"{spec.run_dir(relative, 1)}/test_median_scaled"]
+    for name, evaluation, rmse in (("stl_depth", "test", 1.0), ("stl_depth",
+                                   "test_median_scaled", 0.8), ("sde_depth",
+                                   "test_median_scaled", 0.88)):
+        folder = spec.run_dir(next(r for r in spec.rows if r.name == name), 1) / evaluation
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps({"metrics": {"depth": {"rmse": rmse}}}))
+    rows = {row["name"]: row for row in study_report.gather(spec)["rows"]}
+    assert set(rows) == {"stl_depth", "stl_depth (median-scaled)", "sde_depth (median-scaled)"}
+    assert rows["sde_depth (median-scaled)"]["delta_m"] == pytest.approx((-10.0, 0.0))
+    begin, end = study_report.markers(spec)
+    assert begin == "<!-- generated:sde:begin -->" and spec.file_stem == "study_sde"
+
+
+def test_an_unknown_way_of_scoring_is_refused(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text(SPEC.format(out=tmp_path).replace("group: main}",
+                                                      "group: main, evaluations: [test_ods]}"))
+    with pytest.raises(ValueError, match="evaluations"):
+        study_spec.load_spec(path)
