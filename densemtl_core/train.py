@@ -116,10 +116,10 @@ class Trainer:
         for objective in self.objectives.values():
             groups.update(objective.param_groups())
             learning_rates.update(objective.learning_rates())
+        # Gradient clipping bounds the network and the networks objectives own (a pose
+        # network), not learnt task weights.
         self.clipped_parameters = [parameter for name, params in groups.items()
                                    if name != "weighting" for parameter in params]
-        """What gradient clipping bounds: the network and the networks objectives own (a pose
-        network), not learnt task weights."""
         self.optimizer = build_optimizer(groups, config.optim, learning_rates)
         self.scheduler = build_scheduler(self.optimizer, config.train.steps, config.optim)
         self.use_amp = config.train.amp and self.device.type == "cuda"
@@ -276,10 +276,14 @@ class Trainer:
             tqdm.write(f"resumed from {checkpoint} at step {self.step}")
 
     def _plot_curves(self) -> None:
-        """``curves.png``: each task's training loss and validation main metric over steps."""
+        """``curves.png``: the total and each supervised task's training loss, and each task's
+        validation main metric, over steps."""
         series: dict[str, list[tuple[float, float]]] = {}
         with (self.out_dir / LOG_FILE).open(encoding="utf-8") as handle:
             for record in map(json.loads, handle):
+                if "train" in record:
+                    series.setdefault("total loss", []).append(
+                        (record["step"], record["train"]["total"]))
                 for task in self.config.model.tasks:
                     if task in record.get("train", {}):
                         series.setdefault(f"{task} loss", []).append(

@@ -51,7 +51,7 @@ def test_short_run_lowers_every_task_loss(tmp_path):
     assert log[-1]["step"] == 80 and "val" in log[-1]
     assert (tmp_path / "best.safetensors").is_file() and (tmp_path / "last.safetensors").is_file()
     curves = np.asarray(Image.open(tmp_path / "curves.png"))
-    assert curves.shape[1] == 8 * 240  # a loss and a validation panel per task
+    assert curves.shape[1] == 9 * 240  # the total loss, a loss and a validation panel per task
 
 
 def test_a_metric_nothing_was_scored_for_is_null_in_every_json_file(tmp_path):
