@@ -131,3 +131,15 @@ def test_differences_name_every_differing_key():
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_one_recording_may_be_named_without_a_list():
+    """``data.bag=run1`` and ``data.bag=[run1, run2]`` both work; a number is still refused."""
+    one = load_config(None, ["data.dataset=rosbag", "data.bag=run1", "data.image_topic=/cam"])
+    two = load_config(None, ["data.dataset=rosbag", "data.bag=[run1, run2]",
+                             "data.image_topic=/cam"])
+    assert one.data.bag == ("run1",) and two.data.bag == ("run1", "run2")
+    with pytest.raises(ConfigError, match="data.bag"):
+        load_config(None, ["data.dataset=rosbag", "data.bag=3", "data.image_topic=/cam"])
+    with pytest.raises(ConfigError, match="data.bag"):
+        load_config(None, ["data.dataset=rosbag", "data.image_topic=/cam"])
