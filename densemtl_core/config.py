@@ -238,6 +238,24 @@ class PhotometricConfig:
 
 
 @dataclass(frozen=True)
+class AdversarialConfig:
+    """Output-space adversarial alignment on unlabelled target images (the method's MTL-UDA,
+    METHOD.md section 7.2): per (task, scale), a discriminator learns to tell source maps from
+    target maps, and the network learns to make its target maps pass as source ones."""
+
+    enabled: bool = False
+    weight: float = 0.005
+    """Weight of the network's adversarial loss, itself averaged over (task, scale)."""
+    scales: tuple[int, ...] = (0, 1)
+    """Output scales aligned, each with its own discriminators."""
+    lr: float = 1e-4
+    """Adam learning rate of the discriminators."""
+    betas: tuple[float, float] = (0.9, 0.99)
+    poly_power: float = 0.9
+    """The discriminators' rate decays as (1 - step / steps) ** poly_power."""
+
+
+@dataclass(frozen=True)
 class ObjectivesConfig:
     """What the network learns from, composed by the trainer: the supervised losses of the tasks
     with labels, and the objectives that need none."""
@@ -245,6 +263,7 @@ class ObjectivesConfig:
     supervised: tuple[str, ...] | None = None
     """Tasks learnt from labels; ``None``: every model task no other objective learns."""
     photometric: PhotometricConfig = field(default_factory=PhotometricConfig)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
 
 
 @dataclass(frozen=True)
@@ -551,6 +570,7 @@ def _validate_objectives(config: ExperimentConfig) -> None:
     if "depth" in supervised and model.depth_output != "code":
         raise ConfigError("supervised depth needs model.depth_output=code; the disparity head "
                           "is learnt by objectives.photometric")
+    _validate_adversarial(objectives.adversarial, model)
     photometric = objectives.photometric
     if not photometric.enabled:
         if not supervised:
@@ -585,6 +605,20 @@ def _validate_objectives(config: ExperimentConfig) -> None:
         raise ConfigError("objectives.photometric.pose_backbone must be resnet18/34/50/101")
     if photometric.pose_width <= 0:
         raise ConfigError("objectives.photometric.pose_width must be positive")
+
+
+def _validate_adversarial(adversarial: AdversarialConfig, model: ModelConfig) -> None:
+    """The discriminators' settings, and scales the model outputs when the objective is on."""
+    _check_at_least(adversarial, "objectives.adversarial", 0, "weight", "poly_power")
+    if not adversarial.lr > 0:
+        raise ConfigError(f"objectives.adversarial.lr must be positive, got {adversarial.lr!r}")
+    if not all(0 <= beta < 1 for beta in adversarial.betas):
+        raise ConfigError(f"objectives.adversarial.betas must lie in [0, 1), "
+                          f"got {list(adversarial.betas)}")
+    if adversarial.enabled and (not adversarial.scales
+                                or not set(adversarial.scales) <= set(model.output_scales)):
+        raise ConfigError(f"objectives.adversarial.scales {list(adversarial.scales)} must be a "
+                          f"non-empty subset of model.output_scales {list(model.output_scales)}")
 
 
 def _check_at_least(section: Any, name: str, minimum: int, *keys: str) -> None:
