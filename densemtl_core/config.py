@@ -27,6 +27,9 @@ DATASET_NAMES: tuple[str, ...] = ("synthetic", "nyudv2", "cityscapes", "vkitti2"
 ROOTED_DATASETS: tuple[str, ...] = ("nyudv2", "cityscapes", "vkitti2", "synthia", "folder")
 """The datasets read from a folder named by ``data.root``."""
 
+SYNTHETIC_DOMAINS: tuple[str, ...] = ("source", "shifted")
+"""The looks of the synthetic scenes (``densemtl_core.data.synthetic.RENDER_DOMAINS``)."""
+
 DEPTH_OUTPUTS: tuple[str, ...] = ("code", "disparity")
 """How the depth head's raw output encodes depth: ``code``, the method's linear inverse-depth code
 (65536 / (100 z + 1), supervised settings), or ``disparity``, a sigmoid disparity spanning
@@ -153,6 +156,9 @@ class DataConfig:
     """Seconds per time block of the train/val split (neighbouring frames would leak)."""
     index_dir: str | None = None
     """Folder for a recording's frame index; ``None``: next to the bag."""
+    domain: str = "source"
+    """Look of the synthetic scenes: ``source`` (the default renderer) or ``shifted`` (another
+    camera, light and materials over the same classes: a target domain for adaptation)."""
 
 
 @dataclass(frozen=True)
@@ -470,6 +476,9 @@ def validate(config: ExperimentConfig) -> None:
     if data.dataset not in DATASET_NAMES:
         raise ConfigError(f"data.dataset must be one of {list(DATASET_NAMES)}, "
                           f"got {data.dataset!r}")
+    if data.domain not in SYNTHETIC_DOMAINS:
+        raise ConfigError(f"data.domain must be one of {list(SYNTHETIC_DOMAINS)}, "
+                          f"got {data.domain!r}")
     if data.dataset in ROOTED_DATASETS and not data.root:
         raise ConfigError(f"data.root must name the {data.dataset} root folder")
     if data.dataset == "rosbag" and not (data.bag and data.image_topic):

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from torch.utils.data import Dataset
 
-from ..config import DATASET_NAMES, DataConfig
+from ..config import DATASET_NAMES, SYNTHETIC_DOMAINS, ConfigError, DataConfig
 from .cityscapes import Cityscapes
 from .common import DatasetLayoutError, PublicDataset
 from .folder import ImageFolder
 from .nyudv2 import NYUDv2
 from .recording import RecordingDataset
-from .synthetic import SyntheticScenes, SyntheticSequences
+from .synthetic import RENDER_DOMAINS, SyntheticScenes, SyntheticSequences
 from .synthia import Synthia
 from .transforms import build_transforms
 from .vkitti2 import VirtualKitti2
@@ -17,6 +17,7 @@ from .vkitti2 import VirtualKitti2
 PUBLIC_DATASETS: dict[str, type[PublicDataset]] = {
     cls.name: cls for cls in (NYUDv2, Cityscapes, VirtualKitti2, Synthia)}
 assert set(("synthetic", *PUBLIC_DATASETS)) <= set(DATASET_NAMES)
+assert tuple(RENDER_DOMAINS) == SYNTHETIC_DOMAINS
 
 __all__ = ["DatasetLayoutError", "PUBLIC_DATASETS", "build_dataset"]
 
@@ -45,8 +46,13 @@ def build_dataset(cfg: DataConfig, split: str, train: bool = False,
     lengths = {"train": cfg.train_length, "val": cfg.val_length, "test": cfg.test_length}
     if split not in lengths:
         raise ValueError(f"unknown split {split!r}; expected one of {sorted(lengths)}")
+    if cfg.domain not in RENDER_DOMAINS:
+        raise ConfigError(f"data.domain must be one of {list(RENDER_DOMAINS)}, "
+                          f"got {cfg.domain!r}")
+    domain = RENDER_DOMAINS[cfg.domain]
     if sequence:
         return SyntheticSequences(split, lengths[split], size=cfg.image_size, seed=cfg.seed,
-                                  transform=transform, cache=cfg.cache, stride=cfg.frame_stride)
+                                  transform=transform, cache=cfg.cache, stride=cfg.frame_stride,
+                                  domain=domain)
     return SyntheticScenes(split, lengths[split], size=cfg.image_size, seed=cfg.seed,
-                           transform=transform, cache=cfg.cache)
+                           transform=transform, cache=cfg.cache, domain=domain)

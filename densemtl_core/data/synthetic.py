@@ -31,9 +31,12 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Callable, Iterator, Sequence
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from ..recordings.encodings import compress_rgb
 
 SYNTHETIC_CLASSES: tuple[str, ...] = (
     "floor", "wall", "ceiling", "furniture", "ball", "pillar", "door_window", "clutter")
@@ -66,7 +69,7 @@ def _rotate_xy(x, y, cos, sin):
 class _Textures:
     """Per-surface procedural texture parameters, indexed by surface id."""
 
-    kind: np.ndarray       # (S,) int index into _PATTERNS
+    kind: np.ndarray       # (S,) int index into the domain's patterns
     color_a: np.ndarray    # (S, 3) float in [0, 1]
     color_b: np.ndarray    # (S, 3)
     scale: np.ndarray      # (S,) metres per pattern period
@@ -109,8 +112,9 @@ class _Camera:
 class _SceneBuilder:
     """Accumulates surfaces and primitives while a scene is sampled."""
 
-    def __init__(self, rng: np.random.Generator, room: np.ndarray, palette: np.ndarray):
-        self.rng, self.room, self.palette = rng, room, palette
+    def __init__(self, rng: np.random.Generator, room: np.ndarray, palette: np.ndarray,
+                 domain: RenderDomain):
+        self.rng, self.room, self.palette, self.domain = rng, room, palette, domain
         self.surface_class: list[int] = []
         self.texture_rows: list[tuple] = []
         self.boxes: list[tuple] = []
@@ -126,9 +130,10 @@ class _SceneBuilder:
         first, second = rng.integers(len(self.palette), size=2)
         directions = rng.normal(size=(3, 3))
         directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+        low, high = self.domain.texture_scale
         self.texture_rows.append((
-            int(rng.integers(len(_PATTERNS))), self.palette[first], self.palette[second],
-            float(np.exp(rng.uniform(np.log(0.08), np.log(0.6)))), directions,
+            int(rng.integers(len(self.domain.patterns))), self.palette[first], self.palette[second],
+            float(np.exp(rng.uniform(np.log(low), np.log(high)))), directions,
             rng.uniform(0.0, 2 * np.pi, size=3)))
         self.surface_class.append(class_id)
         return len(self.surface_class) - 1
@@ -162,11 +167,16 @@ class _SceneBuilder:
             ambient=ambient, noise_sigma=noise)
 
 
-def _sample_scene(rng: np.random.Generator, room: np.ndarray, keep_clear: np.ndarray) -> _Scene:
+def _sample_scene(rng: np.random.Generator, room: np.ndarray, keep_clear: np.ndarray,
+                  domain: RenderDomain) -> _Scene:
     """Furnish ``room`` at random, keeping every floor object away from the ``keep_clear`` (K, 2)
-    camera positions so that no camera ever starts inside an object."""
-    palette = rng.uniform(0.08, 0.95, size=(int(rng.integers(3, 7)), 3))
-    scene = _SceneBuilder(rng, room, palette)
+    camera positions so that no camera ever starts inside an object. Every domain makes the
+    same draws, so one seed gives the same layout in all of them."""
+    palette = rng.uniform(*domain.palette_range, size=(int(rng.integers(3, 7)), 3))
+    # Saturation 1 leaves the colours bit for bit (x * 1 + m * 0 == x).
+    saturation = domain.palette_saturation
+    palette = palette * saturation + palette.mean(axis=1, keepdims=True) * (1.0 - saturation)
+    scene = _SceneBuilder(rng, room, palette, domain)
     room_faces = [scene.surface(c) for c in (WALL, WALL, WALL, WALL, FLOOR, CEILING)]
     scene.box(room / 2, room / 2, 0.0, room_faces)
     _add_panels(scene)
@@ -185,8 +195,9 @@ def _sample_scene(rng: np.random.Generator, room: np.ndarray, keep_clear: np.nda
     lights = np.column_stack([rng.uniform(0.3, room[0] - 0.3, count),
                               rng.uniform(0.3, room[1] - 0.3, count),
                               np.full(count, room[2] - 0.25)])
-    power = rng.uniform(0.6, 1.0, count) / math.sqrt(count)
-    return scene.build(lights, power, float(rng.uniform(0.25, 0.45)), float(rng.uniform(0.0, 0.02)))
+    power = rng.uniform(*domain.light_power, count) / math.sqrt(count)
+    return scene.build(lights, power, float(rng.uniform(*domain.ambient)),
+                       float(rng.uniform(*domain.noise_sigma)))
 
 
 def _add_panels(scene: _SceneBuilder) -> None:
@@ -314,11 +325,13 @@ def _pose(position: np.ndarray, yaw: float, pitch: float, roll: float) -> np.nda
     return pose
 
 
-def _intrinsics(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
-    """Square pixels, horizontal field of view 55-80 degrees, principal point near the centre.
-    The draws do not depend on ``size``, so one seed gives the same view at any resolution."""
+def _intrinsics(rng: np.random.Generator, size: tuple[int, int],
+                fov_range: tuple[float, float]) -> np.ndarray:
+    """Square pixels, horizontal field of view in ``fov_range`` degrees, principal point near the
+    centre. The draws do not depend on ``size``, so one seed gives the same view at any
+    resolution."""
     height, width = size
-    fov = math.radians(rng.uniform(55.0, 80.0))
+    fov = math.radians(rng.uniform(*fov_range))
     offset = rng.uniform(-0.03, 0.03, size=2)
     focal = (width / 2) / math.tan(fov / 2)
     return np.array([[focal, 0.0, (width - 1) / 2 + offset[0] * width],
@@ -330,11 +343,12 @@ def _sample_room(rng: np.random.Generator) -> np.ndarray:
     return np.array([rng.uniform(4.0, 8.0), rng.uniform(4.0, 8.0), rng.uniform(2.5, 3.2)])
 
 
-def _sample_view(rng: np.random.Generator, room: np.ndarray
+def _sample_view(rng: np.random.Generator, room: np.ndarray, height: tuple[float, float]
                  ) -> tuple[np.ndarray, float, float, float]:
-    """A standing camera looking roughly towards the middle of the room, slightly downwards."""
+    """A camera at a height in ``height`` metres looking roughly towards the middle of the room,
+    slightly downwards."""
     position = np.array([rng.uniform(0.7, room[0] - 0.7), rng.uniform(0.7, room[1] - 0.7),
-                         rng.uniform(1.0, 1.7)])
+                         rng.uniform(*height)])
     to_centre = room[:2] / 2 - position[:2]
     yaw = math.atan2(to_centre[1], to_centre[0]) + math.radians(rng.uniform(-60.0, 60.0))
     pitch, roll = math.radians(rng.uniform(-20.0, 5.0)), math.radians(rng.uniform(-4.0, 4.0))
@@ -547,11 +561,13 @@ def _apply_panels(scene: _Scene, point: np.ndarray, surface: np.ndarray) -> None
 # Appearance
 # ----------------------------------------------------------------------------------------------
 
-def _albedo(textures: _Textures, surface: np.ndarray, local: np.ndarray) -> np.ndarray:
-    """(N, 3) colour of each hit: a blend of the surface's two palette colours by its pattern."""
+def _albedo(textures: _Textures, patterns: tuple[Callable | None, ...], surface: np.ndarray,
+            local: np.ndarray) -> np.ndarray:
+    """(N, 3) colour of each hit: a blend of the surface's two palette colours by its pattern
+    (``textures.kind`` indexes ``patterns``)."""
     mix = np.zeros(len(surface), dtype=np.float32)
     kind = textures.kind[surface]
-    for pattern, mixer in enumerate(_PATTERNS):
+    for pattern, mixer in enumerate(patterns):
         rows = np.flatnonzero(kind == pattern)
         if len(rows) and mixer is not None:
             ids = surface[rows]
@@ -583,20 +599,155 @@ def _gradient(q: np.ndarray, directions: np.ndarray, phase: np.ndarray) -> np.nd
     return 0.5 + 0.5 * np.tanh(0.3 * np.einsum("nk,nk->n", q, directions[:, 0]))
 
 
+def _grid(q: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two pattern coordinates along the first two random axes of each surface."""
+    return (np.einsum("nk,nk->n", q, directions[:, 0]),
+            np.einsum("nk,nk->n", q, directions[:, 1]))
+
+
+def _tiles(q: np.ndarray, directions: np.ndarray, phase: np.ndarray) -> np.ndarray:
+    """Square tiles of the first colour separated by thin grout lines of the second."""
+    a, b = _grid(q, directions)
+    gap = np.minimum(np.abs(a - np.round(a)), np.abs(b - np.round(b)))
+    return (gap < 0.06).astype(np.float32)
+
+
+def _spots(q: np.ndarray, directions: np.ndarray, phase: np.ndarray) -> np.ndarray:
+    """A lattice of round dots of the second colour."""
+    a, b = _grid(q, directions)
+    return (np.hypot(a - np.round(a), b - np.round(b)) < 0.28).astype(np.float32)
+
+
+def _grain(q: np.ndarray, directions: np.ndarray, phase: np.ndarray) -> np.ndarray:
+    """Wood-like grain: fine, smoothly warped stripes."""
+    a, b = _grid(q, directions)
+    warp = 0.6 * np.sin(2 * np.pi * b + phase[:, 1])
+    return 0.5 + 0.5 * np.sin(2 * np.pi * (6.0 * a + warp) + phase[:, 0])
+
+
+def _speckle(q: np.ndarray, directions: np.ndarray, phase: np.ndarray) -> np.ndarray:
+    """Granite-like speckle: a hashed random value per small cell."""
+    cells = np.floor(8.0 * q) @ np.array([12.9898, 78.233, 37.719], dtype=np.float32)
+    return np.mod(np.sin(cells + phase[:, 2]) * 43758.547, 1.0)
+
+
 _PATTERNS: tuple[Callable | None, ...] = (None, _checker, _stripes, _waves, _gradient)
-"""Texture kinds by index; plain (None) keeps the first colour."""
+"""Texture kinds of the source domain by index; plain (None) keeps the first colour."""
+_SHIFTED_PATTERNS: tuple[Callable | None, ...] = (None, _tiles, _spots, _grain, _speckle)
+"""Texture families of the shifted domain, none shared with the source apart from plain."""
+
+_KELVIN = np.array([2500.0, 4000.0, 5500.0, 6500.0, 8000.0])
+_KELVIN_RGB = np.array([[1.0, 0.62, 0.27], [1.0, 0.81, 0.64], [1.0, 0.93, 0.87],
+                        [1.0, 1.0, 1.0], [0.89, 0.92, 1.0]])
+"""Relative RGB of a light of each colour temperature (6500 K is white, warmer is redder)."""
 
 
-def _shade(scene: _Scene, hits: _Hits) -> np.ndarray:
-    """(N, 3) linear colour: Lambertian point lights with soft distance fall-off plus ambient,
-    without shadows."""
+@dataclass(frozen=True)
+class RenderDomain:
+    """Appearance and camera parameters of the renderer: a domain is what a camera and the
+    rooms it films look like, while the scene layouts and label conventions stay shared.
+
+    Every range is (low, high) of a uniform draw. Draws that set the layout take the same
+    random numbers in every domain, so one seed furnishes the same rooms (not seen from the
+    same place when the camera heights differ). The sensor effects after shading (blur,
+    vignetting, exposure, JPEG) are skipped at their neutral values.
+    """
+
+    name: str
+    patterns: tuple[Callable | None, ...] = _PATTERNS
+    """Texture families (mixers of a surface's two colours; ``None`` is plain)."""
+    texture_scale: tuple[float, float] = (0.08, 0.6)
+    """Metres per pattern period (log-uniform)."""
+    palette_range: tuple[float, float] = (0.08, 0.95)
+    """Range of each RGB channel of a scene's palette colours."""
+    palette_saturation: float = 1.0
+    """Palette colours are pulled towards their grey by 1 - saturation."""
+    ambient: tuple[float, float] = (0.25, 0.45)
+    light_power: tuple[float, float] = (0.6, 1.0)
+    colour_temperature: tuple[float, float] = (6500.0, 6500.0)
+    """Kelvin of the scene's lights (6500: white)."""
+    fov: tuple[float, float] = (55.0, 80.0)
+    """Horizontal field of view, degrees."""
+    view_height: tuple[float, float] = (1.0, 1.7)
+    """Camera height of single views, metres."""
+    walk_height: tuple[float, float] = (1.1, 1.6)
+    """Camera height of trajectories, metres."""
+    noise_sigma: tuple[float, float] = (0.0, 0.02)
+    """Per-scene standard deviation of the Gaussian sensor noise (image in [0, 1])."""
+    blur: float = 0.0
+    """Gaussian lens blur, its sigma a fraction of the image width."""
+    vignetting: float = 0.0
+    """Brightness lost in the image corners."""
+    exposure_stops: tuple[float, float] = (0.0, 0.0)
+    """Per-scene exposure error, in stops."""
+    jpeg_quality: tuple[int, int] | None = None
+    """Per-scene JPEG quality range [low, high); ``None``: no compression."""
+
+
+SOURCE_DOMAIN = RenderDomain("source")
+"""The scenes every shipped model and test was made with."""
+SHIFTED_DOMAIN = RenderDomain(
+    "shifted", patterns=_SHIFTED_PATTERNS, texture_scale=(0.05, 0.35), palette_range=(0.2, 0.85),
+    palette_saturation=0.4, ambient=(0.12, 0.25), light_power=(0.9, 1.6),
+    colour_temperature=(2700.0, 4500.0), fov=(85.0, 100.0), view_height=(0.35, 0.8),
+    walk_height=(0.4, 0.7), noise_sigma=(0.01, 0.04), blur=0.01, vignetting=0.4,
+    exposure_stops=(-0.5, 0.8), jpeg_quality=(30, 70))
+"""A robot's camera: low and wide-angle, under warm, harsher light, in rooms of other
+materials and muted colours, with a cheap sensor's blur, vignetting, exposure error, noise and
+JPEG artefacts."""
+RENDER_DOMAINS: dict[str, RenderDomain] = {d.name: d for d in (SOURCE_DOMAIN, SHIFTED_DOMAIN)}
+
+
+@dataclass(frozen=True)
+class _Look:
+    """One scene's draws of its domain's appearance."""
+
+    light_colour: np.ndarray  # (3,) float32 RGB factor of every light
+    gain: float               # exposure
+    jpeg_quality: int | None
+
+
+def _sample_look(rng: np.random.Generator, domain: RenderDomain) -> _Look:
+    kelvin = rng.uniform(*domain.colour_temperature)
+    colour = np.array([np.interp(kelvin, _KELVIN, channel) for channel in _KELVIN_RGB.T],
+                      dtype=np.float32)
+    quality = None if domain.jpeg_quality is None else int(rng.integers(*domain.jpeg_quality))
+    return _Look(colour, float(2.0 ** rng.uniform(*domain.exposure_stops)), quality)
+
+
+def _shade(scene: _Scene, hits: _Hits, patterns: tuple[Callable | None, ...],
+           light_colour: np.ndarray) -> np.ndarray:
+    """(N, 3) linear colour: Lambertian point lights of ``light_colour`` with soft distance
+    fall-off plus ambient, without shadows."""
     light = np.full(len(hits.surface), scene.ambient, dtype=np.float32)
     for position, power in zip(scene.light_pos, scene.light_power):
         to_light = position - hits.point
         distance = np.sqrt(np.einsum("nk,nk->n", to_light, to_light))
         cosine = np.einsum("nk,nk->n", hits.normal, to_light) / distance
         light += power * np.maximum(cosine, 0.0) / (1.0 + (distance / 5.0) ** 2)
-    return _albedo(scene.textures, hits.surface, hits.local) * light[:, None]
+    albedo = _albedo(scene.textures, patterns, hits.surface, hits.local)
+    return albedo * light[:, None] * light_colour
+
+
+def _optics(image: np.ndarray, intrinsics: np.ndarray, domain: RenderDomain,
+            look: _Look) -> np.ndarray:
+    """Lens blur, vignetting (radial fall-off about the principal point) and exposure gain of
+    an (H, W, 3) linear image."""
+    height, width = image.shape[:2]
+    if domain.blur > 0:
+        image = cv2.GaussianBlur(image, (0, 0), domain.blur * width)
+    if domain.vignetting > 0 or look.gain != 1.0:
+        rows = (np.arange(height, dtype=np.float32) - intrinsics[1, 2]) / (height / 2)
+        cols = (np.arange(width, dtype=np.float32) - intrinsics[0, 2]) / (width / 2)
+        radius2 = (rows[:, None] ** 2 + cols[None, :] ** 2) / 2
+        image = image * (look.gain * (1.0 - domain.vignetting * radius2))[..., None]
+    return image
+
+
+def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    """An (H, W, 3) uint8 RGB image after a JPEG round trip at ``quality``."""
+    _, data = compress_rgb(image, "jpeg", jpeg_quality=quality)
+    return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -651,8 +802,8 @@ def _pixel_rays(intrinsics: np.ndarray, size: tuple[int, int], world_from_optica
 
 
 def _render(scene: _Scene, camera: _Camera, size: tuple[int, int], supersample: int,
-            max_depth: float | None, noise_rng: np.random.Generator | None
-            ) -> dict[str, np.ndarray]:
+            max_depth: float | None, noise_rng: np.random.Generator | None,
+            domain: RenderDomain, look: _Look) -> dict[str, np.ndarray]:
     if supersample < 1:
         raise ValueError(f"supersample must be at least 1, got {supersample}")
     height, width = size
@@ -661,18 +812,22 @@ def _render(scene: _Scene, camera: _Camera, size: tuple[int, int], supersample: 
     dirs = _pixel_rays(camera.intrinsics, size, rotation)
     hits = _cast(primitives, scene, camera, size, dirs)
     if supersample == 1:
-        colour = _shade(scene, hits)
+        colour = _shade(scene, hits, domain.patterns, look.light_colour)
     else:
         colour = np.zeros((height * width, 3), dtype=np.float32)
         steps = (np.arange(supersample) + 0.5) / supersample - 0.5
         for dv in steps:
             for du in steps:
                 sub_dirs = _pixel_rays(camera.intrinsics, size, rotation, (dv, du))
-                colour += _shade(scene, _cast(primitives, scene, camera, size, sub_dirs))
+                colour += _shade(scene, _cast(primitives, scene, camera, size, sub_dirs),
+                                 domain.patterns, look.light_colour)
         colour /= supersample ** 2
-    image = colour.reshape(height, width, 3)
+    image = _optics(colour.reshape(height, width, 3), camera.intrinsics, domain, look)
     if noise_rng is not None:
         image = image + scene.noise_sigma * noise_rng.standard_normal(image.shape, dtype=np.float32)
+    image = np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
+    if look.jpeg_quality is not None:
+        image = _jpeg(image, look.jpeg_quality)
 
     semseg = scene.surface_class[hits.surface].reshape(height, width)
     depth = hits.depth.reshape(height, width).copy()
@@ -685,7 +840,7 @@ def _render(scene: _Scene, camera: _Camera, size: tuple[int, int], supersample: 
         depth[far] = 0.0
         normals[far] = 0.0
     return {
-        "image": np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8),
+        "image": image,
         "semseg": semseg,
         "depth": depth,
         "normals": normals,
@@ -696,13 +851,15 @@ def _render(scene: _Scene, camera: _Camera, size: tuple[int, int], supersample: 
 
 
 def _streams(seed: int) -> tuple[np.random.Generator, ...]:
-    """Independent generators for the room, the camera, the furniture and the sensor noise, so
-    that switching noise off (or changing the resolution) leaves the scene unchanged."""
-    return tuple(np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
+    """Independent generators for the room, the camera, the furniture, the sensor noise and the
+    domain's look, so that switching noise off (or changing the resolution) leaves the scene
+    unchanged (the first four are those of a four-way spawn: adding the fifth changed nothing)."""
+    return tuple(np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5))
 
 
 def render_scene(seed: int, size: tuple[int, int] = (128, 160), *, supersample: int = 1,
-                 max_depth: float | None = None, noise: bool = True) -> dict[str, np.ndarray]:
+                 max_depth: float | None = None, noise: bool = True,
+                 domain: RenderDomain = SOURCE_DOMAIN) -> dict[str, np.ndarray]:
     """Render the scene of ``seed`` seen from one random camera.
 
     Returns numpy arrays: ``image`` (H, W, 3) uint8 RGB; ``semseg`` (H, W) uint8 class ids into
@@ -711,21 +868,23 @@ def render_scene(seed: int, size: tuple[int, int] = (128, 160), *, supersample: 
     beyond ``max_depth``; ``edges`` (H, W) uint8 {0, 1}, independent of ``max_depth``;
     ``intrinsics`` (3, 3) float32; ``pose`` (4, 4) float32 camera-to-world. ``supersample`` > 1
     anti-aliases the image only (labels stay per pixel centre); ``noise`` adds the scene's
-    Gaussian sensor noise to the image. The same seed gives identical arrays, and the same view
-    at every ``size``.
+    Gaussian sensor noise to the image. ``domain`` sets appearance and camera (see
+    :class:`RenderDomain`). The same seed gives identical arrays, and the same view at every
+    ``size``.
     """
-    room_rng, camera_rng, furniture_rng, noise_rng = _streams(seed)
+    room_rng, camera_rng, furniture_rng, noise_rng, look_rng = _streams(seed)
     room = _sample_room(room_rng)
-    position, yaw, pitch, roll = _sample_view(camera_rng, room)
-    camera = _Camera(_intrinsics(camera_rng, size), _pose(position, yaw, pitch, roll))
-    scene = _sample_scene(furniture_rng, room, position[None, :2])
-    return _render(scene, camera, size, supersample, max_depth, noise_rng if noise else None)
+    position, yaw, pitch, roll = _sample_view(camera_rng, room, domain.view_height)
+    camera = _Camera(_intrinsics(camera_rng, size, domain.fov), _pose(position, yaw, pitch, roll))
+    scene = _sample_scene(furniture_rng, room, position[None, :2], domain)
+    return _render(scene, camera, size, supersample, max_depth, noise_rng if noise else None,
+                   domain, _sample_look(look_rng, domain))
 
 
 def render_trajectory(seed: int, num_frames: int, size: tuple[int, int] = (128, 160), *,
                       speed: float = 0.05, stride: int = 1, supersample: int = 1,
-                      max_depth: float | None = None, noise: bool = True
-                      ) -> Iterator[dict[str, np.ndarray]]:
+                      max_depth: float | None = None, noise: bool = True,
+                      domain: RenderDomain = SOURCE_DOMAIN) -> Iterator[dict[str, np.ndarray]]:
     """Frames of one scene seen from a camera walking ``speed`` metres per frame along an
     ellipse around the room centre, looking partly inwards with a slow pan and bob.
 
@@ -735,17 +894,18 @@ def render_trajectory(seed: int, num_frames: int, size: tuple[int, int] = (128, 
     """
     if stride < 1:
         raise ValueError(f"stride must be at least 1, got {stride}")
-    room_rng, camera_rng, furniture_rng, noise_rng = _streams(seed)
+    room_rng, camera_rng, furniture_rng, noise_rng, look_rng = _streams(seed)
     room = _sample_room(room_rng)
-    intrinsics = _intrinsics(camera_rng, size)
+    intrinsics = _intrinsics(camera_rng, size, domain.fov)
     semi_axes = 0.28 * room[:2]
     angle = camera_rng.uniform(0, 2 * np.pi)
     turn = 1.0 if camera_rng.random() < 0.5 else -1.0
     inward = turn * math.radians(camera_rng.uniform(30.0, 70.0))
-    eye_height = camera_rng.uniform(1.1, 1.6)
+    eye_height = camera_rng.uniform(*domain.walk_height)
     loop = np.linspace(0, 2 * np.pi, 96, endpoint=False)
     path = room[:2] / 2 + semi_axes * np.column_stack([np.cos(loop), np.sin(loop)])
-    scene = _sample_scene(furniture_rng, room, path)
+    scene = _sample_scene(furniture_rng, room, path, domain)
+    look = _sample_look(look_rng, domain)
     for frame in range(stride * (num_frames - 1) + 1):
         tangent = turn * semi_axes * np.array([-math.sin(angle), math.cos(angle)])
         ground = room[:2] / 2 + semi_axes * np.array([math.cos(angle), math.sin(angle)])
@@ -756,7 +916,7 @@ def render_trajectory(seed: int, num_frames: int, size: tuple[int, int] = (128, 
         if frame % stride == 0:
             camera = _Camera(intrinsics, _pose(position, yaw, pitch, roll))
             yield _render(scene, camera, size, supersample, max_depth,
-                          noise_rng if noise else None)
+                          noise_rng if noise else None, domain, look)
         angle += turn * speed / float(np.linalg.norm(tangent))
 
 
@@ -802,7 +962,7 @@ class SyntheticScenes(Dataset):
     With ``cache`` every rendered frame is kept (as compact numpy arrays) so later epochs skip
     rendering; with DataLoader workers each worker keeps its own cache, which lasts across epochs
     only with ``persistent_workers=True``. ``transform`` maps a sample dict to a sample dict and
-    runs on every access, after the cache.
+    runs on every access, after the cache. ``domain`` sets the look (:class:`RenderDomain`).
     """
 
     num_classes = len(SYNTHETIC_CLASSES)
@@ -811,10 +971,11 @@ class SyntheticScenes(Dataset):
 
     def __init__(self, split: str, length: int, size: tuple[int, int] = (128, 160), seed: int = 0,
                  transform: Callable[[Sample], Sample] | None = None,
-                 cache: bool = True):
+                 cache: bool = True, domain: RenderDomain = SOURCE_DOMAIN):
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
         self.split, self.length, self.size, self.seed = split, length, tuple(size), seed
+        self.domain = domain
         self.transform = transform
         self._cache: dict[int, dict[str, np.ndarray]] | None = {} if cache else None
 
@@ -829,7 +990,7 @@ class SyntheticScenes(Dataset):
             raise IndexError(f"index {index} out of range for {self.length} scenes")
         frame = self._cache.get(index) if self._cache is not None else None
         if frame is None:
-            frame = render_scene(self.scene_seed(index), self.size)
+            frame = render_scene(self.scene_seed(index), self.size, domain=self.domain)
             if self._cache is not None:
                 self._cache[index] = frame
         sample = sample_to_tensors(frame)
@@ -861,7 +1022,7 @@ class SyntheticSequences(Dataset):
     Validation and evaluation take single frames from :class:`SyntheticScenes` (``build_dataset``
     with ``sequence=False``): its random standing views cover the walk's heights and pitches and
     more, so supervised and self-supervised models are measured on the same, slightly harder set.
-    Caching works as in :class:`SyntheticScenes`.
+    Caching and ``domain`` work as in :class:`SyntheticScenes`.
     """
 
     num_classes = len(SYNTHETIC_CLASSES)
@@ -871,13 +1032,14 @@ class SyntheticSequences(Dataset):
 
     def __init__(self, split: str, length: int, size: tuple[int, int] = (128, 160), seed: int = 0,
                  transform: Callable[[Sample], Sample] | None = None, cache: bool = True,
-                 stride: int = 1, speed: float = SEQUENCE_SPEED, noise: bool = True):
+                 stride: int = 1, speed: float = SEQUENCE_SPEED, noise: bool = True,
+                 domain: RenderDomain = SOURCE_DOMAIN):
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
         if stride < 1 or not speed > 0:
             raise ValueError(f"need stride >= 1 and speed > 0, got {stride} and {speed}")
         self.split, self.length, self.size, self.seed = split, length, tuple(size), seed
-        self.stride, self.speed, self.noise = stride, speed, noise
+        self.stride, self.speed, self.noise, self.domain = stride, speed, noise, domain
         self.transform = transform
         self._cache: dict[int, list[dict[str, np.ndarray]]] | None = {} if cache else None
 
@@ -895,7 +1057,7 @@ class SyntheticSequences(Dataset):
         if frames is None:
             frames = list(render_trajectory(self.scene_seed(index), 3, self.size,
                                             speed=self.speed, stride=self.stride,
-                                            noise=self.noise))
+                                            noise=self.noise, domain=self.domain))
             if self._cache is not None:
                 self._cache[index] = frames
         return frames

@@ -6,7 +6,8 @@ the synthetic scenes give one without shipping data: a camera walks through one 
 (image, camera_info and optionally JPEG), with the camera's exact pose as a robot's odometry
 publishes it (``/odom`` and ``/tf``), plus ground-truth topics, all with the frame's header stamp
 as stamp and log time: a complete stand-in for a robot's recording, to train from as well. The
-clock starts at a fixed epoch, so the same arguments write the same bytes.
+clock starts at a fixed epoch, so the same arguments write the same bytes. ``--domain shifted``
+records the scene as another camera sees it under other light (a target domain to adapt to).
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from typing import Literal
 import numpy as np
 from tqdm import tqdm
 
-from densemtl_core.data.synthetic import render_trajectory, scene_seed
+from densemtl_core.data.synthetic import (RENDER_DOMAINS, SOURCE_DOMAIN, RenderDomain,
+                                          render_trajectory, scene_seed)
 from densemtl_core.recordings.bags import (STORAGES, BagError, BagWriter, Message,
                                            camera_info_message, compressed_image_message,
                                            image_message, odometry_message, transform_message)
@@ -78,9 +80,11 @@ def ground_truth_depth(depth: np.ndarray) -> np.ndarray:
 
 def write_sample_bag(path: str | Path, storage: Literal["mcap", "sqlite3"] = "mcap",
                      frames: int = 48, size: tuple[int, int] = (240, 320), rate: float = 10.0,
-                     seed: int = 0, compressed: bool = False, *, progress: bool = False) -> Path:
+                     seed: int = 0, compressed: bool = False, *, progress: bool = False,
+                     domain: RenderDomain = SOURCE_DOMAIN) -> Path:
     """Record ``frames`` frames of ``size`` (height, width) through test-split scene ``seed``
-    into a new rosbag2 folder at ``path`` (a tqdm bar with ``progress``); returns the path."""
+    rendered in ``domain`` into a new rosbag2 folder at ``path`` (a tqdm bar with ``progress``);
+    returns the path."""
     if frames < 1 or rate <= 0 or min(size) < 1 or seed < 0:
         raise ValueError(f"need frames >= 1, rate > 0, a positive size and seed >= 0, got "
                          f"frames={frames}, rate={rate}, size={size}, seed={seed}")
@@ -88,7 +92,7 @@ def write_sample_bag(path: str | Path, storage: Literal["mcap", "sqlite3"] = "mc
     with BagWriter(path, storage) as bag:
         for topic, msgtype in sample_topics(compressed).items():
             bag.add_topic(topic, msgtype)
-        scene = render_trajectory(scene_seed(0, "test", seed), frames, size)
+        scene = render_trajectory(scene_seed(0, "test", seed), frames, size, domain=domain)
         for index, frame in enumerate(tqdm(scene, total=frames, unit="frame",
                                            desc=f"writing {path.name}", disable=not progress)):
             stamp = frame_stamp_ns(index, rate)
@@ -169,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="which test-split scene to walk through (default: 0)")
     parser.add_argument("--compressed", action="store_true",
                         help=f"also record the frames as JPEG on {COMPRESSED_TOPIC}")
+    parser.add_argument("--domain", choices=tuple(RENDER_DOMAINS), default=SOURCE_DOMAIN.name,
+                        help="look of the scene: source (the training scenes' renderer) or "
+                             "shifted (another camera, light and materials; default: source)")
     return parser
 
 
@@ -176,7 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         path = write_sample_bag(args.out, args.storage, args.frames, args.size, args.rate,
-                                args.seed, args.compressed, progress=True)
+                                args.seed, args.compressed, progress=True,
+                                domain=RENDER_DOMAINS[args.domain])
     except BagError as error:
         print(f"densemtl-make-bag: {error}", file=sys.stderr)
         return 2

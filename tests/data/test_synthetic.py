@@ -203,9 +203,9 @@ def test_dataset_sample_follows_the_library_conventions():
 def test_cache_renders_each_scene_once_and_transforms_cannot_corrupt_it(monkeypatch):
     calls = []
 
-    def counting_render(seed, size):
+    def counting_render(seed, size, **options):
         calls.append(seed)
-        return render_scene(seed, size)
+        return render_scene(seed, size, **options)
 
     def vandal(sample):
         for value in sample.values():

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from densemtl_core.data.synthetic import render_trajectory, scene_seed
+from densemtl_core.data.synthetic import SHIFTED_DOMAIN, render_trajectory, scene_seed
 from densemtl_core.geometry import rotation_from_quaternion
 from densemtl_core.recordings.bags import header_stamp_ns, open_bag
 from densemtl_core.recordings.encodings import compressed_to_rgb, message_to_array
@@ -154,6 +154,7 @@ def test_an_unwritable_output_is_one_line(tmp_path, capsys):
     (["--rate", "nan"], "argument --rate: expected a positive float, got 'nan'"),
     (["--seed", "-1"], "argument --seed: expected an integer >= 0, got '-1'"),
     (["--storage", "rosbag1"], "argument --storage: invalid choice: 'rosbag1'"),
+    (["--domain", "real"], "argument --domain: invalid choice: 'real'"),
 ])
 def test_bad_arguments_are_refused_before_anything_is_written(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as exited:
@@ -161,3 +162,21 @@ def test_bad_arguments_are_refused_before_anything_is_written(tmp_path, capsys, 
     assert exited.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "never").exists()
+
+
+def _images(path: Path) -> list[np.ndarray]:
+    with open_bag(path) as bag:
+        return [message_to_array(item.message) for item in bag.messages([IMAGE_TOPIC])]
+
+
+def test_the_shifted_domain_is_recorded_from_the_command_line(tmp_path):
+    shifted, source = tmp_path / "shifted", tmp_path / "source"
+    common = ["--frames", "2", "--size", "24x32", "--seed", str(SEED)]
+    assert main(["--out", str(shifted), "--domain", "shifted", *common]) == 0
+    assert main(["--out", str(source), *common]) == 0
+    expected = render_trajectory(scene_seed(0, "test", SEED), 2, (24, 32), domain=SHIFTED_DOMAIN)
+    recorded = _images(shifted)
+    assert len(recorded) == 2
+    for image, frame in zip(recorded, expected):
+        np.testing.assert_array_equal(image, frame["image"])
+    assert all(not np.array_equal(one, other) for one, other in zip(recorded, _images(source)))
