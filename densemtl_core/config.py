@@ -12,7 +12,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
@@ -473,12 +473,8 @@ def validate(config: ExperimentConfig) -> None:
     """Cross-field checks that a type annotation cannot express."""
     validate_model(config.model)
     data = config.data
-    if data.dataset not in DATASET_NAMES:
-        raise ConfigError(f"data.dataset must be one of {list(DATASET_NAMES)}, "
-                          f"got {data.dataset!r}")
-    if data.domain not in SYNTHETIC_DOMAINS:
-        raise ConfigError(f"data.domain must be one of {list(SYNTHETIC_DOMAINS)}, "
-                          f"got {data.domain!r}")
+    _check_choice("data.dataset", data.dataset, DATASET_NAMES)
+    _check_choice("data.domain", data.domain, SYNTHETIC_DOMAINS)
     if data.dataset in ROOTED_DATASETS and not data.root:
         raise ConfigError(f"data.root must name the {data.dataset} root folder")
     if data.dataset == "rosbag" and not (data.bag and data.image_topic):
@@ -555,12 +551,8 @@ def validate_model(model: ModelConfig) -> None:
             and model.depth_output == "disparity"):
         raise ConfigError("model.initial_depth needs model.depth_output=disparity and a value "
                           "between model.min_depth and model.max_depth")
-    if model.depth_output not in DEPTH_OUTPUTS:
-        raise ConfigError(f"model.depth_output must be one of {list(DEPTH_OUTPUTS)}, "
-                          f"got {model.depth_output!r}")
-    if model.depth_units not in DEPTH_UNITS:
-        raise ConfigError(f"model.depth_units must be one of {list(DEPTH_UNITS)}, "
-                          f"got {model.depth_units!r}")
+    _check_choice("model.depth_output", model.depth_output, DEPTH_OUTPUTS)
+    _check_choice("model.depth_units", model.depth_units, DEPTH_UNITS)
 
 
 def _validate_objectives(config: ExperimentConfig) -> None:
@@ -628,6 +620,11 @@ def _validate_adversarial(adversarial: AdversarialConfig, model: ModelConfig) ->
                                 or not set(adversarial.scales) <= set(model.output_scales)):
         raise ConfigError(f"objectives.adversarial.scales {list(adversarial.scales)} must be a "
                           f"non-empty subset of model.output_scales {list(model.output_scales)}")
+
+
+def _check_choice(key: str, value: Any, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key} must be one of {list(choices)}, got {value!r}")
 
 
 def _check_at_least(section: Any, name: str, minimum: int, *keys: str) -> None:
