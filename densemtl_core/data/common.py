@@ -224,6 +224,23 @@ def unlabelled_map(task: str, size: tuple[int, int]) -> Tensor:
     return torch.full(shape, value, dtype=torch.int64 if task == "semseg" else torch.float32)
 
 
+def with_unlabelled(sample: Sample, tasks: Sequence[str], size: tuple[int, int]) -> Sample:
+    """``sample`` with the :func:`unlabelled_map` of each of ``tasks`` it has no label for."""
+    missing = {task: unlabelled_map(task, size) for task in tasks if task not in sample}
+    return {**sample, **missing}
+
+
+def label_tensor(task: str, values: np.ndarray, mapping: LabelMapping) -> Tensor:
+    """A recorded label as a sample holds it: class ids mapped onto the model's (HxW int64),
+    depth in metres (1xHxW) or normals (3xHxW), non-finite or negative values invalid (0)."""
+    if task == "semseg":
+        return torch.from_numpy(mapping.apply(values).astype(np.int64))
+    values = np.where(np.isfinite(values), values, 0.0).astype(np.float32)
+    if task == "depth":
+        return torch.from_numpy(np.maximum(values, 0.0))[None]
+    return torch.from_numpy(values).permute(2, 0, 1).contiguous()
+
+
 def configured_label_mapping(spec: str | None, class_names: Sequence[str]) -> LabelMapping:
     """``data.label_map`` (recorded class ids -> the model's, by id or name) as a mapping; none
     keeps ids that are the model's and ignores the rest."""

@@ -40,8 +40,8 @@ from torch import Tensor
 from ..config import ConfigError, DataConfig
 from ..recordings.calibration import Calibration
 from ..recordings.calibration_yaml import read_calibration_yaml
-from .common import (DatasetLayoutError, configured_label_mapping, read_png, read_rgb,
-                     resize_sample, single_channel, unlabelled_map)
+from .common import (DatasetLayoutError, configured_label_mapping, label_tensor, read_png,
+                     read_rgb, resize_sample, single_channel, with_unlabelled)
 from .frame_samples import FrameSamples, UnreadableFrame
 from .recording_index import grey_thumbnail
 from .sequences import NS_PER_S, Timeline, plan_split
@@ -195,28 +195,19 @@ class ImageFolder(FrameSamples):
                 flags[f"has_{task}"] = torch.tensor(frame in paths)
                 if frame in paths:
                     maps[task] = self._read_label(task, paths[frame])
-        sample = resize_sample(maps, self.size)
-        for task in self.labels if labels else ():
-            if task not in sample:
-                sample[task] = unlabelled_map(task, self.size)
-        return {**sample, **flags}
+        tasks = tuple(self.labels) if labels else ()
+        return {**with_unlabelled(resize_sample(maps, self.size), tasks, self.size), **flags}
 
     def _read_label(self, task: str, path: Path) -> Tensor:
         if path.suffix == ".npy":
             values = _read_array(path, 2 if task == "depth" else 3)
         else:
             values = single_channel(read_png(path), path)
-        if task == "semseg":
-            if values.dtype.kind not in "ui":
-                raise DatasetLayoutError(f"{path}: class ids must be integers, got {values.dtype}")
-            return torch.from_numpy(self.mapping.apply(values).astype(np.int64))
-        values = values.astype(np.float32)
+        if task == "semseg" and values.dtype.kind not in "ui":
+            raise DatasetLayoutError(f"{path}: class ids must be integers, got {values.dtype}")
         if task == "depth" and path.suffix == ".png":
-            values = values / 1000.0  # millimetres
-        values = np.where(np.isfinite(values), values, 0.0).astype(np.float32)
-        if task == "depth":
-            return torch.from_numpy(np.maximum(values, 0.0))[None]
-        return torch.from_numpy(values).permute(2, 0, 1).contiguous()
+            values = values.astype(np.float32) / 1000.0  # millimetres
+        return label_tensor(task, values, self.mapping)
 
 
 def _read_array(path: Path, ndim: int) -> np.ndarray:

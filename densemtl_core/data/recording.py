@@ -45,7 +45,8 @@ from ..recordings.calibration import Calibration
 from ..recordings.calibration_yaml import read_calibration_yaml
 from ..recordings.encodings import ImageConversionError, camera_image_to_rgb, message_to_array
 from ..tasks import TASKS
-from .common import UNLABELLED, configured_label_mapping, resize_sample, unlabelled_map
+from .common import (UNLABELLED, configured_label_mapping, label_tensor, resize_sample,
+                     with_unlabelled)
 from .frame_samples import FrameSamples, UnreadableFrame
 from .recording_index import MAX_PIXELS, MessageRef, RecordingTopics, load_index
 from .sequences import FrameRef, SplitPlan, plan_split
@@ -194,11 +195,8 @@ class RecordingDataset(FrameSamples):
             flags[f"has_{task}"] = torch.tensor(truth is not None)
             if truth is not None:
                 maps[task] = truth
-        resized = resize_sample(maps, self.size)
-        for task in self.tasks:
-            if task not in resized:
-                resized[task] = unlabelled_map(task, self.size)
-        return {**resized, **flags}
+        return {**with_unlabelled(resize_sample(maps, self.size), self.tasks, self.size),
+                **flags}
 
     def _truth(self, number: int, task: str, ref: MessageRef | None) -> Tensor | None:
         """A ground-truth map as the sample holds it, or None when the frame has none or its
@@ -212,12 +210,7 @@ class RecordingDataset(FrameSamples):
             _log.warning("%s: %s ground truth at log time %d unusable (%s); the frame is "
                          "unlabelled", self.recordings[number].bag, task, ref.log_time_ns, error)
             return None
-        if task == "semseg":
-            return torch.from_numpy(self.mapping.apply(values).astype(np.int64))
-        values = np.where(np.isfinite(values), values, 0.0).astype(np.float32)
-        if task == "depth":
-            return torch.from_numpy(np.maximum(values, 0.0))[None]
-        return torch.from_numpy(values).permute(2, 0, 1).contiguous()
+        return label_tensor(task, values, self.mapping)
 
     def _check_calibration(self, number: int, image_size: tuple[int, int]) -> None:
         """Refuse intrinsics of another picture than the recording's images (once a bag)."""
