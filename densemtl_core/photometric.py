@@ -190,7 +190,7 @@ def photometric_loss(disparities: Mapping[int, Tensor], image: Tensor,
         per_pixel, masked = combine_sources(errors, identities.get(frame_size), cfg.reprojection,
                                             identity_noise)
         photometric.append(per_pixel.mean())
-        smoothness.append(edge_aware_smoothness(disparity, _area(image, disparity.shape[-2:])))
+        smoothness.append(edge_aware_smoothness(disparity, _area(target, disparity.shape[-2:])))
         total.append(photometric[-1] + cfg.smoothness_weight / 2 ** scale * smoothness[-1])
         automasked.append(masked.float().mean())
     return PhotometricTerms(*(torch.stack(values).mean()
