@@ -209,6 +209,10 @@ class TrainConfig:
     """Also write a resumable checkpoint every N steps (0: only at validation and the end)."""
     threads: int | None = None
 
+    validate_on: str = "source"
+    """Whose validation split scores checkpoints: ``source`` (``data``) or ``target`` (the
+    target's labelled validation split, as the method evaluates adaptation on Cityscapes val;
+    the objectives never read those labels)."""
 
 @dataclass(frozen=True)
 class PhotometricConfig:
@@ -261,6 +265,36 @@ class AdversarialConfig:
     """The discriminators' rate decays as (1 - step / steps) ** poly_power."""
 
 
+PSEUDO_LABELLED_TASKS = ("semseg", "depth", "normals")
+"""Tasks the self-training teacher can label."""
+
+
+@dataclass(frozen=True)
+class SelfTrainingConfig:
+    """Self-training on unlabelled target images (after DAFormer): a teacher, the exponential
+    moving average of the network, labels weakly augmented target images; the network learns
+    those pseudo-labels on strongly augmented views of them."""
+
+    enabled: bool = False
+    weight: float = 1.0
+    tasks: tuple[str, ...] = ("semseg", "depth", "normals")
+    """Tasks learnt from the teacher's pseudo-labels (those the model has)."""
+    ema: float = 0.999
+    """The teacher's momentum: teacher = ema * teacher + (1 - ema) * network, after each step
+    (lower early on: min(ema, 1 - 1 / (updates + 1)))."""
+    threshold: float = 0.968
+    """Softmax confidence above which a pseudo-label counts; an image's segmentation loss is
+    weighted by the share of its pixels above it, and the regression pseudo-targets are learnt
+    on those pixels only."""
+    class_mix: bool = True
+    """Paste half the classes of a source image onto each target image (ClassMix), with their
+    labels, before the strong augmentation."""
+    color_jitter: float = 0.2
+    """Strength of the strong view's random brightness, contrast and saturation changes."""
+    blur: float = 1.0
+    """Largest sigma (pixels) of the strong view's Gaussian blur, drawn per image; 0: none."""
+
+
 @dataclass(frozen=True)
 class ObjectivesConfig:
     """What the network learns from, composed by the trainer: the supervised losses of the tasks
@@ -270,6 +304,7 @@ class ObjectivesConfig:
     """Tasks learnt from labels; ``None``: every model task no other objective learns."""
     photometric: PhotometricConfig = field(default_factory=PhotometricConfig)
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+    self_training: SelfTrainingConfig = field(default_factory=SelfTrainingConfig)
 
 
 @dataclass(frozen=True)
@@ -281,6 +316,14 @@ class ExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)
+    target: DataConfig | None = None
+    """Images of the domain the network adapts to (objectives.adversarial, self_training). Only
+    their images are read in training, never their labels (``train.validate_on`` may score
+    checkpoints with the target's validation labels)."""
+
+    def adapts(self) -> bool:
+        """Whether an objective learns from the target's images."""
+        return self.objectives.adversarial.enabled or self.objectives.self_training.enabled
 
     def supervised_tasks(self) -> tuple[str, ...]:
         """The tasks whose labels are learnt: ``objectives.supervised``, or every model task
@@ -472,33 +515,15 @@ def config_differences(first: Any, second: Any, prefix: str = "") -> dict[str, t
 def validate(config: ExperimentConfig) -> None:
     """Cross-field checks that a type annotation cannot express."""
     validate_model(config.model)
-    data = config.data
-    _check_choice("data.dataset", data.dataset, DATASET_NAMES)
-    _check_choice("data.domain", data.domain, SYNTHETIC_DOMAINS)
-    if data.dataset in ROOTED_DATASETS and not data.root:
-        raise ConfigError(f"data.root must name the {data.dataset} root folder")
-    if data.dataset == "rosbag" and not (data.bag and data.image_topic):
-        raise ConfigError("data.dataset=rosbag needs data.bag (one or more recordings) and "
-                          "data.image_topic")
-    _check_at_least(data, "data", 1, "frame_stride")
-    _check_at_least(data, "data", 0, "min_motion", "min_image_change", "max_gap")
-    if not data.frame_rate > 0 or not data.split_block > 0:
-        raise ConfigError("data.frame_rate and data.split_block must be positive")
-    if not 0 <= data.val_fraction < 1:
-        raise ConfigError(f"data.val_fraction must lie in [0, 1), got {data.val_fraction}")
-    stray_truth = set(data.truth_topics) - set(TASK_NAMES)
-    if stray_truth:
-        raise ConfigError(f"data.truth_topics names unknown task(s) {sorted(stray_truth)}")
+    _validate_data(config.data, "data")
+    if config.target is not None:
+        _validate_data(config.target, "target")
     _validate_objectives(config)
-    height, width = data.image_size
-    if height % 16 or width % 16 or height <= 0 or width <= 0:
-        raise ConfigError(f"data.image_size {data.image_size} must be positive multiples of 16")
     if config.loss.weighting not in ("fixed", "uncertainty"):
         raise ConfigError("loss.weighting must be fixed or uncertainty")
     stray = set(config.loss.task_weights) - set(TASK_NAMES)
     if stray:
         raise ConfigError(f"loss.task_weights names unknown task(s) {sorted(stray)}")
-    _check_at_least(data, "data", 0, "num_workers")
     optim = config.optim
     if optim.optimizer not in ("adamw", "adam", "sgd"):
         raise ConfigError("optim.optimizer must be adamw, adam or sgd")
@@ -511,6 +536,32 @@ def validate(config: ExperimentConfig) -> None:
         raise ConfigError(f"optim.betas must lie in [0, 1), got {list(optim.betas)}")
     _check_at_least(config.train, "train", 1, "steps", "batch_size", "log_every", "threads")
     _check_at_least(config.train, "train", 0, "val_every", "checkpoint_every")
+    _check_choice("train.validate_on", config.train.validate_on, ("source", "target"))
+    if config.train.validate_on == "target" and config.target is None:
+        raise ConfigError("train.validate_on=target needs a target (the config's target section)")
+
+
+def _validate_data(data: DataConfig, key: str) -> None:
+    """One dataset section (``data``, or ``target``), named ``key`` in errors."""
+    _check_choice(f"{key}.dataset", data.dataset, DATASET_NAMES)
+    _check_choice(f"{key}.domain", data.domain, SYNTHETIC_DOMAINS)
+    if data.dataset in ROOTED_DATASETS and not data.root:
+        raise ConfigError(f"{key}.root must name the {data.dataset} root folder")
+    if data.dataset == "rosbag" and not (data.bag and data.image_topic):
+        raise ConfigError(f"{key}.dataset=rosbag needs {key}.bag (one or more recordings) and "
+                          f"{key}.image_topic")
+    _check_at_least(data, key, 1, "frame_stride")
+    _check_at_least(data, key, 0, "min_motion", "min_image_change", "max_gap", "num_workers")
+    if not data.frame_rate > 0 or not data.split_block > 0:
+        raise ConfigError(f"{key}.frame_rate and {key}.split_block must be positive")
+    if not 0 <= data.val_fraction < 1:
+        raise ConfigError(f"{key}.val_fraction must lie in [0, 1), got {data.val_fraction}")
+    stray_truth = set(data.truth_topics) - set(TASK_NAMES)
+    if stray_truth:
+        raise ConfigError(f"{key}.truth_topics names unknown task(s) {sorted(stray_truth)}")
+    height, width = data.image_size
+    if height % 16 or width % 16 or height <= 0 or width <= 0:
+        raise ConfigError(f"{key}.image_size {data.image_size} must be positive multiples of 16")
 
 
 def validate_model(model: ModelConfig) -> None:
@@ -572,6 +623,7 @@ def _validate_objectives(config: ExperimentConfig) -> None:
         raise ConfigError("supervised depth needs model.depth_output=code; the disparity head "
                           "is learnt by objectives.photometric")
     _validate_adversarial(objectives.adversarial, model)
+    _validate_adaptation(config)
     photometric = objectives.photometric
     if not photometric.enabled:
         if not supervised:
@@ -620,6 +672,36 @@ def _validate_adversarial(adversarial: AdversarialConfig, model: ModelConfig) ->
                                 or not set(adversarial.scales) <= set(model.output_scales)):
         raise ConfigError(f"objectives.adversarial.scales {list(adversarial.scales)} must be a "
                           f"non-empty subset of model.output_scales {list(model.output_scales)}")
+
+
+def _validate_adaptation(config: ExperimentConfig) -> None:
+    """A target exactly when an objective learns from it, and self-training that fits it."""
+    if config.adapts() and config.target is None:
+        raise ConfigError("objectives.adversarial and objectives.self_training learn from target "
+                          "images: give the config a target section (e.g. target.dataset=rosbag "
+                          "target.bag=... target.image_topic=...)")
+    if config.target is not None and not config.adapts():
+        raise ConfigError("the config names a target, but no objective learns from it: enable "
+                          "objectives.adversarial or objectives.self_training")
+    cfg = config.objectives.self_training
+    _check_at_least(cfg, "objectives.self_training", 0, "weight", "color_jitter", "blur")
+    if not 0 <= cfg.ema < 1 or not 0 <= cfg.threshold < 1:
+        raise ConfigError("objectives.self_training.ema and threshold must lie in [0, 1)")
+    if set(cfg.tasks) - set(PSEUDO_LABELLED_TASKS):
+        raise ConfigError(f"objectives.self_training.tasks must be among "
+                          f"{list(PSEUDO_LABELLED_TASKS)}, got {list(cfg.tasks)}")
+    if not cfg.enabled:
+        return
+    if not set(cfg.tasks) & set(config.model.tasks):
+        raise ConfigError(f"objectives.self_training.tasks {list(cfg.tasks)} names none of "
+                          f"model.tasks {list(config.model.tasks)}")
+    if cfg.class_mix and "semseg" not in config.supervised_tasks():
+        raise ConfigError("objectives.self_training.class_mix pastes source classes: it needs "
+                          "supervised semseg")
+    if cfg.class_mix and config.target.image_size != config.data.image_size:
+        raise ConfigError(f"objectives.self_training.class_mix pastes source pixels onto target "
+                          f"images: target.image_size {list(config.target.image_size)} must "
+                          f"equal data.image_size {list(config.data.image_size)}")
 
 
 def _check_choice(key: str, value: Any, choices: Sequence[str]) -> None:

@@ -170,7 +170,7 @@ def test_config_defaults_are_the_methods() -> None:
     assert adversarial == AdversarialConfig(enabled=False, weight=0.005, scales=(0, 1), lr=1e-4,
                                             betas=(0.9, 0.99), poly_power=0.9)
     config = load_config(None, ["objectives.adversarial.enabled=true",
-                                "objectives.adversarial.scales=[0]"])
+                                "objectives.adversarial.scales=[0]", "target.domain=shifted"])
     validate(config)
     assert config.objectives.adversarial.enabled and config.objectives.adversarial.scales == (0,)
 
