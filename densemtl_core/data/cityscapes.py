@@ -11,8 +11,9 @@ Layout (METHOD.md section 6.1), ``<stem>`` = ``<city>_<seq>_<frame>``::
                                                                   leftImg8bit_sequence_small/)
 
 * classes: the official 19 training ids by default (``label_set: trainid19``); the method's 16
-  (those 19 without terrain, truck and train, ``label_set: method16``) on request; every other
-  label id is ignored;
+  (those 19 without terrain, truck and train, ``label_set: method16``) or the 8 it adapts
+  Virtual KITTI 2 to Cityscapes with (``label_set: vkcs8``: car and bus make one vehicle class)
+  on request; every other label id is ignored;
 * depth: z = baseline * fx / ((p - 1) / 256) from the 16-bit disparity p and the image's camera
   file; p <= 1 (no disparity) is invalid (0). Disparities count full-resolution pixels whatever
   the PNG's size, so the full-resolution fx is the right one;
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 
 from ..config import DataConfig
-from .common import (ClassSet, LabelMap, PublicDataset, Record, Sample, first_existing,
+from .common import (ClassSet, PublicDataset, Record, Sample, first_existing,
                      intrinsics_matrix, read_json, read_png, read_rgb, single_channel)
 from .transforms import scale_intrinsics
 
@@ -50,6 +51,17 @@ TRAINID_CLASSES = ClassSet(
 
 METHOD16_CLASSES = TRAINID_CLASSES.subset(("terrain", "truck", "train"))
 """The method's 16 classes, also the order Synthia is mapped to."""
+
+VKCS8_CLASSES = ClassSet(
+    names=("road", "building", "pole", "traffic light", "traffic sign", "vegetation", "sky",
+           "vehicle"),
+    colors=((128, 64, 128), (70, 70, 70), (153, 153, 153), (250, 170, 30), (220, 220, 0),
+            (107, 142, 35), (70, 130, 180), (0, 0, 142)))
+"""The 8 classes shared by Virtual KITTI 2 and Cityscapes (METHOD.md 6.3), in the method's
+order, with the Cityscapes palette (vehicle: car's colour)."""
+
+VKCS8_FOLDED = {"car": "vehicle", "bus": "vehicle"}
+"""Cityscapes classes that make the vehicle class of ``vkcs8``."""
 
 LABEL_ID_TO_NAME: dict[int, str] = {
     7: "road", 8: "sidewalk", 11: "building", 12: "wall", 13: "fence", 17: "pole",
@@ -69,11 +81,6 @@ _STEM = re.compile(r"(?P<snippet>.+_\d+)_(?P<frame>\d{6})")
 """``<city>_<seq>_<frame>``: the snippet and the frame number within the recording."""
 
 
-def _label_map(classes: ClassSet) -> LabelMap:
-    return LabelMap({label_id: classes.names.index(name)
-                     for label_id, name in LABEL_ID_TO_NAME.items() if name in classes.names})
-
-
 class Cityscapes(PublicDataset):
     name = "cityscapes"
     layout = """\
@@ -83,8 +90,10 @@ disparity/{train,val}/<city>/<stem>_disparity.png
 camera/{train,val}/<city>/<stem>_camera.json
 leftImg8bit_sequence/{train,val}/<city>/<city>_<seq>_<frame +- stride>_leftImg8bit.png
     (or leftImg8bit_sequence_small/; only for temporal samples)"""
-    label_sets = {"trainid19": TRAINID_CLASSES, "method16": METHOD16_CLASSES}
-    _label_maps = {name: _label_map(classes) for name, classes in label_sets.items()}
+    label_sets = {"trainid19": TRAINID_CLASSES, "method16": METHOD16_CLASSES,
+                  "vkcs8": VKCS8_CLASSES}
+    _label_maps = {name: classes.label_map(LABEL_ID_TO_NAME, VKCS8_FOLDED)
+                   for name, classes in label_sets.items()}
     has_odometry = False
 
     def __init__(self, root: str | Path, split: str, size: tuple[int, int],

@@ -296,6 +296,18 @@ class ClassSet:
         kept = [i for i, name in enumerate(self.names) if name not in dropped]
         return ClassSet(tuple(self.names[i] for i in kept), tuple(self.colors[i] for i in kept))
 
+    def label_map(self, raw_names: Mapping[int, str],
+                  folded: Mapping[str, str] | None = None) -> LabelMap:
+        """Raw id -> index of the class of the same name; a raw class this set lacks joins the
+        class ``folded`` names for it (car -> vehicle), else it is ignored."""
+        folded = folded or {}
+        mapping = {}
+        for raw, name in raw_names.items():
+            name = name if name in self.names else folded.get(name, "")
+            if name in self.names:
+                mapping[raw] = self.names.index(name)
+        return LabelMap(mapping)
+
 
 class PublicDataset(Dataset):
     """Base of the public-dataset loaders; a subclass finds records and decodes one of them.

@@ -56,9 +56,21 @@ def test_method16_drops_terrain_truck_and_train(cityscapes):
     for label_id, expected in ((7, 0), (23, 9), (26, 12), (28, 13), (32, 14), (33, 15)):
         assert np.all(semseg[raw == label_id] == expected)
     assert dataset.num_classes == 16 and "truck" not in dataset.class_names
-    with pytest.raises(ConfigError, match="available: \\['trainid19', 'method16'\\]"):
+    with pytest.raises(ConfigError, match="available: \\['trainid19', 'method16', 'vkcs8'\\]"):
         Cityscapes(cityscapes.root, "train", SIZE, label_set="16")
 
+
+def test_vkcs8_keeps_the_eight_classes_shared_with_virtual_kitti_2(cityscapes):
+    dataset = Cityscapes(cityscapes.root, "train", SIZE, label_set="vkcs8")
+    raw = cityscapes.raw["semseg"]
+    semseg = dataset[0]["semseg"].numpy()
+    expected = {7: 0, 11: 1, 17: 2, 19: 3, 20: 4, 21: 5, 23: 6, 26: 7, 28: 7}  # car, bus: vehicle
+    for label_id in range(256):
+        if (raw == label_id).any():
+            assert np.all(semseg[raw == label_id] == expected.get(label_id, IGNORE_INDEX))
+    assert dataset.class_names == ("road", "building", "pole", "traffic light", "traffic sign",
+                                   "vegetation", "sky", "vehicle")
+    assert dataset.class_colors[1] == (70, 70, 70) and dataset.class_colors[7] == (0, 0, 142)
 
 def test_intrinsics_are_the_camera_files_scaled_to_the_image(tmp_path):
     written = make_cityscapes(tmp_path / "small", images="leftImg8bit_small")

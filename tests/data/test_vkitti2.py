@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from densemtl_core.data.cityscapes import VKCS8_CLASSES
 from densemtl_core.data.common import DatasetLayoutError
 from densemtl_core.data.transforms import scale_intrinsics
 from densemtl_core.data.vkitti2 import CAMERA, VirtualKitti2
@@ -21,9 +22,9 @@ def whole_dataset(root, **kwargs) -> list[VirtualKitti2]:
     return [VirtualKitti2(root, split, SIZE, **kwargs) for split in ("train", "val")]
 
 
-def described_sample(root) -> tuple[VirtualKitti2, dict]:
+def described_sample(root, **kwargs) -> tuple[VirtualKitti2, dict]:
     """Scene01 frame 00000 (the fixture's described frame) and the dataset holding it."""
-    for dataset in whole_dataset(root):
+    for dataset in whole_dataset(root, **kwargs):
         for index, record in enumerate(dataset.records):
             if record["image"].name == "rgb_00000.jpg" and "Scene01" in record["image"].parts:
                 return dataset, dataset[index]
@@ -38,6 +39,18 @@ def test_colours_decode_to_classes_and_unknown_colours_are_ignored(vkitti):
     assert np.array_equal(semseg, expected)
     assert set(np.unique(semseg).tolist()) == set(range(14)) | {IGNORE_INDEX}
     assert dataset.class_colors == VKITTI2_COLORS and dataset.num_classes == 14
+
+
+def test_vkcs8_folds_the_classes_into_the_eight_shared_with_cityscapes(vkitti):
+    vkcs8, sample = described_sample(vkitti.root, label_set="vkcs8")
+    # terrain sky tree vegetation building road guard-rail sign light pole misc truck car van,
+    # then the fixture's two unknown colours
+    folded = (IGNORE_INDEX, 6, 5, 5, 1, 0, IGNORE_INDEX, 4, 3, 2, IGNORE_INDEX, 7, 7, 7,
+              IGNORE_INDEX, IGNORE_INDEX)
+    assert np.array_equal(sample["semseg"].numpy(), np.array(folded)[vkitti.raw["class_index"]])
+    assert vkcs8.num_classes == 8 and vkcs8.class_names == VKCS8_CLASSES.names
+    assert vkcs8.class_colors == VKCS8_CLASSES.colors
+    assert VirtualKitti2(vkitti.root, "train", SIZE).num_classes == 14  # the default
 
 
 def test_depth_is_centimetres_and_intrinsics_follow_the_image(vkitti):
