@@ -21,6 +21,7 @@ import torch
 
 from densemtl_core.config import load_config
 from densemtl_core.models import build_model
+from densemtl_core.objectives import Step
 from densemtl_core.train import build_objectives
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +59,7 @@ def fake_batch(config, batch_size: int) -> dict[str, torch.Tensor]:
 def measure(name: str, setup: str, overrides: list[str], steps: int, batch_size: int) -> None:
     config = load_config(TRAIN_CONFIGS / setup, overrides)
     model = build_model(config.model)
-    objectives = build_objectives(config)
+    objectives = build_objectives(config, model)
     trained = [*model.parameters(), *(p for o in objectives.values() for p in o.parameters())]
     optimizer = torch.optim.AdamW(trained, lr=1e-4)
     batch = fake_batch(config, batch_size)
@@ -69,7 +70,8 @@ def measure(name: str, setup: str, overrides: list[str], steps: int, batch_size:
     for step in range(steps + 1):
         start = time.perf_counter()
         outputs = model(batch["image"])
-        total = sum(objective(outputs, batch)[0] for objective in objectives.values())
+        step_view = Step(batch, outputs, model)
+        total = sum(objective.loss(step_view)[0] for objective in objectives.values())
         optimizer.zero_grad()
         total.backward()
         optimizer.step()

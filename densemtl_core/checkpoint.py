@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from . import __version__
-from .config import ConfigError, ExperimentConfig, config_from_dict, config_to_dict
+from .config import ConfigError, DataConfig, ExperimentConfig, config_from_dict, config_to_dict
 
 FORMAT_NAME = "densemtl-checkpoint"
 FORMAT_VERSION = 1
@@ -74,8 +74,16 @@ class ModelMetadata:
             "input_std": list(model.input_std),
             "depth_range": [model.min_depth, model.max_depth],
             "metrics": self.metrics,
+            "trained_on": self.trained_on(),
             "config": config_to_dict(self.config),
         }
+
+    def trained_on(self) -> dict[str, Any]:
+        """Where the network's images came from, at a glance: the source it learnt from and
+        the target it was adapted to (None when it was not)."""
+        target = self.config.target if self.config.adapts() else None
+        return {"source": data_origin(self.config.data),
+                "target": None if target is None else data_origin(target)}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ModelMetadata":
@@ -99,6 +107,18 @@ class ModelMetadata:
             library_version=values.get("library_version", ""),
             created=values.get("created", ""),
         )
+
+
+def data_origin(data: DataConfig) -> dict[str, Any]:
+    """The settings of ``data`` that name where its images come from."""
+    origin: dict[str, Any] = {"dataset": data.dataset}
+    if data.dataset == "synthetic":
+        origin["domain"] = data.domain
+    elif data.dataset == "rosbag":
+        origin.update(bag=list(data.bag), image_topic=data.image_topic)
+    else:
+        origin["root"] = data.root
+    return origin
 
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, metadata: ModelMetadata,

@@ -30,16 +30,18 @@ from tqdm import tqdm
 from .checkpoint import (CheckpointError, ModelMetadata, load_training_state, load_weights,
                          read_metadata, save_checkpoint, save_training_state,
                          training_state_path)
-from .config import (ConfigError, ExperimentConfig, ModelConfig, config_differences,
+from .config import (ConfigError, DataConfig, ExperimentConfig, ModelConfig, config_differences,
                      config_to_dict, load_config)
-from .data import build_dataset
+from .data import build_dataset, build_target_images
 from .devices import DeviceError
 from .distributed import DistContext, barrier, init_distributed, shutdown
 from .evaluate import evaluate, main_metric_summary
 from .strict_json import finite_json, write_json
 from .losses import MultiTaskLoss
-from .objectives import Objective
+from .objectives import Objective, Outputs, Step
+from .objectives.adversarial import AdversarialObjective
 from .objectives.photometric import PhotometricObjective
+from .objectives.self_training import SelfTrainingObjective
 from .models import build_model, load_torchvision_weights
 from .optim import build_optimizer, build_scheduler, check_state_shapes
 from .tasks import TASKS, delta_m, main_values
@@ -51,6 +53,8 @@ METRICS_FILE = "metrics_val.json"
 CURVES_FILE = "curves.png"
 LAST, BEST = "last", "best"
 """The two checkpoints of a run; only ``last`` has a training state to resume from."""
+TARGET_SEED_OFFSET = 7919
+"""Target images are drawn in an order seeded apart from the source's."""
 
 
 def checkpoint_path(out_dir: Path, name: str) -> Path:
@@ -101,21 +105,35 @@ class Trainer:
         self.out_dir = Path(config.train.output_dir)
         seed_everything(config.train.seed + ctx.rank)
         photometric = config.objectives.photometric
+        if config.adapts() and ctx.enabled:
+            raise ConfigError("adapting to a target trains on one process: the network runs on "
+                              "source and target images before each backward pass, which "
+                              "distributed data parallel does not allow")
         self.train_set = build_dataset(config.data, "train", train=True,
                                        sequence=photometric.enabled)
-        self.val_set = build_dataset(config.data, "val", train=False)
+        self.target_set = build_target_images(config.target) if config.adapts() else None
+        validation_data = config.target if config.train.validate_on == "target" else config.data
+        self.val_set = build_dataset(validation_data, "val", train=False)
         self._check_classes(self.train_set)
+        self._check_classes(self.val_set)
         if photometric.enabled and photometric.metric_scale == "odometry" and not getattr(
                 self.train_set, "has_odometry", False):
             raise ConfigError("objectives.photometric.metric_scale=odometry, but the training data "
                               "has no odometry (give data.odometry_topic, or learn relative depth "
                               "with metric_scale=none and model.depth_units=relative)")
         self.model = build_initial_model(config.model).to(self.device)
-        self.objectives = torch.nn.ModuleDict(build_objectives(config)).to(self.device)
+        self.objectives = torch.nn.ModuleDict(build_objectives(config, self.model)).to(
+            self.device)
         groups, learning_rates = self.model.param_groups(), {}
-        for objective in self.objectives.values():
+        self.objective_optimizers: dict[str, tuple[torch.optim.Optimizer, Any]] = {}
+        for name, objective in self.objectives.items():
             groups.update(objective.param_groups())
             learning_rates.update(objective.learning_rates())
+            own = objective.own_optimizer()
+            if own is not None:
+                optimizer = build_optimizer({name: own[0]}, own[1])
+                self.objective_optimizers[name] = (
+                    optimizer, build_scheduler(optimizer, config.train.steps, own[1]))
         # Gradient clipping bounds the network and the networks objectives own (a pose
         # network), not learnt task weights.
         self.clipped_parameters = [parameter for name, params in groups.items()
@@ -144,36 +162,49 @@ class Trainer:
                               f"{self.config.data.dataset} dataset has {expected} classes")
 
     # -- data -------------------------------------------------------------------------------
-    def _epoch_order(self, epoch: int) -> list[int]:
-        """This process's sample order for ``epoch``: a pure function of (seed, epoch, rank)."""
-        seed = self.config.train.seed
+    def _epoch_order(self, dataset: Dataset, seed: int, epoch: int) -> list[int]:
+        """This process's sample order of ``dataset`` for ``epoch``: a pure function of
+        (seed, epoch, rank)."""
         if self.ctx.enabled:
-            sampler = DistributedSampler(self.train_set, seed=seed, drop_last=True)
+            sampler = DistributedSampler(dataset, seed=seed, drop_last=True)
             sampler.set_epoch(epoch)
             return list(sampler)
         generator = torch.Generator().manual_seed(seed + epoch)
-        return torch.randperm(len(self.train_set), generator=generator).tolist()
+        return torch.randperm(len(dataset), generator=generator).tolist()
 
-    def _batches(self) -> Iterator[dict[str, torch.Tensor]]:
-        """Endless stream of training batches, starting exactly where ``self.step`` left off.
+    def _batches(self, dataset: Dataset, data: DataConfig, seed: int, name: str
+                 ) -> Iterator[dict[str, torch.Tensor]]:
+        """Endless stream of batches of ``dataset``, starting exactly where ``self.step`` left
+        off (``name`` says which data in errors).
 
         Sample order and worker seeds come from generators of their own, never from the global
         RNG, so a resumed run sees the same batches and augmentations as an uninterrupted one.
         """
         batch_size = self.config.train.batch_size
-        per_epoch = len(self._epoch_order(0)) // batch_size
+        per_epoch = len(self._epoch_order(dataset, seed, 0)) // batch_size
         if per_epoch == 0:
-            raise ConfigError(f"train.batch_size={batch_size} exceeds the training set "
-                              f"({len(self.train_set)} samples per process)")
+            raise ConfigError(f"train.batch_size={batch_size} exceeds the {name} "
+                              f"({len(dataset)} samples per process)")
         epoch, skip = divmod(self.step, per_epoch)
         while True:
-            order = self._epoch_order(epoch)[skip * batch_size:]
+            order = self._epoch_order(dataset, seed, epoch)[skip * batch_size:]
             yield from DataLoader(
-                self.train_set, batch_size=batch_size, sampler=order, drop_last=True,
-                num_workers=self.config.data.num_workers,
-                pin_memory=self.device.type == "cuda",
-                generator=torch.Generator().manual_seed(self.config.train.seed + epoch))
+                dataset, batch_size=batch_size, sampler=order, drop_last=True,
+                num_workers=data.num_workers, pin_memory=self.device.type == "cuda",
+                generator=torch.Generator().manual_seed(seed + epoch))
             epoch, skip = epoch + 1, 0
+
+    def _training_batches(self) -> Iterator[tuple[dict[str, torch.Tensor],
+                                                   dict[str, torch.Tensor] | None]]:
+        """(source batch, target batch or None) per step; the target images are drawn in an
+        order of their own."""
+        seed = self.config.train.seed
+        source = self._batches(self.train_set, self.config.data, seed, "training set")
+        if self.target_set is None:
+            return ((batch, None) for batch in source)
+        target = self._batches(self.target_set, self.config.target, seed + TARGET_SEED_OFFSET,
+                               "target's training images")
+        return zip(source, target)
 
     def _val_loader(self) -> DataLoader:
         sampler = (DistributedSampler(self.val_set, shuffle=False) if self.ctx.enabled else None)
@@ -182,33 +213,51 @@ class Trainer:
                           generator=torch.Generator().manual_seed(0))
 
     # -- one step ---------------------------------------------------------------------------
-    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+    def forward(self, images: torch.Tensor) -> Outputs:
+        """The network's raw outputs on ``images``, in float32 whatever the autocast."""
         autocast = (torch.autocast("cuda", dtype=self.amp_dtype) if self.use_amp
                     else nullcontext())
         with autocast:
-            outputs = self.network(batch["image"])
-        outputs = {t: {s: o.float() for s, o in by_scale.items()} for t, by_scale in outputs.items()}
-        total, logs = self.objective_losses(outputs, batch)
+            outputs = self.network(images)
+        return {t: {s: o.float() for s, o in by_scale.items()} for t, by_scale in outputs.items()}
+
+    def train_step(self, batch: dict[str, torch.Tensor],
+                   target: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+        """One optimiser step on a source ``batch`` (and the ``target`` images when the run
+        adapts); the objectives' logs."""
+        def to_device(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return {k: v.to(self.device, non_blocking=True) for k, v in values.items()}
+
+        batch = to_device(batch)
+        step = Step(batch, self.forward(batch["image"]), self.forward,
+                    None if target is None else to_device(target))
+        total, logs = self.objective_losses(step)
         if not torch.isfinite(total):
             raise FloatingPointError(f"non-finite loss at step {self.step}: {logs}")
-        self.optimizer.zero_grad(set_to_none=True)
+        optimizers = [self.optimizer, *(opt for opt, _ in self.objective_optimizers.values())]
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         if self.config.optim.grad_clip:
             self.scaler.unscale_(self.optimizer)
             logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(
                 self.clipped_parameters, self.config.optim.grad_clip))
-        self.scaler.step(self.optimizer)
+        for optimizer in optimizers:
+            self.scaler.step(optimizer)
         self.scaler.update()
         self.scheduler.step()
+        for _, scheduler in self.objective_optimizers.values():
+            scheduler.step()
+        for objective in self.objectives.values():
+            objective.after_step(self.model)
         return logs
 
-    def objective_losses(self, outputs: dict[str, dict[int, torch.Tensor]],
-                         batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        """The sum of every objective's loss, and their logs with that sum as ``total``."""
+    def objective_losses(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
+        """The sum of every objective's loss at ``step``, and their logs with that sum as
+        ``total``."""
         losses, logs = [], {}
         for objective in self.objectives.values():
-            loss, values = objective(outputs, batch)
+            loss, values = objective.loss(step)
             losses.append(loss)
             logs.update(values)
         total = torch.stack(losses).sum()
@@ -249,7 +298,11 @@ class Trainer:
             save_training_state(path, {
                 "step": self.step, "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "objectives": self.objectives.state_dict(), "rng": _rng_state(),
+                "objectives": self.objectives.state_dict(),
+                "objective_optimizers": {
+                    name: {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+                    for name, (optimizer, scheduler) in self.objective_optimizers.items()},
+                "rng": _rng_state(),
                 "best_score": self.best_score, "reference": self.reference_metrics,
                 "history": self.history})
 
@@ -264,6 +317,10 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
             self.scaler.load_state_dict(state["scaler"])
             self.objectives.load_state_dict(state["objectives"])
+            for name, (optimizer, scheduler) in self.objective_optimizers.items():
+                optimizer.load_state_dict(state["objective_optimizers"][name]["optimizer"])
+                check_state_shapes(optimizer)
+                scheduler.load_state_dict(state["objective_optimizers"][name]["scheduler"])
             _restore_rng(state["rng"])
             self.step = int(state["step"])
             self.best_score = state["best_score"]
@@ -317,17 +374,20 @@ class Trainer:
             (self.out_dir / CONFIG_FILE).write_text(
                 yaml.safe_dump(config_to_dict(self.config), sort_keys=False), encoding="utf-8")
         self.network.train()
-        batches = self._batches()
+        batches = self._training_batches()
         progress = tqdm(total=cfg.steps, initial=self.step, desc=self.config.name, unit="step",
                         disable=not self.ctx.is_main, dynamic_ncols=True)
         metrics: dict[str, dict[str, float]] = {}
         start = time.perf_counter()
         while self.step < cfg.steps:
-            logs = self.train_step(next(batches))
+            logs = self.train_step(*next(batches))
             self.step += 1
             progress.update(1)
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                lrs = {f"lr_{g['name']}": g["lr"] for g in self.optimizer.param_groups}
+                lrs = {f"lr_{g['name']}": g["lr"]
+                       for optimizer in (self.optimizer, *(opt for opt, _ in
+                                                           self.objective_optimizers.values()))
+                       for g in optimizer.param_groups}
                 progress.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k != "grad_norm"})
                 if self.ctx.is_main:
                     self._log({"step": self.step, "train": logs, **lrs,
@@ -345,9 +405,12 @@ class Trainer:
         return metrics
 
 
-def build_objectives(config: ExperimentConfig) -> dict[str, Objective]:
-    """The objectives of ``config``, by name: the supervised losses of the labelled tasks, and
-    the photometric objective when depth is learnt from video."""
+def build_objectives(config: ExperimentConfig, network: torch.nn.Module
+                     ) -> dict[str, Objective]:
+    """The objectives of ``config``, by name: the supervised losses of the labelled tasks, the
+    photometric objective when depth is learnt from video, and the adversarial and
+    self-training objectives when the run adapts to a target (the teacher starts as a copy of
+    ``network``)."""
     objectives: dict[str, Objective] = {}
     supervised = config.supervised_tasks()
     if supervised:
@@ -355,6 +418,12 @@ def build_objectives(config: ExperimentConfig) -> dict[str, Objective]:
     if config.objectives.photometric.enabled:
         objectives["photometric"] = PhotometricObjective(config.objectives.photometric,
                                                          config.model)
+    if config.objectives.adversarial.enabled:
+        objectives["adversarial"] = AdversarialObjective(config.objectives.adversarial,
+                                                         config.model, supervised)
+    if config.objectives.self_training.enabled:
+        objectives["self_training"] = SelfTrainingObjective(
+            config.objectives.self_training, config.model, config.loss, network)
     return objectives
 
 

@@ -14,6 +14,7 @@ import torch
 from densemtl_core.checkpoint import read_metadata, training_state_path
 from densemtl_core.config import load_config
 from densemtl_core.distributed import DistContext
+from densemtl_core.objectives import Step
 from densemtl_core.train import LAST, Trainer, checkpoint_path, main
 from tests.strict_json import strict_json
 
@@ -32,14 +33,15 @@ def _config(tmp_path, *extra):
 def _task_losses(trainer, batch):
     with torch.no_grad():
         trainer.network.train()
-        _, logs = trainer.objective_losses(trainer.network(batch["image"]), batch)
+        _, logs = trainer.objective_losses(
+            Step(batch, trainer.forward(batch["image"]), trainer.forward))
     return {task: logs[task] for task in trainer.config.model.tasks}
 
 
 @pytest.mark.slow
 def test_short_run_lowers_every_task_loss(tmp_path):
     trainer = Trainer(_config(tmp_path, "train.steps=80", "optim.lr=3e-3"), DistContext())
-    batch = next(trainer._batches())
+    batch, _ = next(trainer._training_batches())
     before = _task_losses(trainer, batch)
     trainer.fit()
     after = _task_losses(trainer, batch)
@@ -172,7 +174,7 @@ def test_resume_refuses_a_training_state_of_another_set_up(earlier_run, tmp_path
     step then failed deep inside AdamW with a traceback."""
     run = _copy(earlier_run, tmp_path)
     other = Trainer(_config(tmp_path / "other", "model.width=0.25"), DistContext())
-    other.train_step(next(other._batches()))
+    other.train_step(*next(other._training_batches()))
     other._save(LAST, {})
     shutil.copy(training_state_path(checkpoint_path(tmp_path / "other", LAST)),
                 training_state_path(checkpoint_path(run, LAST)))

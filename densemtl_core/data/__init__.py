@@ -1,6 +1,8 @@
 """Datasets: every one returns the same sample dict (see ``densemtl_core.data.synthetic``)."""
 from __future__ import annotations
 
+import dataclasses
+
 from torch.utils.data import Dataset
 
 from ..config import DATASET_NAMES, SYNTHETIC_DOMAINS, ConfigError, DataConfig
@@ -11,6 +13,7 @@ from .nyudv2 import NYUDv2
 from .recording import RecordingDataset
 from .synthetic import RENDER_DOMAINS, SyntheticScenes, SyntheticSequences
 from .synthia import Synthia
+from .target import TargetImages
 from .transforms import build_transforms
 from .vkitti2 import VirtualKitti2
 
@@ -19,7 +22,8 @@ PUBLIC_DATASETS: dict[str, type[PublicDataset]] = {
 assert set(("synthetic", *PUBLIC_DATASETS)) <= set(DATASET_NAMES)
 assert tuple(RENDER_DOMAINS) == SYNTHETIC_DOMAINS
 
-__all__ = ["DatasetLayoutError", "PUBLIC_DATASETS", "build_dataset"]
+__all__ = ["DatasetLayoutError", "PUBLIC_DATASETS", "TargetImages", "build_dataset",
+           "build_target_images"]
 
 
 def build_dataset(cfg: DataConfig, split: str, train: bool = False,
@@ -56,3 +60,13 @@ def build_dataset(cfg: DataConfig, split: str, train: bool = False,
                                   domain=domain)
     return SyntheticScenes(split, lengths[split], size=cfg.image_size, seed=cfg.seed,
                            transform=transform, cache=cfg.cache, domain=domain)
+
+
+def build_target_images(cfg: DataConfig) -> TargetImages:
+    """The training images of the domain a run adapts to, with the training augmentation.
+
+    A recording is opened without its ground-truth topics, so no label is even decoded; every
+    dataset goes through :class:`TargetImages`, which passes on the images alone.
+    """
+    images_only = dataclasses.replace(cfg, truth_topics={}, label_map=None)
+    return TargetImages(build_dataset(images_only, "train", train=True))

@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import ModelConfig
+from ..config import AdversarialConfig, ModelConfig, OptimConfig
 from ..models.discriminator import TaskDiscriminators
 from ..tasks import TASKS
-from .base import Outputs
+from .base import Objective, Outputs, Step
 
 SOURCE_LABEL = 0.0
 TARGET_LABEL = 1.0
@@ -120,3 +120,57 @@ def discriminator_loss(discriminators: TaskDiscriminators, source_maps: Maps,
 
     return (_mean_bce(discriminators(detached(source_maps)), SOURCE_LABEL)
             + _mean_bce(discriminators(detached(target_maps)), TARGET_LABEL))
+
+
+class AdversarialObjective(Objective):
+    """The method's MTL-UDA: the network's maps of target images must pass as source maps.
+
+    One discriminator per aligned task (segmentation, depth and normals the model has and
+    learns from source labels: depth is normalised with the source batch's ground-truth range)
+    and per ``cfg.scales``. The discriminators are trained by an optimiser of their own (Adam at
+    ``cfg.lr`` with ``cfg.betas``, poly decay) in the same backward pass as the network, as the
+    method accumulates every gradient and steps both together: the generator loss cannot reach
+    the discriminators (frozen while they judge) and the discriminator loss cannot reach the
+    network (detached maps).
+    """
+
+    def __init__(self, cfg: AdversarialConfig, model: ModelConfig,
+                 supervised: Iterable[str]) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.model_cfg = model
+        self.tasks = tuple(task for task in ALIGNED_TASKS
+                           if task in model.tasks and task in tuple(supervised))
+        if not self.tasks:
+            raise ValueError(f"no task to align: the adversarial objective aligns "
+                             f"{list(ALIGNED_TASKS)} learnt from source labels")
+        self.discriminators = TaskDiscriminators(
+            self.tasks, cfg.scales, {task: TASKS[task].channels(model) for task in self.tasks})
+
+    def own_optimizer(self) -> tuple[list[nn.Parameter], OptimConfig]:
+        return list(self.discriminators.parameters()), OptimConfig(
+            optimizer="adam", lr=self.cfg.lr, betas=self.cfg.betas, weight_decay=0.0,
+            scheduler="poly", poly_power=self.cfg.poly_power, grad_clip=None)
+
+    def loss(self, step: Step) -> tuple[Tensor, dict[str, float]]:
+        """``cfg.weight`` times the generator loss plus the discriminator loss; logs both
+        unweighted as ``adversarial`` and ``discriminator``."""
+        size = tuple(step.source["image"].shape[-2:])
+        depth_range = (source_depth_range(_labelled(step.source, "depth"))
+                       if "depth" in self.tasks else None)
+        keys = self.discriminators.keys()
+        source = discriminator_inputs(step.outputs, keys, self.model_cfg, size, depth_range)
+        target = discriminator_inputs(step.target_outputs, keys, self.model_cfg, size,
+                                      depth_range)
+        adversarial = generator_loss(self.discriminators, target)
+        discriminator = discriminator_loss(self.discriminators, source, target)
+        values = torch.stack([adversarial, discriminator]).detach().tolist()
+        return (self.cfg.weight * adversarial + discriminator,
+                dict(zip(("adversarial", "discriminator"), values)))
+
+
+def _labelled(batch: Mapping[str, Tensor], task: str) -> Tensor:
+    """The labels of ``task`` of the samples that have them (``has_<task>``)."""
+    labels = batch[task]
+    flags = batch.get(f"has_{task}")
+    return labels if flags is None else labels[flags.bool()]
