@@ -17,8 +17,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, ModelMetadata, load_checkpoint
-from .config import ConfigError, ModelConfig
+from .checkpoint import CheckpointError, ModelMetadata, data_origin, load_checkpoint
+from .config import SYNTHETIC_DOMAINS, ConfigError, ModelConfig
 from .data import build_dataset
 from .devices import DeviceError, resolve_device
 from .distributed import DistContext, all_reduce_sum_
@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mosaic-samples", type=int, default=4)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data-root", default=None, help="dataset root (overrides the checkpoint)")
+    parser.add_argument("--domain", default=None, choices=SYNTHETIC_DOMAINS,
+                        help="render domain of synthetic data (overrides the checkpoint): "
+                             "scores a model on the domain it was adapted to, or was not")
     parser.add_argument("--overwrite", action="store_true",
                         help=f"replace an earlier evaluation's {' and '.join(RESULT_FILES)} in "
                              f"the output folder (anything else there is left alone)")
@@ -175,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides[f"{args.split}_length"] = args.length
     if args.data_root is not None:
         overrides["root"] = args.data_root
+    if args.domain is not None:
+        overrides["domain"] = args.domain
     data_cfg = dataclasses.replace(data_cfg, **overrides)
     try:
         dataset = build_dataset(data_cfg, args.split, train=False)
@@ -201,6 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = write_report(out_dir, metrics, {
         "checkpoint": str(args.checkpoint), "split": args.split, "samples": len(dataset),
         "scale": args.scale, "seconds": round(seconds, 3), "dataset": data_cfg.dataset,
+        "data": data_origin(data_cfg),
         "depth_units": metadata.config.model.depth_units,
         "depth_scoring": "median-scaled" if model_cfg.depth_units == "relative" else "metric"})
     for task, values in metrics.items():

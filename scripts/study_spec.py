@@ -26,6 +26,7 @@ class StudyRow:
 EVALUATIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "test": ((), ""),
     "test_median_scaled": (("--median-scaling",), " (median-scaled)"),
+    "test_shifted": (("--domain", "shifted"), " (shifted domain)"),
 }
 """Ways a study scores each run on the test split: name (the run's sub-folder) -> the extra
 ``densemtl-eval`` options and the suffix its rows carry in the report."""
