@@ -125,14 +125,39 @@ def gather(spec: StudySpec) -> dict[str, Any]:
             "evaluation": evaluation, "config": row.config,
             "overrides": list(row.overrides), "tasks": tasks, "seeds": sorted(runs),
             "metrics": summary, "delta_m": _mean_std(deltas) if deltas else None,
-            "cost": _cost(row),
+            "gap_closed": None, "cost": _cost(row),
             "commands": [[" ".join(train_command(spec, row, seed)),
                           " ".join(eval_command(spec, row, seed, evaluation))]
                          for seed in sorted(runs)]})
+    _add_gaps_closed(spec, rows, scored)
     return {"format_version": RESULTS_FORMAT_VERSION, "stl_baselines": baselines["test"],
             "stl_baselines_by_evaluation": baselines,
             "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
             "test_scenes": spec.test_length, "rows": rows}
+
+
+def _add_gaps_closed(spec: StudySpec, rows: list[dict[str, Any]],
+                     scored: dict[str, dict[str, dict[int, Any]]]) -> None:
+    """Each row of a group with a gap (``spec.gaps``) gets, per task, the share of the gap
+    between the bounding rows' mean main metrics that it closes (mean ± std over its seeds;
+    1 = as good as the upper bound, 0 = no better than the lower, below 0 = worse)."""
+    for report_row in rows:
+        if report_row["group"] not in spec.gaps:
+            continue
+        evaluation = report_row["evaluation"]
+        name = report_row["name"].removesuffix(EVALUATIONS[evaluation][1])
+        lower, upper = (scored[evaluation][bound] for bound in spec.gaps[report_row["group"]])
+        if not lower or not upper:
+            continue
+        closed = {}
+        for task in report_row["tasks"]:
+            key = TASKS[task].main_metric
+            low = statistics.fmean(m[task][key] for m in lower.values())
+            high = statistics.fmean(m[task][key] for m in upper.values())
+            if high != low:
+                closed[task] = _mean_std([(m[task][key] - low) / (high - low)
+                                          for m in scored[evaluation][name].values()])
+        report_row["gap_closed"] = closed
 
 
 def _cell(value: tuple[float, float] | None, digits: int, scale: float = 1.0,
@@ -146,14 +171,18 @@ def _cell(value: tuple[float, float] | None, digits: int, scale: float = 1.0,
 
 def _main_table(rows: list[dict[str, Any]]) -> list[str]:
     columns = [spec.study_column for spec in TASKS.values()]
+    gap_tasks = [task for task in TASKS if any(task in (row["gap_closed"] or {}) for row in rows)]
     lines = ["| row | tasks | seeds | " + "".join(f"{column.header} | " for column in columns)
+             + "".join(f"gap closed {TASKS[task].letter} % | " for task in gap_tasks)
              + "Δm % ↑ | params M | GFLOPs | CPU ms |",
-             "|---|---|---|" + "---|" * len(columns) + "---|---|---|---|"]
+             "|---|---|---|" + "---|" * (len(columns) + len(gap_tasks)) + "---|---|---|---|"]
     for row in rows:
         metric = row["metrics"]
         cells = [_cell(metric[task][spec.main_metric], spec.study_column.digits,
                        spec.study_column.scale) if task in metric else ""
                  for task, spec in TASKS.items()]
+        cells += [_cell((row["gap_closed"] or {}).get(task), 0, 100, signed=True)
+                  for task in gap_tasks]
         cost = row["cost"]
         letters = "".join(TASKS[t].letter for t in row["tasks"])
         lines.append(f"| {row['name']} | {letters} | {len(row['seeds'])} | " + " | ".join(cells)
@@ -200,19 +229,18 @@ def render_markdown(spec: StudySpec, report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def delta_m_picture(rows: list[dict[str, Any]], bar_height: int = 22) -> np.ndarray:
-    """Horizontal bars of Δm (mean, with a ±std whisker), one per multi-task row."""
-    shown = [row for row in rows if row["delta_m"] is not None and row["group"] != "stl"]
+def bars_picture(bars: list[tuple[str, tuple[float, float]]], axis: str,
+                 bar_height: int = 22) -> np.ndarray:
+    """Horizontal bars (mean, with a ±std whisker) around zero, one per (label, value)."""
     width, label_width = 720, 230
-    height = bar_height * len(shown) + 40
+    height = bar_height * len(bars) + 40
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    extent = max([abs(r["delta_m"][0]) + r["delta_m"][1] for r in shown] + [1.0])
+    extent = max([abs(mean) + std for _, (mean, std) in bars] + [1.0])
     zero = label_width + (width - label_width - 20) / 2
     scale = (width - label_width - 30) / 2 / extent
     draw.line([(zero, 10), (zero, height - 20)], fill=(0, 0, 0))
-    for index, row in enumerate(shown):
-        mean, std = row["delta_m"]
+    for index, (label, (mean, std)) in enumerate(bars):
         top = 12 + index * bar_height
         colour = (44, 160, 44) if mean >= 0 else (214, 39, 40)
         draw.rectangle([min(zero, zero + mean * scale), top, max(zero, zero + mean * scale),
@@ -220,10 +248,23 @@ def delta_m_picture(rows: list[dict[str, Any]], bar_height: int = 22) -> np.ndar
         middle = top + (bar_height - 6) / 2
         draw.line([(zero + (mean - std) * scale, middle), (zero + (mean + std) * scale, middle)],
                   fill=(0, 0, 0))
-        draw.text((4, top + 2), f"{row['name']}  {mean:+.2f}", fill=(0, 0, 0))
-    draw.text((label_width, height - 16), f"delta-m (%) against single-task, axis +-{extent:.1f}",
-              fill=(0, 0, 0))
+        draw.text((4, top + 2), f"{label}  {mean:+.2f}", fill=(0, 0, 0))
+    draw.text((label_width, height - 16), f"{axis}, axis +-{extent:.1f}", fill=(0, 0, 0))
     return np.asarray(canvas)
+
+
+def delta_m_picture(rows: list[dict[str, Any]]) -> np.ndarray:
+    """Δm of every multi-task row against the single-task ones."""
+    return bars_picture([(row["name"], row["delta_m"]) for row in rows
+                         if row["delta_m"] is not None and row["group"] != "stl"],
+                        "delta-m (%) against single-task")
+
+
+def gap_picture(rows: list[dict[str, Any]]) -> np.ndarray:
+    """The share of the gap each row closes, per task, in percent."""
+    return bars_picture([(f"{row['name']} {TASKS[task].letter}", (100 * mean, 100 * std))
+                         for row in rows for task, (mean, std) in (row["gap_closed"] or {}).items()],
+                        "gap closed (%)")
 
 
 def write_report(spec: StudySpec, out_dir: Path) -> int:
@@ -233,7 +274,8 @@ def write_report(spec: StudySpec, out_dir: Path) -> int:
         return 1
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path = out_dir / f"{spec.file_stem}_results.json"
-    picture_path = out_dir / f"{spec.file_stem}_delta_m.png"
+    picture_path = out_dir / (f"{spec.file_stem}_gap_closed.png" if spec.gaps
+                              else f"{spec.file_stem}_delta_m.png")
     results_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     markdown_path = out_dir / "RESULTS.md"
     begin, end = markers(spec)
@@ -244,6 +286,6 @@ def write_report(spec: StudySpec, out_dir: Path) -> int:
     head, rest = text.split(begin, 1)
     tail = rest.split(end, 1)[1]
     markdown_path.write_text(head + render_markdown(spec, report) + tail, encoding="utf-8")
-    save_png(picture_path, delta_m_picture(report["rows"]))
+    save_png(picture_path, (gap_picture if spec.gaps else delta_m_picture)(report["rows"]))
     print(f"wrote {markdown_path}, {results_path}, {picture_path}")
     return 0

@@ -45,6 +45,9 @@ class StudySpec:
     """Names the report's files and its part of RESULTS.md; empty for the main study."""
     tables: tuple[tuple[str, tuple[str, ...]], ...] = DEFAULT_TABLES
     """The report's tables: title and the row groups it shows."""
+    gaps: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Per row group, the rows whose main metrics bound a gap (e.g. source-only and oracle):
+    the report gives each row of the group the share of that gap it closes."""
 
     def run_dir(self, row: StudyRow, seed: int) -> Path:
         return self.output_dir / row.name / f"seed{seed}"
@@ -73,8 +76,13 @@ def load_spec(path: Path) -> StudySpec:
         raise ValueError(f"{path}: row names must be unique")
     tables = tuple((t["title"], tuple(t["groups"])) for t in raw.get("tables", ())) \
         or DEFAULT_TABLES
+    gaps = {group: (str(bounds[0]), str(bounds[1]))
+            for group, bounds in raw.get("gaps", {}).items()}
+    for group, bounds in gaps.items():
+        if not set(bounds) <= set(names):
+            raise ValueError(f"{path}: gaps.{group} names unknown rows {list(bounds)}")
     return StudySpec(output_dir=REPO / raw["output_dir"], test_length=int(raw["test_length"]),
-                     rows=rows, name=str(raw.get("name", "")), tables=tables)
+                     rows=rows, name=str(raw.get("name", "")), tables=tables, gaps=gaps)
 
 
 def train_command(spec: StudySpec, row: StudyRow, seed: int) -> list[str]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -126,4 +127,46 @@ def test_an_unknown_way_of_scoring_is_refused(tmp_path):
     path.write_text(SPEC.format(out=tmp_path).replace("group: main}",
                                                       "group: main, evaluations: [test_ods]}"))
     with pytest.raises(ValueError, match="evaluations"):
+        study_spec.load_spec(path)
+
+
+def test_each_row_gets_the_share_of_the_source_to_oracle_gap_it_closes(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text(f"""
+name: uda
+output_dir: {tmp_path / "runs"}
+test_length: 10
+seeds: [1, 2]
+evaluations: [test_shifted]
+tables:
+  - {{title: "SD", groups: [sd]}}
+rows:
+  - {{name: source_only, config: config/train/synthetic_densemtl_sd.yaml, group: sd}}
+  - {{name: oracle, config: config/train/synthetic_densemtl_sd.yaml, group: sd,
+     overrides: ["data.domain=shifted"]}}
+  - {{name: adapted, config: config/train/synthetic_uda_densemtl_sd.yaml, group: sd}}
+gaps:
+  sd: [source_only, oracle]
+""")
+    spec = study_spec.load_spec(path)
+    assert study_spec.eval_command(spec, spec.rows[2], 1, "test_shifted")[-4:-2] == [
+        "--domain", "shifted"]
+    metrics = {"source_only": [(0.30, 2.0), (0.30, 2.0)], "oracle": [(0.50, 1.0), (0.70, 1.0)],
+               "adapted": [(0.40, 2.5), (0.50, 1.5)]}
+    for row in spec.rows:
+        for seed, (miou, rmse) in zip((1, 2), metrics[row.name]):
+            folder = spec.run_dir(row, seed) / "test_shifted"
+            folder.mkdir(parents=True)
+            (folder / "metrics.json").write_text(json.dumps(
+                {"metrics": {"semseg": {"miou": miou}, "depth": {"rmse": rmse}}}))
+    rows = {row["name"]: row for row in study_report.gather(spec)["rows"]}
+    # Gap: mIoU 0.30 -> 0.60, RMSE 2.0 -> 1.0; the adapted seeds close 1/3 and 2/3 of the first,
+    # -1/2 and +1/2 of the second.
+    closed = rows["adapted (shifted domain)"]["gap_closed"]
+    assert closed["semseg"][0] == pytest.approx(0.5)
+    assert closed["depth"] == pytest.approx((0.0, math.sqrt(0.5)))
+    assert rows["oracle (shifted domain)"]["gap_closed"]["semseg"][0] == pytest.approx(1.0)
+    assert "gap closed S %" in study_report.render_markdown(spec, study_report.gather(spec))
+    with pytest.raises(ValueError, match="gaps.sd names unknown rows"):
+        path.write_text(path.read_text().replace("sd: [source_only, oracle]", "sd: [a, b]"))
         study_spec.load_spec(path)
