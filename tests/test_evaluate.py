@@ -43,6 +43,18 @@ def test_cli_writes_metrics_and_mosaic(tmp_path, checkpoint, capsys):
     assert "semseg" in capsys.readouterr().out
 
 
+def test_domain_scores_the_model_on_the_other_render_domain(tmp_path, checkpoint):
+    scores = {}
+    for domain in ("source", "shifted"):
+        out = tmp_path / domain
+        assert main(["--checkpoint", str(checkpoint), "--out", str(out), "--domain", domain,
+                     "--mosaic-samples", "0"]) == 0
+        report = json.loads((out / "metrics.json").read_text())
+        assert report["data"] == {"dataset": "synthetic", "domain": domain}
+        scores[domain] = report["metrics"]["depth"]["rmse"]
+    assert scores["source"] != scores["shifted"]  # other images, other scores
+
+
 def test_an_earlier_evaluation_is_refused_and_replaced_only_when_asked(tmp_path, checkpoint,
                                                                        capsys):
     run = ["--checkpoint", str(checkpoint), "--out", str(tmp_path), "--mosaic-samples", "1"]
