@@ -212,6 +212,7 @@ class Evaluation:
         return {"bag": str(frames.bag.path),
                 "mode": "offline" if self.recording is None else "live",
                 "model": settings.model or "shipped default",
+                "model_trained_on": self.predictor.metadata.trained_on(),
                 "backend": self.predictor.backend.name, "tasks": list(self.predictor.tasks),
                 "topics": {"image": frames.topics.image,
                            "camera_info": frames.topics.camera_info,

@@ -169,6 +169,8 @@ def test_sample_bags_of_both_storages_are_scored_frame_by_frame(sample_runs, pre
     assert (report["format"], report["format_version"]) == (REPORT_FORMAT, REPORT_FORMAT_VERSION)
     assert report["source"]["mode"] == "offline" and report["source"]["frames_in_bag"] == 6
     assert (report["source"]["model"] == "shipped default") == (storage == "mcap")
+    assert report["source"]["model_trained_on"] == {
+        "source": {"dataset": "synthetic", "domain": "source"}, "target": None}
     assert report["frames_scored"] == {"semseg": 6, "depth": 6, "normals": 6, "edges": 0}
     assert report["skipped"]["total"] == 0 and report["timing"]["frames"] == 6
     with open_bag(bag) as reader:
