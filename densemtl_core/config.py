@@ -209,6 +209,10 @@ class TrainConfig:
     """Also write a resumable checkpoint every N steps (0: only at validation and the end)."""
     threads: int | None = None
 
+    init_from: str | None = None
+    """Start from the weights of this checkpoint (``default``: the shipped model) instead of
+    from scratch: the same network, fresh optimisers, step 0 (adapting a trained model to a
+    camera takes fewer steps than training one anew)."""
     validate_on: str = "source"
     """Whose validation split scores checkpoints: ``source`` (``data``) or ``target`` (the
     target's labelled validation split, as the method evaluates adaptation on Cityscapes val;
@@ -505,7 +509,7 @@ def config_differences(first: Any, second: Any, prefix: str = "") -> dict[str, t
     for item in dataclasses.fields(first):
         key = f"{prefix}{item.name}"
         mine, theirs = getattr(first, item.name), getattr(second, item.name)
-        if dataclasses.is_dataclass(mine):
+        if dataclasses.is_dataclass(mine) and type(mine) is type(theirs):
             differences.update(config_differences(mine, theirs, f"{key}."))
         elif mine != theirs:
             differences[key] = (mine, theirs)

@@ -39,6 +39,7 @@ from .evaluate import evaluate, main_metric_summary
 from .strict_json import finite_json, write_json
 from .losses import MultiTaskLoss
 from .objectives import Objective, Outputs, Step
+from .pretrained import DEFAULT_MODEL
 from .objectives.adversarial import AdversarialObjective
 from .objectives.photometric import PhotometricObjective
 from .objectives.self_training import SelfTrainingObjective
@@ -122,6 +123,8 @@ class Trainer:
                               "has no odometry (give data.odometry_topic, or learn relative depth "
                               "with metric_scale=none and model.depth_units=relative)")
         self.model = build_initial_model(config.model).to(self.device)
+        if config.train.init_from:
+            initialise_from(self.model, config)
         self.objectives = torch.nn.ModuleDict(build_objectives(config, self.model)).to(
             self.device)
         groups, learning_rates = self.model.param_groups(), {}
@@ -439,6 +442,23 @@ def build_initial_model(cfg: ModelConfig) -> torch.nn.Module:
                 SafetensorError) as error:
             raise ConfigError(f"model.pretrained: {_first_line(error)}") from error
     return model
+
+
+def initialise_from(model: torch.nn.Module, config: ExperimentConfig) -> None:
+    """Load the weights of ``train.init_from`` (``default``: the shipped model) into ``model``,
+    whose settings must be the checkpoint's (``model.pretrained`` aside); a CheckpointError
+    names the settings that differ."""
+    path = DEFAULT_MODEL if config.train.init_from == "default" else Path(config.train.init_from)
+    saved = read_metadata(path).config.model
+    differing = {key: values for key, values in config_differences(saved, config.model,
+                                                                    "model.").items()
+                 if key != "model.pretrained"}
+    if differing:
+        shown = ", ".join(f"{key}={old!r} (this run: {new!r})"
+                          for key, (old, new) in list(differing.items())[:3])
+        raise CheckpointError(f"train.init_from: {path} is another network: {shown}; give this "
+                              f"run the checkpoint's model settings")
+    load_weights(path, model)
 
 
 def _first_line(error: BaseException) -> str:

@@ -181,3 +181,35 @@ def test_self_training_follows_the_network_without_reading_target_labels(tmp_pat
                  and not torch.equal(value, trainer.model.state_dict()[name])]
     assert differing
     assert not teacher.training
+
+
+def test_a_run_can_start_from_the_shipped_model(tmp_path):
+    from densemtl_core.pretrained import DEFAULT_MODEL
+    config = load_config(REPO / "config/train/synthetic_densemtl_sdne.yaml",
+                         ["train.init_from=default", "train.steps=1", "data.train_length=8",
+                          "data.val_length=2", "train.batch_size=2", "train.val_every=0",
+                          f"train.output_dir={tmp_path}"])
+    trainer = Trainer(config, DistContext())
+    shipped, _ = load_checkpoint(DEFAULT_MODEL)
+    for name, tensor in shipped.state_dict().items():
+        assert torch.equal(tensor.to(trainer.model.state_dict()[name].dtype),
+                           trainer.model.state_dict()[name]), name
+    assert trainer.step == 0
+
+
+def test_a_checkpoint_of_another_network_is_refused_as_a_start(tmp_path, capsys):
+    assert main(["--config", SET_UP, *ADVERSARIAL, "train.init_from=default",
+                 f"train.output_dir={tmp_path}"]) == 2
+    error = capsys.readouterr().err
+    assert "train.init_from:" in error and "is another network" in error
+    assert "model.tasks" in error and len(error.strip().splitlines()) == 1
+
+
+def test_resuming_a_run_that_adapted_without_a_target_now_is_refused_cleanly(tmp_path, capsys):
+    """The saved config has a target, the new one none: compared setting by setting, not
+    field by field into a missing section."""
+    assert main(["--config", SET_UP, *ADVERSARIAL, f"train.output_dir={tmp_path}",
+                 "train.steps=1"]) == 0
+    assert main(["--config", SET_UP, *TINY[:7], f"train.output_dir={tmp_path}", "train.steps=2",
+                 "--resume", "auto"]) == 2
+    assert "does not fit this run" in capsys.readouterr().err
