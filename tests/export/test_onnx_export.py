@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -11,7 +12,8 @@ from densemtl_core.export.accuracy import onnx_parity, output_differences
 from densemtl_core.export.onnx import (TENSORRT_OPERATORS, export_onnx, graph_operators,
                                        read_onnx_info)
 from densemtl_core.runtime import ModelFileError, load_predictor
-from densemtl_core.runtime.metadata import FORMAT_NAME, FORMAT_VERSION, ONNX_METADATA_KEY
+from densemtl_core.runtime.metadata import (FORMAT_NAME, FORMAT_VERSION, ONNX_METADATA_KEY,
+                                            DeployedModelInfo)
 from densemtl_core.tasks import TASKS
 from densemtl_core.tasks.depth import disparity_to_depth
 from tests.runtime.tiny_models import RELATIVE_DISPARITY, make_checkpoint
@@ -34,6 +36,22 @@ def test_graph_interface_and_embedded_metadata(four_task_onnx, four_task_checkpo
     assert description["input_size"] == [64, 80] and description["dynamic_batch"] is False
     info = read_onnx_info(four_task_onnx)
     assert info.metadata.config == read_metadata(four_task_checkpoint).config
+
+
+def test_descriptions_of_the_first_format_still_read_and_new_fields_round_trip(
+        four_task_onnx):
+    info = read_onnx_info(four_task_onnx)
+    assert (info.precision, info.calibration, info.camera_size) == ("fp32", None, None)
+    first = info.to_dict()
+    for key in ("precision", "calibration", "camera_size"):
+        del first[key]
+    first["format_version"] = 1
+    assert DeployedModelInfo.from_dict(first, "old.onnx") == info
+    int8 = dataclasses.replace(info, precision="int8", calibration={"source": "synthetic"},
+                               camera_size=(480, 640))
+    assert DeployedModelInfo.from_dict(json.loads(int8.to_json()), "new.onnx") == int8
+    with pytest.raises(ModelFileError, match="new.onnx: invalid model description"):
+        DeployedModelInfo.from_dict({**int8.to_dict(), "precision": "int4"}, "new.onnx")
 
 
 def test_onnx_runtime_matches_pytorch_on_rendered_scenes(four_task_onnx, four_task_checkpoint):
