@@ -267,6 +267,9 @@ class AdversarialConfig:
     betas: tuple[float, float] = (0.9, 0.99)
     poly_power: float = 0.9
     """The discriminators' rate decays as (1 - step / steps) ** poly_power."""
+    width: float = 1.0
+    """Channel multiplier of the discriminators (1: the method's 64, 128, 256, 512). Sized for
+    a ResNet-101 network, at 1 they cost a small network several times its own compute."""
 
 
 PSEUDO_LABELLED_TASKS = ("semseg", "depth", "normals")
@@ -667,6 +670,9 @@ def _validate_objectives(config: ExperimentConfig) -> None:
 def _validate_adversarial(adversarial: AdversarialConfig, model: ModelConfig) -> None:
     """The discriminators' settings, and scales the model outputs when the objective is on."""
     _check_at_least(adversarial, "objectives.adversarial", 0, "weight", "poly_power")
+    if not adversarial.width > 0:
+        raise ConfigError(f"objectives.adversarial.width must be positive, "
+                          f"got {adversarial.width!r}")
     if not adversarial.lr > 0:
         raise ConfigError(f"objectives.adversarial.lr must be positive, got {adversarial.lr!r}")
     if not all(0 <= beta < 1 for beta in adversarial.betas):

@@ -189,3 +189,8 @@ def test_config_validation(override: str, message: str) -> None:
 
 def test_scales_are_free_while_disabled() -> None:
     validate(load_config(None, ["objectives.adversarial.scales=[3]"]))
+
+
+def test_discriminator_width_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="objectives.adversarial.width must be positive"):
+        validate(load_config(None, ["objectives.adversarial.width=0"]))

@@ -145,7 +145,8 @@ class AdversarialObjective(Objective):
             raise ValueError(f"no task to align: the adversarial objective aligns "
                              f"{list(ALIGNED_TASKS)} learnt from source labels")
         self.discriminators = TaskDiscriminators(
-            self.tasks, cfg.scales, {task: TASKS[task].channels(model) for task in self.tasks})
+            self.tasks, cfg.scales, {task: TASKS[task].channels(model) for task in self.tasks},
+            cfg.width)
 
     def own_optimizer(self) -> tuple[list[nn.Parameter], OptimConfig]:
         return list(self.discriminators.parameters()), OptimConfig(

@@ -42,6 +42,14 @@ def test_layers_are_the_methods() -> None:
     assert discriminator.layers[-1] is convolutions[-1]  # logits: nothing after the last
 
 
+def test_width_scales_every_convolution_but_the_logit() -> None:
+    narrow = _convolutions(OutputDiscriminator(5, width=0.25))
+    assert [c.out_channels for c in narrow] == [16, 32, 64, 128, 1]
+    discriminators = TaskDiscriminators(["depth"], (0,), CHANNELS, width=0.125)
+    assert [c.out_channels for c in _convolutions(discriminators.discriminators["depth/0"])] \
+        == [8, 16, 32, 64, 1]
+
+
 def test_spectral_norm_bounds_the_largest_singular_value() -> None:
     torch.manual_seed(0)
     discriminator = OutputDiscriminator(3)
