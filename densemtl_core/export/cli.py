@@ -1,7 +1,7 @@
 """Export a checkpoint to ONNX and build TensorRT engines from it.
 
     densemtl-export --checkpoint CKPT --onnx OUT.onnx [--input-size H W] [--dynamic-batch]
-    densemtl-export --onnx MODEL.onnx --engine OUT.engine [--precision fp16|fp32|int8] ...
+    densemtl-export --onnx MODEL.onnx --engine OUT.engine [--dla-core N] ...  (graph's precision)
     densemtl-export --onnx MODEL.onnx --engine BUILT.engine --register ...   (trtexec-built)
 
 An export is checked by the ONNX checker and by comparing ONNX Runtime with PyTorch on rendered
@@ -19,7 +19,7 @@ from pathlib import Path
 from ..checkpoint import CheckpointError
 from ..runtime.errors import PredictorError
 from ..runtime.onnx_graph import OPSET
-from ..runtime.sidecar import PRECISIONS, BuildSettings, sidecar_path
+from ..runtime.sidecar import BuildSettings, sidecar_path
 from ..tasks import TASKS
 from .pipeline import (EngineBuildOptions, OnnxExportOptions, build_engine_file, check_engine,
                        check_export, export_checkpoint)
@@ -42,19 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--register", action="store_true",
                         help="do not build: write the sidecar of an --engine built from --onnx "
                              "on this machine by other means (trtexec), with the settings given")
-    engine.add_argument("--precision", choices=PRECISIONS, default="fp16")
     engine.add_argument("--workspace-mib", type=int, default=1024,
                         help="builder workspace limit in MiB")
     engine.add_argument("--dla-core", type=int, default=None,
                         help="Jetson DLA core to run on (unsupported layers fall back to the GPU)")
     engine.add_argument("--max-batch", type=int, default=1,
                         help="largest batch (needs an ONNX file exported with --dynamic-batch)")
-    engine.add_argument("--calib-images", help="folder of images for INT8 calibration "
-                                               "(default: rendered training scenes)")
-    engine.add_argument("--calib-frames", type=int, default=64,
-                        help="number of calibration images (default 64)")
-    engine.add_argument("--calib-cache", help="INT8 calibration cache, reused when it exists "
-                                              "(default: next to the engine, .cache)")
     engine.add_argument("--accuracy-frames", type=int, default=8,
                         help="rendered scenes for the engine-vs-ONNX Runtime check (0: skip)")
     return parser
@@ -74,14 +67,10 @@ def _engine_options(args: argparse.Namespace) -> EngineBuildOptions | None:
     """The engine build asked for on the command line, or None without ``--engine``."""
     if not args.engine:
         return None
-    settings = BuildSettings(precision=args.precision, workspace_mib=args.workspace_mib,
-                             dla_core=args.dla_core, max_batch=args.max_batch,
-                             calibration_cache=args.calib_cache)
-    return EngineBuildOptions(
-        onnx=Path(args.onnx), engine=Path(args.engine), settings=settings,
-        register=args.register,
-        calibration_images=Path(args.calib_images) if args.calib_images else None,
-        calibration_frames=args.calib_frames, accuracy_frames=args.accuracy_frames)
+    settings = BuildSettings(workspace_mib=args.workspace_mib, dla_core=args.dla_core,
+                             max_batch=args.max_batch)
+    return EngineBuildOptions(onnx=Path(args.onnx), engine=Path(args.engine), settings=settings,
+                              register=args.register, accuracy_frames=args.accuracy_frames)
 
 
 def export_and_validate(options: OnnxExportOptions) -> bool:
@@ -110,12 +99,12 @@ def build_and_check(options: EngineBuildOptions) -> None:
     sidecar = build_engine_file(options)
     sidecar_file = sidecar_path(options.engine)
     written = sidecar_file if options.register else f"{options.engine} and {sidecar_file}"
-    print(f"wrote {written}: {sidecar.settings.precision}, input "
+    print(f"wrote {written}: {sidecar.model.precision} graph, input "
           f"{'x'.join(map(str, sidecar.input_shape))}, {sidecar.environment.describe()}")
     if options.accuracy_frames <= 0:
         return
     report = check_engine(options)
-    print(f"TensorRT ({sidecar.settings.precision}) vs ONNX Runtime on {options.accuracy_frames} "
+    print(f"TensorRT ({sidecar.model.precision}) vs ONNX Runtime on {options.accuracy_frames} "
           f"rendered scenes:")
     for line in report.lines("onnxruntime", "tensorrt"):
         print(f"  {line}")

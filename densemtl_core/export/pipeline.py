@@ -7,7 +7,7 @@ Each job is two steps, so a caller can report what was written before the slower
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,15 +46,13 @@ class OnnxExportOptions:
 class EngineBuildOptions:
     """Build ``engine`` from ``onnx`` with ``settings`` (or, when ``register``, only write the
     sidecar of an engine built there by other means), then compare it with ONNX Runtime on
-    ``accuracy_frames`` rendered scenes (0: no comparison). INT8 calibrates on up to
-    ``calibration_frames`` images of ``calibration_images``, or on rendered training scenes."""
+    ``accuracy_frames`` rendered scenes (0: no comparison). The engine's precision is the
+    graph's (written by the export)."""
 
     onnx: Path
     engine: Path
     settings: BuildSettings = field(default_factory=BuildSettings)
     register: bool = False
-    calibration_images: Path | None = None
-    calibration_frames: int = 64
     accuracy_frames: int = 8
 
 
@@ -95,23 +93,11 @@ def folder_images(folder: Path, limit: int) -> Iterator[np.ndarray]:
             yield np.asarray(image.convert("RGB"))
 
 
-def _calibration_images(options: EngineBuildOptions) -> Iterable[np.ndarray] | None:
-    """What INT8 calibrates on; None for the other precisions."""
-    if options.settings.precision != "int8":
-        return None
-    if options.calibration_images is not None:
-        return folder_images(options.calibration_images, options.calibration_frames)
-    input_size = read_onnx_info(options.onnx).input_size
-    return (frame["image"] for frame in synthetic_frames(options.calibration_frames, input_size,
-                                                         "train"))
-
-
 def build_engine_file(options: EngineBuildOptions) -> EngineSidecar:
     """Build (or register) ``options.engine`` and write its sidecar."""
     if options.register:
         return register_engine(options.onnx, options.engine, options.settings)
-    return build_engine(options.onnx, options.engine, options.settings,
-                        _calibration_images(options))
+    return build_engine(options.onnx, options.engine, options.settings)
 
 
 def check_engine(options: EngineBuildOptions) -> AccuracyReport:

@@ -35,16 +35,13 @@ def tensorrt_unavailable_reason() -> str | None:
     """Why TensorRT engines cannot run here, or None when they can."""
     if importlib.util.find_spec("tensorrt") is None:
         return "the tensorrt package is not installed"
-    from .cuda_buffers import import_cudart
+    from .cuda_buffers import cuda_api
 
     try:
-        cudart = import_cudart()
+        count = cuda_api().device_count()
     except PredictorError as error:
         return str(error)
-    error, count = cudart.cudaGetDeviceCount()
-    if error != cudart.cudaError_t.cudaSuccess or count == 0:
-        return "no CUDA GPU is visible"
-    return None
+    return "no CUDA GPU is visible" if count == 0 else None
 
 
 def _onnx_export_available() -> bool:

@@ -3,8 +3,8 @@
 A serialized engine only runs with the TensorRT version and on the GPU model it was built with.
 Next to every engine ``X.engine`` sits ``X.engine.json`` (written by
 :mod:`densemtl_core.export.tensorrt` with the engine): the hashes of the engine and of its ONNX
-file, the TensorRT version, GPU name and compute capability, the build settings and the
-model description. Loading compares it with the running machine and refuses a mismatch with the
+file, the TensorRT version, GPU name and compute capability, the precision of the ONNX graph
+(the engine's: networks are strongly typed), the build settings and the model description. Loading compares it with the running machine and refuses a mismatch with the
 exact command that rebuilds the engine here, instead of failing inside TensorRT with an opaque
 deserialisation error. Plain Python: the checks run (and are tested) without TensorRT.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,11 @@ from .errors import EngineMismatchError, ModelFileError
 from .metadata import DeployedModelInfo
 
 SIDECAR_FORMAT = "densemtl-engine"
-SIDECAR_VERSION = 1
-PRECISIONS = ("fp32", "fp16", "int8")
+SIDECAR_VERSION = 2
+"""2: the precision is the graph's (strongly typed networks), no builder precision or
+calibration cache in the settings. Format 1 sidecars (builder precision flags) are refused
+with the command that rebuilds the engine, rather than read: their engine's precision was
+not the graph's, and a rebuild from them would silently change it."""
 
 
 @dataclass(frozen=True)
@@ -40,23 +43,19 @@ class BuildEnvironment:
 
 @dataclass(frozen=True)
 class BuildSettings:
-    """How to build: ``precision`` (fp32, fp16, int8), builder workspace limit, optional DLA core
-    (Jetson; unsupported layers fall back to the GPU), the largest batch (needs an ONNX file
-    exported with a dynamic batch when > 1) and the INT8 calibration cache file."""
+    """How to build: builder workspace limit, optional DLA core (Jetson; unsupported layers
+    fall back to the GPU; needs an fp16 or int8 graph) and the largest batch (needs an ONNX file
+    exported with a dynamic batch when > 1). No precision: the engine takes the graph's."""
 
-    precision: str = "fp16"
     workspace_mib: int = 1024
     dla_core: int | None = None
     max_batch: int = 1
-    calibration_cache: str | None = None
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.workspace_mib <= 0 or self.max_batch <= 0:
             raise ValueError("workspace_mib and max_batch must be positive")
-        if self.dla_core is not None and self.precision == "fp32":
-            raise ValueError("DLA cores run fp16 or int8 only; choose --precision fp16 or int8")
+        if self.dla_core is not None and self.dla_core < 0:
+            raise ValueError(f"DLA core must be 0 or more, got {self.dla_core}")
 
 
 @dataclass(frozen=True)
@@ -76,7 +75,7 @@ class EngineSidecar:
         return {"format": SIDECAR_FORMAT, "format_version": SIDECAR_VERSION,
                 "engine_sha256": self.engine_sha256, "onnx_sha256": self.onnx_sha256,
                 "onnx_path": self.onnx_path, **asdict(self.environment),
-                "settings": asdict(self.settings), "input_shape": list(self.input_shape),
+                "precision": self.model.precision, "settings": asdict(self.settings), "input_shape": list(self.input_shape),
                 "created": self.created, "model": self.model.to_dict()}
 
     @classmethod
@@ -87,8 +86,11 @@ class EngineSidecar:
         if not isinstance(version, int) or version > SIDECAR_VERSION:
             raise ModelFileError(f"{source}: sidecar format version {version!r} is newer than "
                                  f"this library reads ({SIDECAR_VERSION}); upgrade densemtl_core")
+        if version < SIDECAR_VERSION:
+            raise ModelFileError(f"{source}: sidecar format version {version} is older than "
+                                 f"this library reads ({SIDECAR_VERSION}); rebuild the engine")
         try:
-            return cls(
+            sidecar = cls(
                 engine_sha256=str(values["engine_sha256"]), onnx_sha256=str(values["onnx_sha256"]),
                 onnx_path=str(values["onnx_path"]),
                 environment=BuildEnvironment(str(values["tensorrt_version"]),
@@ -100,6 +102,10 @@ class EngineSidecar:
                 created=str(values.get("created", "")))
         except (KeyError, TypeError, ValueError) as error:
             raise ModelFileError(f"{source}: invalid engine sidecar: {error!r}") from error
+        if values.get("precision", sidecar.model.precision) != sidecar.model.precision:
+            raise ModelFileError(f"{source}: precision {values['precision']!r} contradicts the "
+                                 f"model description ({sidecar.model.precision!r})")
+        return sidecar
 
 
 def sidecar_path(engine_path: str | Path) -> Path:
@@ -128,7 +134,25 @@ def read_sidecar(engine_path: str | Path) -> EngineSidecar:
         values = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ModelFileError(f"{path} is not a readable JSON sidecar: {error}") from error
+    if isinstance(values, dict) and values.get("format_version") == 1:
+        _refuse_format_1(engine_path, path, values)
     return EngineSidecar.from_dict(values, str(path))
+
+
+def _refuse_format_1(engine_path: Path, path: Path, values: dict[str, Any]) -> None:
+    """Format 1 recorded builder precision flags (removed in TensorRT 11): say how to rebuild."""
+    try:
+        recorded = values["settings"]
+        settings = BuildSettings(**{key: recorded[key] for key in
+                                    ("workspace_mib", "dla_core", "max_batch") if key in recorded})
+        onnx_path = engine_path.parent / str(values["onnx_path"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelFileError(f"{path}: invalid engine sidecar: {error!r}") from error
+    raise ModelFileError(
+        f"{engine_path} was built with TensorRT precision flags (sidecar format 1), which this "
+        f"library no longer uses: engines now take the ONNX graph's precision (export fp16/int8 "
+        f"graphs with densemtl-export --precision). Rebuild it with: "
+        f"{_rebuild_words(engine_path, onnx_path, settings)}")
 
 
 def onnx_location(engine_path: str | Path, sidecar: EngineSidecar) -> Path:
@@ -149,28 +173,19 @@ def environment_mismatches(built: BuildEnvironment, running: BuildEnvironment) -
     return problems
 
 
-def recorded_settings(engine_path: str | Path, sidecar: EngineSidecar) -> BuildSettings:
-    """The settings an engine was built with, its calibration cache path made usable from here
-    (the sidecar stores it relative to the engine's folder)."""
-    settings = sidecar.settings
-    if settings.calibration_cache is None:
-        return settings
-    return replace(settings,
-                   calibration_cache=str(Path(engine_path).parent / settings.calibration_cache))
-
-
 def rebuild_command(engine_path: str | Path, sidecar: EngineSidecar) -> str:
-    """The exact ``densemtl-export`` call that rebuilds this engine with the same settings."""
-    settings = recorded_settings(engine_path, sidecar)
-    words = ["densemtl-export", "--onnx", str(onnx_location(engine_path, sidecar)),
-             "--engine", str(engine_path), "--precision", settings.precision,
+    """The exact ``densemtl-export`` call that rebuilds this engine with the same settings
+    (the precision comes with the ONNX file)."""
+    return _rebuild_words(Path(engine_path), onnx_location(engine_path, sidecar), sidecar.settings)
+
+
+def _rebuild_words(engine_path: Path, onnx_path: Path, settings: BuildSettings) -> str:
+    words = ["densemtl-export", "--onnx", str(onnx_path), "--engine", str(engine_path),
              "--workspace-mib", str(settings.workspace_mib)]
     if settings.max_batch != 1:
         words += ["--max-batch", str(settings.max_batch)]
     if settings.dla_core is not None:
         words += ["--dla-core", str(settings.dla_core)]
-    if settings.calibration_cache is not None:
-        words += ["--calib-cache", settings.calibration_cache]
     return shlex.join(words)
 
 

@@ -1,7 +1,9 @@
-"""TensorRT backend: a serialized engine run through TensorRT 10's named-tensor API.
+"""TensorRT backend: a serialized engine run through the named-tensor API of TensorRT 10 and 11
+(``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``: unchanged in 11).
 
 Page-locked host buffers, device buffers (sized for the engine's largest batch) and one CUDA
-stream are allocated once at load; a frame only copies in, enqueues and copies out.
+stream are allocated once at load, through cuda-python or pycuda
+(:mod:`~densemtl_core.runtime.cuda_buffers`); a frame only copies in, enqueues and copies out.
 """
 from __future__ import annotations
 
@@ -12,10 +14,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .cuda_buffers import DeviceArray, checked, import_cudart
+from .cuda_buffers import HostDeviceBuffer, cuda_api
 from .errors import ModelFileError, PredictorError
-from .graph import INPUT_NAME
-from .sidecar import EngineSidecar, onnx_location, read_sidecar, recorded_settings, verify_engine
+from .sidecar import EngineSidecar, onnx_location, read_sidecar, verify_engine
 from .tensorrt_environment import current_environment, import_tensorrt
 
 
@@ -38,7 +39,7 @@ def _verified_sidecar(engine_path: Path, device_index: int, rebuild: bool) -> En
                                  f"is missing") from error
         from ..export.tensorrt import build_engine
 
-        sidecar = build_engine(onnx_path, engine_path, recorded_settings(engine_path, sidecar))
+        sidecar = build_engine(onnx_path, engine_path, sidecar.settings)
     return sidecar
 
 
@@ -51,8 +52,8 @@ class TensorRTBackend:
     def __init__(self, engine_path: str | Path, *, device_index: int = 0,
                  rebuild: bool = False) -> None:
         engine_path = Path(engine_path)
-        self.cudart = import_cudart()
-        checked(self.cudart, self.cudart.cudaSetDevice(device_index))
+        self.cuda = cuda_api()
+        self.cuda.use_device(device_index)
         self.sidecar = _verified_sidecar(engine_path, device_index, rebuild)
         self.info = self.sidecar.model
         self.input_size = self.info.input_size
@@ -67,48 +68,51 @@ class TensorRTBackend:
             raise ModelFileError(f"TensorRT could not deserialize {engine_path} (see its log); "
                                  f"rebuild it with densemtl-export")
         self.context = self.engine.create_execution_context()
-        self.buffers: dict[str, DeviceArray] = {}
-        self.stream = checked(self.cudart, self.cudart.cudaStreamCreate())
+        self.buffers: dict[str, HostDeviceBuffer] = {}
+        self.stream = self.cuda.stream()
         self._batch = self.max_batch
-        self.context.set_input_shape(INPUT_NAME, self.sidecar.input_shape)
+        self.input_name = self._input_name(trt)
+        self.context.set_input_shape(self.input_name, self.sidecar.input_shape)
         self._allocate(trt)
 
-    def _allocate(self, trt: Any) -> None:
+    def _input_name(self, trt: Any) -> str:
+        """The engine's one input; its outputs must be the model's tasks."""
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        expected = {INPUT_NAME, *self.info.tasks}
-        if set(names) != expected:
+        inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = set(names) - set(inputs)
+        if len(inputs) != 1 or outputs != set(self.info.tasks):
             raise ModelFileError(f"engine tensors {sorted(names)} do not match the model "
-                                 f"description ({sorted(expected)})")
-        for name in names:
+                                 f"description (one input, outputs {sorted(self.info.tasks)})")
+        return inputs[0]
+
+    def _allocate(self, trt: Any) -> None:
+        for name in (self.input_name, *self.info.tasks):
             shape = tuple(self.context.get_tensor_shape(name))
             if any(d < 0 for d in shape):
                 raise ModelFileError(f"engine tensor {name} has an unresolved shape {shape}")
             dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(name)))
-            self.buffers[name] = DeviceArray(self.cudart, shape, dtype)
+            self.buffers[name] = self.cuda.allocate(shape, dtype)
             self.context.set_tensor_address(name, self.buffers[name].device)
 
     @property
     def device_bytes(self) -> int:
-        """GPU memory held: I/O buffers plus the engine's activation memory."""
-        activations = getattr(self.engine, "device_memory_size_v2", None)
-        if activations is None:
-            activations = self.engine.device_memory_size
-        return int(activations) + sum(b.nbytes for b in self.buffers.values())
+        """GPU memory held: I/O buffers plus the engine's activation memory
+        (``device_memory_size_v2``: TensorRT 10 and 11; 11 removed ``device_memory_size``)."""
+        return int(self.engine.device_memory_size_v2) + sum(b.nbytes for b in self.buffers.values())
 
     def run(self, batch: Tensor) -> dict[str, Tensor]:
         size = batch.shape[0]
         if size != self._batch:
-            self.context.set_input_shape(INPUT_NAME, (size, *self.sidecar.input_shape[1:]))
+            self.context.set_input_shape(self.input_name, (size, *self.sidecar.input_shape[1:]))
             self._batch = size
-        image = self.buffers[INPUT_NAME]
+        image = self.buffers[self.input_name]
         np.copyto(image.host[:size], batch.numpy())
-        image.upload(image.host[:size].nbytes, self.stream)
-        if not self.context.execute_async_v3(int(self.stream)):
+        image.upload(size, self.stream)
+        if not self.context.execute_async_v3(self.stream.handle):
             raise PredictorError("TensorRT failed to enqueue the engine (see its log)")
         for task in self.info.tasks:
-            output = self.buffers[task]
-            output.download(output.host[:size].nbytes, self.stream)
-        checked(self.cudart, self.cudart.cudaStreamSynchronize(self.stream))
+            self.buffers[task].download(size, self.stream)
+        self.stream.synchronize()
         return {task: torch.from_numpy(self.buffers[task].host[:size])
                 for task in self.info.tasks}
 
@@ -118,7 +122,7 @@ class TensorRTBackend:
             buffer.free()
         self.buffers = {}
         if self.stream is not None:
-            checked(self.cudart, self.cudart.cudaStreamDestroy(self.stream))
+            self.stream.close()
             self.stream = None
 
     def __del__(self) -> None:

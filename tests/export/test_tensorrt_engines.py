@@ -1,5 +1,5 @@
-"""Engine sidecars, compatibility checks and calibration feeding run here; building and running
-engines needs TensorRT and a GPU."""
+"""Engine sidecars, compatibility checks and what the builder sets from a graph's description
+run here; building and running engines needs TensorRT and a GPU."""
 import dataclasses
 import importlib.util
 import json
@@ -8,15 +8,13 @@ import shlex
 import numpy as np
 import pytest
 
-from densemtl_core.export.cli import build_parser
+from densemtl_core.export.cli import build_parser, main
 from densemtl_core.export.onnx import read_onnx_info
-from densemtl_core.export.tensorrt import calibration_batches, write_sidecar
+from densemtl_core.export.tensorrt import graph_input_shape, plan_build, write_sidecar
 from densemtl_core.runtime import EngineMismatchError, ModelFileError
-from densemtl_core.runtime.processing import prepare_batch
 from densemtl_core.runtime.sidecar import (BuildEnvironment, BuildSettings, EngineSidecar,
                                            environment_mismatches, read_sidecar, rebuild_command,
-                                           recorded_settings, sha256_file, sidecar_path,
-                                           verify_engine)
+                                           sha256_file, sidecar_path, verify_engine)
 
 ORIN = BuildEnvironment("10.3.0", "Orin", "8.7")
 
@@ -28,7 +26,7 @@ def engine(tmp_path, four_task_onnx):
     folder.mkdir()
     onnx_path = folder / "model.onnx"
     onnx_path.write_bytes(four_task_onnx.read_bytes())
-    path = folder / "model_fp16.engine"
+    path = folder / "model.engine"
     path.write_bytes(b"serialized engine bytes")
     write_sidecar(path, EngineSidecar(
         engine_sha256=sha256_file(path), onnx_sha256=sha256_file(onnx_path),
@@ -38,12 +36,14 @@ def engine(tmp_path, four_task_onnx):
 
 
 def test_sidecar_round_trip(engine):
-    assert sidecar_path(engine).name == "model_fp16.engine.json"
+    assert sidecar_path(engine).name == "model.engine.json"
     sidecar = read_sidecar(engine)
     values = json.loads(sidecar_path(engine).read_text())
-    assert values["format"] == "densemtl-engine" and values["format_version"] == 1
+    assert values["format"] == "densemtl-engine" and values["format_version"] == 2
     assert values["tensorrt_version"] == "10.3.0" and values["compute_capability"] == "8.7"
-    assert values["settings"]["precision"] == "fp16" and values["input_shape"] == [1, 3, 64, 80]
+    assert values["precision"] == values["model"]["precision"] == "fp32"  # the graph's
+    assert values["settings"] == {"workspace_mib": 512, "dla_core": None, "max_batch": 1}
+    assert values["input_shape"] == [1, 3, 64, 80]
     assert len(values["onnx_sha256"]) == 64
     assert sidecar.environment == ORIN and sidecar.settings.workspace_mib == 512
     assert sidecar.model.tasks == ("semseg", "depth", "normals", "edges")
@@ -82,22 +82,19 @@ def test_engine_for_another_machine_is_refused_with_the_rebuild_command(engine):
 
 def test_rebuild_command_is_a_valid_export_call_with_the_recorded_settings(engine):
     sidecar = read_sidecar(engine)
-    settings = BuildSettings(precision="int8", workspace_mib=256, dla_core=1, max_batch=4,
-                             calibration_cache="model_int8.cache")
+    settings = BuildSettings(workspace_mib=256, dla_core=1, max_batch=4)
     sidecar = dataclasses.replace(sidecar, settings=settings)
     words = shlex.split(rebuild_command(engine, sidecar))
     assert words[0] == "densemtl-export"
     args = build_parser().parse_args(words[1:])
     assert (args.onnx, args.engine) == (str(engine.parent / "model.onnx"), str(engine))
-    assert (args.precision, args.workspace_mib, args.dla_core, args.max_batch) == ("int8", 256, 1, 4)
-    assert args.calib_cache == str(engine.parent / "model_int8.cache")
-    assert recorded_settings(engine, sidecar).calibration_cache == args.calib_cache
+    assert (args.workspace_mib, args.dla_core, args.max_batch) == (256, 1, 4)
 
 
 def test_corrupt_engine_is_reported_as_such(engine):
     sidecar = read_sidecar(engine)
     engine.write_bytes(b"serialized engine by")  # truncated copy
-    with pytest.raises(ModelFileError, match="model_fp16.engine is corrupt or was replaced") as caught:
+    with pytest.raises(ModelFileError, match="model.engine is corrupt or was replaced") as caught:
         verify_engine(engine, sidecar, ORIN)
     assert not isinstance(caught.value, EngineMismatchError)
 
@@ -112,7 +109,7 @@ def test_engine_older_than_its_onnx_file_needs_a_rebuild(engine):
 def test_missing_or_unreadable_sidecar(engine, tmp_path):
     text = sidecar_path(engine).read_text()
     sidecar_path(engine).write_text("{not json")
-    with pytest.raises(ModelFileError, match="model_fp16.engine.json is not a readable JSON"):
+    with pytest.raises(ModelFileError, match="model.engine.json is not a readable JSON"):
         read_sidecar(engine)
     newer = json.loads(text)
     newer["format_version"] = 99
@@ -126,26 +123,73 @@ def test_missing_or_unreadable_sidecar(engine, tmp_path):
         read_sidecar(tmp_path / "absent.engine")
 
 
-def test_calibration_batches_use_the_predictor_preprocessing():
-    rng = np.random.default_rng(0)
-    images = [rng.integers(0, 256, (48 + i, 60, 3), dtype=np.uint8) for i in range(5)]
-    images[1] = images[1][:, :, 0]  # grayscale frames are converted like the predictor does
-    batches = list(calibration_batches(iter(images), (64, 80), batch_size=2))
-    assert len(batches) == 2  # the fifth image would make an incomplete batch
-    for index, batch in enumerate(batches):
-        assert batch.shape == (2, 3, 64, 80) and batch.dtype == np.float32
-        assert batch.flags.c_contiguous
-        pair = [np.dstack([im] * 3) if im.ndim == 2 else im for im in images[2 * index:2 * index + 2]]
-        np.testing.assert_array_equal(batch, prepare_batch(pair, (64, 80)).numpy())
+def test_format_1_sidecar_is_refused_with_a_one_line_rebuild_command(engine):
+    values = json.loads(sidecar_path(engine).read_text())
+    values["format_version"] = 1  # the weakly typed builder's record
+    del values["precision"]
+    values["settings"] = {"precision": "fp16", "workspace_mib": 512, "dla_core": None,
+                          "max_batch": 1, "calibration_cache": None}
+    sidecar_path(engine).write_text(json.dumps(values))
+    with pytest.raises(ModelFileError, match="built with TensorRT precision flags") as caught:
+        read_sidecar(engine)
+    message = str(caught.value)
+    assert "\n" not in message and "densemtl-export --precision" in message
+    command = message.split("Rebuild it with: ")[1]
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    assert (args.onnx, args.engine, args.workspace_mib) == (
+        str(engine.parent / "model.onnx"), str(engine), 512)
+
+
+def test_sidecar_precision_must_agree_with_the_model_description(engine):
+    values = json.loads(sidecar_path(engine).read_text())
+    values["precision"] = "int8"
+    sidecar_path(engine).write_text(json.dumps(values))
+    with pytest.raises(ModelFileError, match="precision 'int8' contradicts"):
+        read_sidecar(engine)
 
 
 def test_build_settings_are_validated():
-    with pytest.raises(ValueError, match="precision must be one of"):
-        BuildSettings(precision="int4")
-    with pytest.raises(ValueError, match="DLA cores run fp16 or int8"):
-        BuildSettings(precision="fp32", dla_core=0)
     with pytest.raises(ValueError, match="positive"):
         BuildSettings(workspace_mib=0)
+    with pytest.raises(ValueError, match="positive"):
+        BuildSettings(max_batch=0)
+    with pytest.raises(ValueError, match="DLA core must be 0 or more"):
+        BuildSettings(dla_core=-1)
+
+
+def test_build_plan_follows_the_graph_description(four_task_onnx):
+    info = read_onnx_info(four_task_onnx)  # fp32 network graph, static batch
+    plan = plan_build(info, BuildSettings(workspace_mib=256), four_task_onnx)
+    assert plan.input_shape == (1, 3, 64, 80) and plan.min_input_shape is None
+    assert plan.workspace_bytes == 256 * 2**20 and plan.dla_core is None
+    assert plan.precision == "fp32"
+
+    dynamic = dataclasses.replace(info, dynamic_batch=True, precision="int8")
+    plan = plan_build(dynamic, BuildSettings(max_batch=4, dla_core=0), "m.onnx")
+    assert plan.input_shape == (4, 3, 64, 80) and plan.min_input_shape == (1, 3, 64, 80)
+    assert (plan.dla_core, plan.precision) == (0, "int8")
+
+    end_to_end = dataclasses.replace(info, camera_size=(480, 640), precision="fp16")
+    assert graph_input_shape(end_to_end, 2) == (2, 480, 640, 3)
+    assert plan_build(end_to_end, BuildSettings(dla_core=1), "e.onnx").input_shape == (1, 480, 640, 3)
+
+
+def test_build_plan_refuses_what_the_graph_cannot_do(four_task_onnx):
+    info = read_onnx_info(four_task_onnx)
+    with pytest.raises(ValueError, match="--max-batch 4 needs an ONNX file exported with "
+                                         "--dynamic-batch"):
+        plan_build(info, BuildSettings(max_batch=4), four_task_onnx)
+    with pytest.raises(ValueError, match="DLA cores run fp16 or int8 graphs; .* is fp32: export "
+                                         "it with densemtl-export --precision fp16"):
+        plan_build(info, BuildSettings(dla_core=0), four_task_onnx)
+
+
+def test_dla_request_for_an_fp32_graph_fails_before_tensorrt(tmp_path, four_task_onnx, capsys):
+    argv = ["--onnx", str(four_task_onnx), "--engine", str(tmp_path / "m.engine"),
+            "--dla-core", "0"]
+    assert main(argv) == 2
+    assert "DLA cores run fp16 or int8 graphs" in capsys.readouterr().err
+    assert not (tmp_path / "m.engine").exists()
 
 
 def _tensorrt_with_gpu() -> bool:
@@ -159,22 +203,19 @@ needs_tensorrt = pytest.mark.skipif(not _tensorrt_with_gpu(), reason="needs tens
 
 
 @needs_tensorrt
-@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
-def test_built_engine_matches_onnx_runtime(tmp_path, four_task_onnx, precision):
+def test_built_engine_matches_onnx_runtime(tmp_path, four_task_onnx):
     from densemtl_core.export.accuracy import compare_backends
     from densemtl_core.export.samples import synthetic_frames
     from densemtl_core.export.tensorrt import build_engine
     from densemtl_core.runtime import load_predictor
 
-    path = tmp_path / f"model_{precision}.engine"
-    calibration = [f["image"] for f in synthetic_frames(8, (64, 80), "train")]
-    sidecar = build_engine(four_task_onnx, path, BuildSettings(precision=precision), calibration)
-    assert read_sidecar(path) == sidecar
+    path = tmp_path / "model.engine"
+    sidecar = build_engine(four_task_onnx, path, BuildSettings())  # strongly typed, fp32 graph
+    assert read_sidecar(path) == sidecar and sidecar.model.precision == "fp32"
     engine = load_predictor(path, backend="tensorrt")
     reference = load_predictor(four_task_onnx, backend="onnxruntime", device="cpu")
     report = compare_backends(reference, engine, synthetic_frames(2, (64, 80)))
-    threshold = {"fp32": 0.999, "fp16": 0.98, "int8": 0.8}[precision]
-    assert report.agreement["semseg"]["label_agreement"] > threshold
+    assert report.agreement["semseg"]["label_agreement"] > 0.999
     prediction = engine.predict(np.zeros((37, 53, 3), np.uint8))
     assert prediction.depth.shape == (37, 53)
 
@@ -184,5 +225,5 @@ def test_corrupt_engine_file_fails_to_load_with_its_name(engine):
     from densemtl_core.runtime import load_predictor
 
     engine.write_bytes(b"garbage")
-    with pytest.raises(ModelFileError, match="model_fp16.engine"):
+    with pytest.raises(ModelFileError, match="model.engine"):
         load_predictor(engine, backend="tensorrt")
