@@ -12,7 +12,7 @@ from ..pretrained import DEFAULT_MODEL
 from .errors import ModelFileError, PredictorError
 from .predictor import Predictor
 
-BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt", "openvino")
 CHECKPOINT_SUFFIXES = (".safetensors",)
 ONNX_SUFFIXES = (".onnx",)
 ENGINE_SUFFIXES = (".engine", ".plan")
@@ -65,15 +65,26 @@ def _onnxruntime_predictor(model: str | bytes, source: str, device: torch.device
     return Predictor(backend, backend.info.metadata)
 
 
-def _checkpoint_via_onnx(path: Path, device: torch.device, threads: int | None) -> Predictor:
+def _openvino_predictor(path: Path, kind: str, device: str, threads: int | None) -> Predictor:
+    from .openvino_backend import OpenVinoBackend, openvino_device
+
+    target = openvino_device(device)  # checked before a checkpoint is exported
+    if kind == "onnx":
+        backend = OpenVinoBackend(str(path), source=str(path), device=target, threads=threads)
+    else:
+        backend = OpenVinoBackend(_exported_in_memory(path), device=target, threads=threads,
+                                  source=f"{path} (exported in memory)")
+    return Predictor(backend, backend.info.metadata)
+
+
+def _exported_in_memory(path: Path) -> bytes:
     """A checkpoint exported to ONNX in memory (a few seconds for the small model; nothing is
-    written, so nothing can go stale) and run by ONNX Runtime."""
+    written, so nothing can go stale)."""
     from ..checkpoint import load_checkpoint
     from .onnx_graph import onnx_model_bytes
 
     model, metadata = load_checkpoint(path, device="cpu")
-    serialized = onnx_model_bytes(model, metadata, dynamic_batch=True)
-    return _onnxruntime_predictor(serialized, f"{path} (exported in memory)", device, threads)
+    return onnx_model_bytes(model, metadata, dynamic_batch=True)
 
 
 def _engine_fallback(path: Path, reason: str, threads: int | None) -> Predictor:
@@ -129,9 +140,13 @@ def load_predictor(path: str | Path | None = None, backend: str = "auto", device
       memory (faster than PyTorch eager; no file is written), or PyTorch when onnx or
       onnxruntime is not installed.
 
-    ``device``: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``. ``threads``:
-    ONNX Runtime intra-op threads (default: one per physical core). ``rebuild``: rebuild a
-    TensorRT engine that does not fit this machine instead of refusing it. ``half`` and
+    ``backend="openvino"`` runs an ONNX file, or a checkpoint exported in memory, with OpenVINO;
+    ``auto`` never chooses it.
+
+    ``device``: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``; for OpenVINO
+    ``auto`` (its CPU), ``cpu``, ``gpu``, ``gpu.N`` or ``npu``. ``threads``: ONNX Runtime
+    intra-op or OpenVINO inference threads (default: one per physical core). ``rebuild``:
+    rebuild a TensorRT engine that does not fit this machine instead of refusing it. ``half`` and
     ``cuda_graph``: PyTorch on CUDA only (float16 autocast; CUDA graph replay).
 
     Raises PredictorError (ModelFileError for a missing, corrupt or foreign ONNX file or
@@ -147,6 +162,8 @@ def load_predictor(path: str | Path | None = None, backend: str = "auto", device
         raise PredictorError("half and cuda_graph apply to the torch backend on a checkpoint")
     if kind == "engine":
         return _engine_predictor(path, backend, device, threads, rebuild)
+    if backend == "openvino":  # OpenVINO names its own devices (Intel GPUs and NPUs)
+        return _openvino_predictor(path, kind, device, threads)
     try:
         resolved = resolve_device(device)
     except RuntimeError as error:
@@ -165,5 +182,6 @@ def load_predictor(path: str | Path | None = None, backend: str = "auto", device
                              f"--checkpoint {path} --onnx MODEL.onnx --engine MODEL.engine")
     if backend == "onnxruntime" or (backend == "auto" and resolved.type == "cpu"
                                     and not (half or cuda_graph) and _onnx_export_available()):
-        return _checkpoint_via_onnx(path, resolved, threads)
+        return _onnxruntime_predictor(_exported_in_memory(path), f"{path} (exported in memory)",
+                                      resolved, threads)
     return _torch_predictor(path, resolved, half, cuda_graph)

@@ -82,7 +82,8 @@ _BEFORE_PUBLISH: tuple[ParameterSpec, ...] = (
     ParameterSpec("model.path", "", "Checkpoint (.safetensors), ONNX file or TensorRT engine "
                   "(.engine/.plan); empty: the shipped default model", read_only=True),
     ParameterSpec("model.backend", "auto", "Inference backend; auto: TensorRT for an engine on "
-                  "a GPU, ONNX Runtime on CPU, PyTorch for a checkpoint on CUDA",
+                  "a GPU, ONNX Runtime on CPU, PyTorch for a checkpoint on CUDA; openvino (on "
+                  "the CPU) only when chosen",
                   choices=BACKENDS, read_only=True),
     ParameterSpec("model.engine_path", "", "TensorRT engine used instead of model.path (with "
                   "backend auto it falls back to the engine's ONNX file where TensorRT or a GPU "
