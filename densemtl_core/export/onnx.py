@@ -13,23 +13,25 @@ from ..runtime.metadata import DeployedModelInfo
 from ..runtime.onnx_graph import OPSET, import_onnx, onnx_model_bytes
 
 TENSORRT_OPERATORS = frozenset({
-    "Add", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv", "Div", "Elu",
+    "Add", "ArgMax", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv", "Div", "Elu",
     "Expand", "Gather", "GlobalAveragePool", "Identity", "MatMul", "MaxPool", "Mul", "Pad",
-    "Reciprocal", "ReduceL2", "Relu", "Reshape", "Resize", "Shape", "Sigmoid", "Slice",
+    "Reciprocal", "ReduceL2", "Relu", "Reshape", "Resize", "Round", "Shape", "Sigmoid", "Slice",
     "Softmax", "Sqrt", "Squeeze", "Sub", "Transpose", "Unsqueeze",
 })
 """Operators the exported graphs may use: each is in the ONNX parser's supported-operator list of
-TensorRT 10 (Pad in constant and reflect mode, Resize in nearest and linear mode), all in the
-default ONNX domain. A model change that brings in anything else fails a test before it fails
-on a robot."""
+TensorRT 10 (Pad in constant and reflect mode, Resize in nearest and linear mode; uint8, which
+Cast converts an end-to-end graph's input from and its class ids and edges to, only as graph
+input and output), all in the default ONNX domain. A model change that brings in anything else
+fails a test before it fails on a robot."""
 
 
 def export_onnx(model: MultiTaskNet, metadata: ModelMetadata, path: str | Path, *,
                 input_size: tuple[int, int] | None = None, dynamic_batch: bool = False,
-                opset: int = OPSET) -> Path:
+                opset: int = OPSET, camera_size: tuple[int, int] | None = None) -> Path:
     """Write :func:`onnx_model_bytes` to ``path`` atomically and return the path."""
     serialized = onnx_model_bytes(model, metadata, input_size=input_size,
-                                  dynamic_batch=dynamic_batch, opset=opset)
+                                  dynamic_batch=dynamic_batch, opset=opset,
+                                  camera_size=camera_size)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")

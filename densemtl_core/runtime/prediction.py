@@ -16,7 +16,8 @@ class Prediction(TaskMaps):
     within the model's depth range.
     ``normals``: unit surface normals in the camera optical frame (x right, y down, z forward),
     float32 H x W x 3.
-    ``edges``: edge probability in [0, 1], float32 H x W.
+    ``edges``: edge probability in [0, 1], float32 H x W (from an end-to-end graph, in steps
+    of 1/255: the graph quantises it as the node publishes it).
 
     Besides: ``probabilities``, class probabilities, float32 C x H x W, only when asked for;
     ``metadata``, the model's metadata (tasks, class names and colours, input size, depth range).

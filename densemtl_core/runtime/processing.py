@@ -23,6 +23,10 @@ happens before and after is here:
 instead, for the evaluator; the two agree except within a pixel or two of class borders and
 depth edges.
 
+A model exported with a camera size (:mod:`densemtl_core.runtime.end_to_end`) does all of this in
+its graph: for it the host only stacks the frames (:func:`camera_batch`) and wraps the graph's
+outputs (:func:`end_to_end_maps`).
+
 Everything runs on CPU torch tensors under ``torch.inference_mode``, vectorised and on one
 thread (see :func:`single_threaded`). Memory grows with the pixel counts of the image and the
 network input, not with the image's shape: no intermediate is image-height x network-width
@@ -30,7 +34,7 @@ network input, not with the image's shape: no intermediate is image-height x net
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -147,3 +151,37 @@ def finish_outputs(decoded: dict[str, Tensor], size: Size, with_probabilities: b
     for task, value in decoded.items():
         fields.update(TASKS[task].finish(value.float(), size, with_probabilities))
     return fields
+
+
+def camera_batch(images: Sequence[np.ndarray], camera_size: Size) -> Tensor:
+    """HxWx3 uint8 RGB frames -> the B x H x W x 3 uint8 batch of an end-to-end graph, or
+    InvalidImageError for a frame of another size than the graph's ``camera_size``."""
+    for image in images:
+        if tuple(image.shape[:2]) != tuple(camera_size):
+            raise InvalidImageError(
+                f"the model is an end-to-end graph for {camera_size[0]}x{camera_size[1]} camera "
+                f"frames, got a {image.shape[0]}x{image.shape[1]} frame; export one for that "
+                f"size (densemtl-export --camera-size {image.shape[0]} {image.shape[1]}) or "
+                f"without --camera-size")
+    if len(images) == 1:
+        return torch.from_numpy(images[0]).unsqueeze(0)
+    return torch.from_numpy(np.stack(images))
+
+
+_EDGE_STEP = np.float32(1.0 / 255.0)
+
+
+def end_to_end_maps(outputs: dict[str, Tensor], index: int,
+                    tasks: Collection[str] | None = None) -> dict[str, np.ndarray]:
+    """Frame ``index`` of an end-to-end graph's outputs, task -> its Prediction field's array
+    (only ``tasks``; None: all), in new memory (a backend may overwrite its buffers on its next
+    run). The graph's uint8 edges become the probability they encode, which the node
+    quantises back to the same uint8."""
+    maps: dict[str, np.ndarray] = {}
+    for task, value in outputs.items():
+        if tasks is not None and task not in tasks:
+            continue
+        array = value[index].numpy()
+        maps[task] = (np.multiply(array, _EDGE_STEP, dtype=np.float32) if task == "edges"
+                      else array.copy())
+    return maps
