@@ -17,7 +17,9 @@ pointer), ``memcpy_htod_async``/``memcpy_dtoh_async(dest, src, stream)`` and ``S
 """
 from __future__ import annotations
 
+import atexit
 import ctypes
+import functools
 import importlib
 import importlib.util
 from collections.abc import Callable
@@ -86,8 +88,10 @@ def find_cuda_binding(present: Callable[[str], bool] = _module_present) -> str |
     return next((name for name in CUDA_BINDINGS if present(name)), None)
 
 
+@functools.cache
 def cuda_api() -> CudaApi:
-    """The CUDA API of the installed binding (cuda-python preferred), or PredictorError."""
+    """The CUDA API of the installed binding (cuda-python preferred), or PredictorError. One per
+    process, so that pycuda's context is pushed once."""
     name = find_cuda_binding()
     if name is None:
         raise PredictorError(MISSING_BINDINGS)
@@ -211,6 +215,8 @@ class PycudaApi:
             return
         if self._context is not None:
             self.driver.Context.pop()
+        else:  # pop it at exit, as pycuda.autoprimaryctx does, or pycuda reports a leak
+            atexit.register(self.driver.Context.pop)
         self._context = self.driver.Device(index).retain_primary_context()
         self._context.push()
         self._device = index
