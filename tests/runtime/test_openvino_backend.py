@@ -4,10 +4,13 @@ import numpy as np
 import pytest
 import torch
 
+from densemtl_core.checkpoint import load_checkpoint
 from densemtl_core.data.synthetic import render_scene
 from densemtl_core.export.accuracy import output_differences
+from densemtl_core.export.onnx import export_onnx
 from densemtl_core.runtime import BACKENDS, ModelFileError, PredictorError, load_predictor
 from densemtl_core.runtime.processing import prepare_batch
+from densemtl_core.tasks import TASKS
 from densemtl_ros.node.parameters import check_parameters
 
 pytest.importorskip("openvino")
@@ -49,6 +52,24 @@ def test_predictions_follow_the_predictor_contract(predictors, scenes):
         assert (candidate.segmentation == reference.segmentation).mean() >= 0.995
         np.testing.assert_allclose(candidate.depth, reference.depth, rtol=1e-3, atol=1e-3)
     assert predictors["openvino"].metadata == predictors["onnxruntime"].metadata
+
+
+def test_end_to_end_graph_takes_uint8_frames_and_matches_onnxruntime(four_task_checkpoint,
+                                                                      tmp_path):
+    camera = (96, 120)
+    path = export_onnx(*load_checkpoint(four_task_checkpoint), tmp_path / "camera.onnx",
+                       dynamic_batch=True, camera_size=camera)
+    frames = [render_scene(seed, camera)["image"] for seed in (4, 5)]
+    expected = load_predictor(path, backend="onnxruntime", threads=1).predict_batch(frames)
+    predictor = load_predictor(path, backend="openvino", threads=1)
+    assert predictor.camera_size == camera
+    for reference, candidate in zip(expected, predictor.predict_batch(frames)):
+        assert (candidate.segmentation == reference.segmentation).mean() >= 0.995
+        for field in ("depth", "normals", "edges"):
+            want, got = getattr(reference, field), getattr(candidate, field)
+            assert got.shape == want.shape and got.dtype == want.dtype, field
+            rtol, atol = TASKS[field].tolerance
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=field)
 
 
 def test_checkpoint_is_exported_in_memory(four_task_checkpoint, predictors, scenes):
