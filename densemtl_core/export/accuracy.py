@@ -11,11 +11,12 @@ from torch import Tensor
 
 from ..data.synthetic import sample_to_tensors
 from ..models.network import MultiTaskNet
+from ..runtime.end_to_end import EndToEndGraph
 from ..runtime.graph import InferenceGraph
 from ..runtime.onnxruntime_backend import OnnxRuntimeBackend
 from ..runtime.prediction import Prediction
 from ..runtime.predictor import Predictor
-from ..runtime.processing import as_rgb, prepare_batch
+from ..runtime.processing import as_rgb, camera_batch, prepare_batch
 from ..tasks import TASKS
 
 
@@ -60,6 +61,38 @@ def onnx_parity(model: MultiTaskNet, onnx_path: str | Path, images: Sequence[np.
         chunks = [backend.run(batch[start:start + step]) for start in range(0, len(batch), step)]
     actual = {task: torch.cat([chunk[task] for chunk in chunks]) for task in graph.tasks}
     return output_differences(expected, actual)
+
+
+END_TO_END_ALLOWANCES = {"semseg": 1e-3, "edges": 1.0}
+"""What an end-to-end graph's uint8 outputs may differ by between two runtimes, which round
+differently near ties: the share of pixels with another class id (the arg-max of nearly equal
+interpolated probabilities), and edges by one 1/255 step (a value near a rounding boundary).
+Float outputs keep each task's ``tolerance``."""
+
+
+def end_to_end_parity(model: MultiTaskNet, onnx_path: str | Path, images: Sequence[np.ndarray]
+                      ) -> dict[str, OutputDifference]:
+    """ONNX Runtime on the end-to-end graph at ``onnx_path`` against PyTorch's
+    :class:`EndToEndGraph` of ``model``, on the same uint8 camera frames. For ``semseg``
+    ``max_abs`` is the share of differing class ids, for ``edges`` the largest difference in
+    1/255 steps, each judged against :data:`END_TO_END_ALLOWANCES`."""
+    backend = OnnxRuntimeBackend(str(onnx_path), source=str(onnx_path))
+    frames = camera_batch([as_rgb(image) for image in images], backend.info.camera_size)
+    graph = EndToEndGraph(model, backend.input_size, backend.info.camera_size).eval()
+    step = backend.max_batch or len(frames)
+    with torch.inference_mode():
+        expected = dict(zip(graph.tasks, graph(frames)))
+        chunks = [backend.run(frames[start:start + step]) for start in range(0, len(frames), step)]
+    actual = {task: torch.cat([chunk[task] for chunk in chunks]) for task in graph.tasks}
+    measured = {task: float((actual[task] != expected[task]).double().mean()) if task == "semseg"
+                else float((actual[task].int() - expected[task].int()).abs().max())
+                for task in END_TO_END_ALLOWANCES if task in actual}
+    differences = output_differences(
+        {task: value for task, value in expected.items() if task not in measured},
+        {task: value for task, value in actual.items() if task not in measured})
+    differences.update({task: OutputDifference(value, value - END_TO_END_ALLOWANCES[task])
+                        for task, value in measured.items()})
+    return {task: differences[task] for task in graph.tasks}
 
 
 def _pixels(predictions: Sequence[Prediction], field: str) -> np.ndarray:

@@ -20,7 +20,8 @@ from ..runtime.loading import load_predictor
 from ..runtime.metadata import DeployedModelInfo
 from ..runtime.onnx_graph import OPSET
 from ..runtime.sidecar import BuildSettings, EngineSidecar
-from .accuracy import AccuracyReport, OutputDifference, compare_backends, onnx_parity
+from .accuracy import (AccuracyReport, OutputDifference, compare_backends, end_to_end_parity,
+                       onnx_parity)
 from .onnx import export_onnx, graph_operators, load_onnx, read_onnx_info
 from .samples import synthetic_frames
 from .tensorrt import build_engine, register_engine
@@ -32,7 +33,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 class OnnxExportOptions:
     """Export ``checkpoint`` to ``onnx`` at ``input_size`` (None: the checkpoint's), with a
     symbolic batch dimension when ``dynamic_batch``, then compare ONNX Runtime with PyTorch on
-    ``validate_frames`` rendered scenes (0: no comparison)."""
+    ``validate_frames`` rendered scenes (0: no comparison). ``camera_size`` (H, W) writes the
+    end-to-end graph for camera frames of that size (``densemtl_core.runtime.end_to_end``)."""
 
     checkpoint: Path
     onnx: Path
@@ -40,6 +42,7 @@ class OnnxExportOptions:
     dynamic_batch: bool = False
     opset: int = OPSET
     validate_frames: int = 4
+    camera_size: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -71,16 +74,21 @@ def export_checkpoint(options: OnnxExportOptions) -> ExportedOnnx:
     """Write the ONNX file of ``options.checkpoint`` to ``options.onnx``."""
     model, metadata = load_checkpoint(options.checkpoint)
     path = export_onnx(model, metadata, options.onnx, input_size=options.input_size,
-                       dynamic_batch=options.dynamic_batch, opset=options.opset)
+                       dynamic_batch=options.dynamic_batch, opset=options.opset,
+                       camera_size=options.camera_size)
     return ExportedOnnx(path, read_onnx_info(path), tuple(sorted(graph_operators(load_onnx(path)))),
                         model)
 
 
 def check_export(exported: ExportedOnnx, frames: int) -> dict[str, OutputDifference]:
     """Per output, how far ONNX Runtime on the file strays from PyTorch on ``frames`` rendered
-    scenes (tolerances: each task's ``tolerance`` in ``densemtl_core.tasks``)."""
-    scenes = synthetic_frames(frames, exported.info.input_size)
-    return onnx_parity(exported.model, exported.path, [scene["image"] for scene in scenes])
+    scenes (tolerances: each task's ``tolerance`` in ``densemtl_core.tasks``; an end-to-end
+    graph's uint8 outputs: ``accuracy.END_TO_END_ALLOWANCES``), at the camera size for an
+    end-to-end graph."""
+    camera_size = exported.info.camera_size
+    scenes = synthetic_frames(frames, camera_size or exported.info.input_size)
+    parity = onnx_parity if camera_size is None else end_to_end_parity
+    return parity(exported.model, exported.path, [scene["image"] for scene in scenes])
 
 
 def folder_images(folder: Path, limit: int) -> Iterator[np.ndarray]:

@@ -103,7 +103,8 @@ def test_onnx_runtime_matches_torch_end_to_end_graph(tiny, end_to_end_onnx, fram
 
     batch = torch.from_numpy(np.stack(frames))
     with torch.inference_mode():
-        expected = dict(zip(TASKS, EndToEndGraph(tiny[0], tiny[1].input_size, CAMERA).eval()(batch)))
+        graph = EndToEndGraph(tiny[0], tiny[1].input_size, CAMERA).eval()
+        expected = dict(zip(graph.tasks, graph(batch)))
     actual = OnnxRuntimeBackend(str(end_to_end_onnx), source="test").run(batch)
     assert np.mean(actual["semseg"].numpy() == expected["semseg"].numpy()) > 0.9999
     assert _within("depth", actual["depth"].numpy(), expected["depth"].numpy())
@@ -148,3 +149,18 @@ def test_end_to_end_predictor_refuses_what_its_graph_cannot_give(end_to_end_onnx
         predictor.predict(frames[0], probabilities=True)
     with pytest.raises(ValueError, match="camera size 480x640"):
         predictor.predict(frames[0], output_size=(64, 80))
+
+
+def test_export_command_writes_and_checks_an_end_to_end_graph(four_task_checkpoint, tmp_path,
+                                                              capsys):
+    from densemtl_core.export.cli import main
+
+    path = tmp_path / "camera.onnx"
+    assert main(["--checkpoint", str(four_task_checkpoint), "--onnx", str(path),
+                 "--camera-size", "48", "64", "--validate-frames", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "input 1x48x64x3 uint8, network 64x80" in printed
+    assert "semseg   pixels differing 0" in printed and "OUT OF TOLERANCE" not in printed
+    prediction = load_predictor(path).predict(render_scene(5, (48, 64))["image"])
+    assert prediction.segmentation.shape == prediction.depth.shape == (48, 64)
+    assert prediction.normals.shape == (48, 64, 3)
