@@ -14,7 +14,8 @@ if TYPE_CHECKING:  # only named here: running an ONNX file or an engine loads no
     from ..models.network import MultiTaskNet
 
 INPUT_NAME = "image"
-"""Float32 RGB batch B x 3 x H x W in [0, 1] at the network input size."""
+"""Float32 RGB batch B x 3 x H x W in [0, 1] at the network input size (an end-to-end graph's,
+:mod:`densemtl_core.runtime.end_to_end`: uint8 RGB camera frames B x H x W x 3)."""
 
 
 def output_names(tasks: tuple[str, ...]) -> list[str]:
