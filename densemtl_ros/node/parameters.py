@@ -89,8 +89,9 @@ _BEFORE_PUBLISH: tuple[ParameterSpec, ...] = (
                   "backend auto it falls back to the engine's ONNX file where TensorRT or a GPU "
                   "is missing); empty: none", read_only=True),
     ParameterSpec("model.device", "auto", "auto, cpu, cuda or cuda:N", read_only=True),
-    ParameterSpec("model.threads", 0, "CPU threads of the network (ONNX Runtime intra-op); "
-                  "0: all cores but one, which up-sampling and publishing use meanwhile",
+    ParameterSpec("model.threads", 0, "CPU threads of the network (ONNX Runtime intra-op, "
+                  "OpenVINO); 0: all cores but one, which up-sampling and publishing use "
+                  "meanwhile",
                   bounds=(0, 256), read_only=True),
     ParameterSpec("model.rebuild_engine", False, "Rebuild a TensorRT engine built for another "
                   "GPU or TensorRT version (from its ONNX file) instead of refusing it",
