@@ -2,6 +2,7 @@
 
     python benchmarks/node_speed.py [--backend onnxruntime] [--seconds 20] [--rate 60]
                                     [--outputs segmentation,depth,normals,edges] [--json OUT]
+                                    [--end-to-end]
 
 1. The bare Predictor (``load_predictor(None, backend)``) predicts 640x480 rgb8 frames back to
    back in this process: its throughput and latency.
@@ -18,7 +19,10 @@
      latest 300 frames. End-to-end latency (publish here -> last output received here) is
      measured over the same frames.
 Both processes use ``config/fastdds_large_images.xml`` (``--no-dds-profile``: Fast DDS defaults).
-Figures depend on the machine; nothing is asserted.
+``--end-to-end`` then measures the same model exported as an end-to-end graph for 640x480
+frames (``densemtl-export --camera-size 480 640``: resizing, decoding and the arg-max inside the
+graph) in the same way, and prints both side by side, with the node's CPU time outside the
+backend call (convert + build + publish). Figures depend on the machine; nothing is asserted.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,7 +43,7 @@ from densemtl_ros.node.telemetry import STAGES
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 CAMERA_SIZE = (480, 640)
-JSON_FORMAT_VERSION = 1
+JSON_FORMAT_VERSION = 2
 WARM_UP_SECONDS = 3.0
 SLOW_RATE_HZ = 15.0
 SLOW_SECONDS = 21.0
@@ -56,11 +61,12 @@ def _percentiles(values: list[float]) -> tuple[float, float]:
     return float(p50), float(p95)
 
 
-def bare_predictor(backend: str, seconds: float, frames: list[np.ndarray]) -> dict:
+def bare_predictor(backend: str, seconds: float, frames: list[np.ndarray],
+                   model: str | None = None) -> dict:
     """Back-to-back ``predict`` calls: the throughput the node is compared with."""
     from densemtl_core.runtime import load_predictor
 
-    predictor = load_predictor(None, backend=backend)
+    predictor = load_predictor(model, backend=backend)
     for frame in frames:
         predictor.predict(frame)
     latencies = []
@@ -139,13 +145,13 @@ def _stages(values: dict[str, str]) -> dict[str, float]:
 
 
 def run_node(backend: str, outputs: list[str], seconds: float, rate: float,
-             frames: list[np.ndarray]) -> dict:
+             frames: list[np.ndarray], model: str | None = None) -> dict:
     import rclpy
 
     from densemtl_ros.bag_tools.node_process import NodeProcess, node_arguments
     from densemtl_ros.node.outputs import output_specs
 
-    parameters = {"model.backend": backend,
+    parameters = {"model.backend": backend, **({"model.path": model} if model else {}),
                   **{f"publish.{name}": False for name in output_specs() if name not in outputs}}
     node = NodeProcess(node_arguments("/bench/image_raw", "/bench/camera_info", parameters),
                        cwd=REPOSITORY)
@@ -196,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated outputs subscribed to (see config/densemtl.yaml;"
                              " default: each task's map)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--end-to-end", action="store_true",
+                        help="also measure the model exported as an end-to-end graph for the "
+                             "frames' size, side by side")
     parser.add_argument("--no-dds-profile", action="store_true",
                         help="Fast DDS default transports instead of config/"
                              "fastdds_large_images.xml")
@@ -206,24 +215,60 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     outputs = [name.strip() for name in args.outputs.split(",") if name.strip()]
     frames = _frames()
-    # The bare Predictor runs before and after the node: on a shared machine the speed drifts.
-    print(f"bare Predictor, {args.seconds / 2:.0f} s ...", flush=True)
-    before = bare_predictor(args.backend, args.seconds / 2, frames)
-    print(f"node at {args.rate:.0f} Hz input, {args.seconds:.0f} s, then at {SLOW_RATE_HZ:.0f} Hz"
-          f" ...", flush=True)
-    node = run_node(args.backend, outputs, args.seconds, args.rate, frames)
-    print(f"bare Predictor again, {args.seconds / 2:.0f} s ...", flush=True)
-    after = bare_predictor(args.backend, args.seconds / 2, frames)
-    bare = {key: (before[key] + after[key]) / 2 if isinstance(before[key], float) else before[key]
-            for key in before}
+    with tempfile.TemporaryDirectory() as folder:
+        models = {"host path": None}
+        if args.end_to_end:
+            models["end-to-end graph"] = _end_to_end_model(Path(folder) / "camera.onnx")
+        results = {name: measure(args, outputs, frames, model) for name, model in models.items()}
     height, width = CAMERA_SIZE
     print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
-          f"{width}x{height} rgb8; backend {bare['backend']}; outputs {', '.join(outputs)}")
+          f"{width}x{height} rgb8; backend {args.backend}; outputs {', '.join(outputs)}")
+    for name, (bare, node) in results.items():
+        print(f"\n{name}:")
+        print_figures(bare, node, args.rate)
+    if len(results) > 1:
+        print_outside_backend(results)
+    print(f"DDS profile: {'Fast DDS defaults' if args.no_dds_profile else dds_profile().name}")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "format_version": JSON_FORMAT_VERSION, "frame_size": CAMERA_SIZE,
+            "outputs": outputs, "input_rate_hz": args.rate,
+            "results": {name: {"bare": bare, "node": node}
+                        for name, (bare, node) in results.items()}}, indent=2))
+    return 0
+
+
+def _end_to_end_model(path: Path) -> str:
+    """The shipped model exported as an end-to-end graph for the benchmark's frames."""
+    from densemtl_core.checkpoint import load_checkpoint
+    from densemtl_core.export.onnx import export_onnx
+    from densemtl_core.pretrained import DEFAULT_MODEL
+
+    return str(export_onnx(*load_checkpoint(DEFAULT_MODEL), path, camera_size=CAMERA_SIZE))
+
+
+def measure(args: argparse.Namespace, outputs: list[str], frames: list[np.ndarray],
+            model: str | None) -> tuple[dict, dict]:
+    """The bare Predictor (before and after the node: on a shared machine the speed drifts,
+    the mean is kept) and the node, on ``model`` (None: the shipped one)."""
+    print(f"bare Predictor, {args.seconds / 2:.0f} s ...", flush=True)
+    before = bare_predictor(args.backend, args.seconds / 2, frames, model)
+    print(f"node at {args.rate:.0f} Hz input, {args.seconds:.0f} s, then at {SLOW_RATE_HZ:.0f} Hz"
+          f" ...", flush=True)
+    node = run_node(args.backend, outputs, args.seconds, args.rate, frames, model)
+    print(f"bare Predictor again, {args.seconds / 2:.0f} s ...", flush=True)
+    after = bare_predictor(args.backend, args.seconds / 2, frames, model)
+    bare = {key: (before[key] + after[key]) / 2 if isinstance(before[key], float) else before[key]
+            for key in before}
+    return bare, node
+
+
+def print_figures(bare: dict, node: dict, rate: float) -> None:
     print(f"bare Predictor:  {bare['fps']:.1f} fps (p50 {bare['p50_ms']:.1f} ms, "
           f"p95 {bare['p95_ms']:.1f} ms)")
     print(f"node:            {node['fps']:.1f} fps = {100 * node['fps'] / bare['fps']:.1f} % of "
           f"the bare Predictor ({node['frames_out']} of {node['frames_sent']} frames at "
-          f"{args.rate:.0f} Hz)")
+          f"{rate:.0f} Hz)")
     print(f"                 the node's own rates under load: input "
           f"{node['node_input_rate_hz']:.1f} Hz, output {node['node_output_rate_hz']:.1f} Hz")
     print(f"added latency at {SLOW_RATE_HZ:.0f} Hz: p50 {node['added_p50_ms']:.2f} ms, p95 "
@@ -232,21 +277,30 @@ def main(argv: list[str] | None = None) -> int:
     print(f"end to end at {SLOW_RATE_HZ:.0f} Hz: p50 {node['end_to_end_p50_ms']:.1f} ms, p95 "
           f"{node['end_to_end_p95_ms']:.1f} ms (publish -> last output received, across "
           f"processes)")
-    print(f"stage          {args.rate:>4.0f} Hz p50    p95    {SLOW_RATE_HZ:>4.0f} Hz p50    "
+    print(f"stage          {rate:>4.0f} Hz p50    p95    {SLOW_RATE_HZ:>4.0f} Hz p50    "
           f"p95 (ms)")
     for stage in STAGES:
         figures = [node[phase].get(f"{stage} {quantile} (ms)", float("nan"))
                    for phase in ("stages_under_load_ms", "stages_steady_ms")
                    for quantile in ("p50", "p95")]
         print(f"  {stage:<12}" + "".join(f"{figure:9.2f}" for figure in figures))
-    print(f"DDS profile: {'Fast DDS defaults' if args.no_dds_profile else dds_profile().name}")
-    if args.json:
-        args.json.write_text(json.dumps({"format_version": JSON_FORMAT_VERSION,
-                                         "frame_size": CAMERA_SIZE, "outputs": outputs,
-                                         "input_rate_hz": args.rate, "bare": bare,
-                                         "node": node}, indent=2))
-    return 0
 
+
+OUTSIDE_BACKEND = ("convert", "build", "publish")
+"""The node's own CPU work per frame around the Predictor."""
+
+
+def print_outside_backend(results: dict[str, tuple[dict, dict]]) -> None:
+    """Per model, at the steady rate: the stages' p50 outside the backend call and the
+    Predictor's host share (its "upsample" stage: wrapping only, for an end-to-end graph)."""
+    print(f"\nat {SLOW_RATE_HZ:.0f} Hz, p50 ms      " + "".join(
+        f"{stage:>9s}" for stage in (*OUTSIDE_BACKEND, "sum", "upsample", "network")))
+    for name, (_, node) in results.items():
+        steady = node["stages_steady_ms"]
+        figures = [steady.get(f"{stage} p50 (ms)", float("nan")) for stage in OUTSIDE_BACKEND]
+        figures += [sum(figures)] + [steady.get(f"{stage} p50 (ms)", float("nan"))
+                                     for stage in ("upsample", "network")]
+        print(f"  {name:<20}" + "".join(f"{figure:9.2f}" for figure in figures))
 
 if __name__ == "__main__":
     sys.exit(main())

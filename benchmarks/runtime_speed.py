@@ -6,8 +6,10 @@
 Every figure is for the whole ``Predictor.predict`` call on one uint8 frame (resize,
 normalisation, network, up-sampling, arg-max), at the model's input size and on 640x480 camera
 frames. Backends: PyTorch eager on CPU; ONNX Runtime on CPU, running the checkpoint exported
-to a temporary ONNX file as ``densemtl-export`` writes it; with CUDA, PyTorch float16 without
-and with CUDA graphs; TensorRT for ``--engine`` when TensorRT and a GPU are present. Each
+to a temporary ONNX file as ``densemtl-export`` writes it, and the end-to-end graph
+(``densemtl-export --camera-size 480 640``: pre- and post-processing inside the graph, camera
+frames only; its pre/post share is what the host still does); with CUDA, PyTorch float16
+without and with CUDA graphs; TensorRT for ``--engine`` when TensorRT and a GPU are present. Each
 backend runs in its own process so that its peak memory (RSS growth from before loading the
 model; CUDA memory on GPU) is its own (Linux). Figures depend on the machine; nothing is asserted.
 """
@@ -88,7 +90,8 @@ def measure(setup: Setup, model_path: str, repeats: int, threads: int | None) ->
     predictor = load_predictor(model_path, backend=setup.backend, device=setup.device,
                                threads=threads, half=setup.half, cuda_graph=setup.cuda_graph)
     results = []
-    for size in (tuple(predictor.input_size), CAMERA_SIZE):
+    sizes = (CAMERA_SIZE,) if predictor.camera_size else (tuple(predictor.input_size), CAMERA_SIZE)
+    for size in sizes:
         frames = [render_scene(seed, size)["image"] for seed in range(FRAMES)]
         for frame in frames:  # warm-up: allocations, lazy initialisation, graph capture
             predictor.predict(frame)
@@ -122,7 +125,8 @@ def available_setups(engine: str | None) -> tuple[list[Setup], list[str]]:
     from densemtl_core.runtime.loading import tensorrt_unavailable_reason
 
     setups = [Setup("torch eager cpu", "checkpoint", "torch", "cpu"),
-              Setup("onnxruntime cpu", "onnx", "onnxruntime", "cpu")]
+              Setup("onnxruntime cpu", "onnx", "onnxruntime", "cpu"),
+              Setup("onnxruntime end-to-end", "camera_onnx", "onnxruntime", "cpu")]
     notes = []
     if torch.cuda.is_available():
         setups += [Setup("torch cuda fp16", "checkpoint", "torch", "cuda", half=True),
@@ -140,11 +144,11 @@ def available_setups(engine: str | None) -> tuple[list[Setup], list[str]]:
     return setups, notes
 
 
-def export_to(path: Path, checkpoint: str) -> str:
+def export_to(path: Path, checkpoint: str, camera_size: tuple[int, int] | None = None) -> str:
     from densemtl_core.checkpoint import load_checkpoint
     from densemtl_core.export.onnx import export_onnx
 
-    return str(export_onnx(*load_checkpoint(checkpoint), path))
+    return str(export_onnx(*load_checkpoint(checkpoint), path, camera_size=camera_size))
 
 
 def default_checkpoint() -> str:
@@ -165,10 +169,12 @@ def print_table(results: list[Result]) -> None:
 def print_speedups(results: list[Result]) -> None:
     by_key = {(r.setup, r.frame_size): r for r in results}
     for (setup, size), result in by_key.items():
-        eager = by_key.get(("torch eager cpu", size))
-        if setup != "torch eager cpu" and eager is not None:
-            print(f"{setup} vs torch eager cpu at {'x'.join(map(str, size))}: "
-                  f"{eager.p50_ms / result.p50_ms:.2f}x faster (p50)")
+        for reference in ("torch eager cpu", "onnxruntime cpu"):
+            baseline = by_key.get((reference, size))
+            if setup != reference and baseline is not None and (
+                    reference == "torch eager cpu" or setup == "onnxruntime end-to-end"):
+                print(f"{setup} vs {reference} at {'x'.join(map(str, size))}: "
+                      f"{baseline.p50_ms / result.p50_ms:.2f}x the speed (p50)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     with tempfile.TemporaryDirectory() as folder:
         paths = {"checkpoint": checkpoint, "engine": args.engine,
-                 "onnx": export_to(Path(folder) / "model.onnx", checkpoint)}
+                 "onnx": export_to(Path(folder) / "model.onnx", checkpoint),
+                 "camera_onnx": export_to(Path(folder) / "camera.onnx", checkpoint, CAMERA_SIZE)}
         for setup in setups:
             with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
                 results += pool.submit(measure, setup, paths[setup.source], args.repeats,
