@@ -51,6 +51,7 @@ setup(
         "opencv-python-headless>=4.8",  # 16-bit multi-channel PNGs (Synthia labels)
         "onnx>=1.15",
         "onnxruntime>=1.16",
+        "onnxconverter-common>=1.14",  # densemtl-export --precision fp16
         "rosbags>=0.10",  # bag evaluation reads and writes bags without a ROS installation
     ],
     extras_require={

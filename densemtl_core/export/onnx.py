@@ -13,16 +13,18 @@ from ..runtime.metadata import DeployedModelInfo
 from ..runtime.onnx_graph import OPSET, import_onnx, onnx_model_bytes
 
 TENSORRT_OPERATORS = frozenset({
-    "Add", "ArgMax", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv", "Div", "Elu",
-    "Expand", "Gather", "GlobalAveragePool", "Identity", "MatMul", "MaxPool", "Mul", "Pad",
-    "Reciprocal", "ReduceL2", "Relu", "Reshape", "Resize", "Round", "Shape", "Sigmoid", "Slice",
-    "Softmax", "Sqrt", "Squeeze", "Sub", "Transpose", "Unsqueeze",
+    "Add", "ArgMax", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv",
+    "DequantizeLinear", "Div", "Elu", "Expand", "Gather", "GlobalAveragePool", "Identity",
+    "MatMul", "MaxPool", "Mul", "Pad", "QuantizeLinear", "Reciprocal", "ReduceL2", "Relu",
+    "Reshape", "Resize", "Round", "Shape", "Sigmoid", "Slice", "Softmax", "Sqrt", "Squeeze",
+    "Sub", "Transpose", "Unsqueeze",
 })
 """Operators the exported graphs may use: each is in the ONNX parser's supported-operator list of
 TensorRT 10 (Pad in constant and reflect mode, Resize in nearest and linear mode; uint8, which
 Cast converts an end-to-end graph's input from and its class ids and edges to, only as graph
-input and output), all in the default ONNX domain. A model change that brings in anything else
-fails a test before it fails on a robot."""
+input and output; QuantizeLinear/DequantizeLinear of an INT8 graph with zero points 0, the
+explicit quantization of strongly typed networks), all in the default ONNX domain. A model
+change that brings in anything else fails a test before it fails on a robot."""
 
 
 def export_onnx(model: MultiTaskNet, metadata: ModelMetadata, path: str | Path, *,

@@ -7,12 +7,8 @@ Each job is two steps, so a caller can report what was written before the slower
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
-from PIL import Image
 
 from ..checkpoint import load_checkpoint
 from ..models.network import MultiTaskNet
@@ -22,19 +18,19 @@ from ..runtime.onnx_graph import OPSET
 from ..runtime.sidecar import BuildSettings, EngineSidecar
 from .accuracy import (AccuracyReport, OutputDifference, compare_backends, end_to_end_parity,
                        onnx_parity)
+from .calibration import CalibrationSource
 from .onnx import export_onnx, graph_operators, load_onnx, read_onnx_info
+from .precision import set_graph_precision
 from .samples import synthetic_frames
 from .tensorrt import build_engine, register_engine
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-
 
 @dataclass(frozen=True)
 class OnnxExportOptions:
     """Export ``checkpoint`` to ``onnx`` at ``input_size`` (None: the checkpoint's), with a
     symbolic batch dimension when ``dynamic_batch``, then compare ONNX Runtime with PyTorch on
     ``validate_frames`` rendered scenes (0: no comparison). ``camera_size`` (H, W) writes the
-    end-to-end graph for camera frames of that size (``densemtl_core.runtime.end_to_end``)."""
+    end-to-end graph for camera frames of that size (``densemtl_core.runtime.end_to_end``).
+    ``precision`` is the graph's arithmetic; an ``int8`` graph is calibrated on ``calibration``."""
 
     checkpoint: Path
     onnx: Path
@@ -43,6 +39,8 @@ class OnnxExportOptions:
     opset: int = OPSET
     validate_frames: int = 4
     camera_size: tuple[int, int] | None = None
+    precision: str = "fp32"
+    calibration: CalibrationSource = field(default_factory=CalibrationSource)
 
 
 @dataclass(frozen=True)
@@ -76,6 +74,7 @@ def export_checkpoint(options: OnnxExportOptions) -> ExportedOnnx:
     path = export_onnx(model, metadata, options.onnx, input_size=options.input_size,
                        dynamic_batch=options.dynamic_batch, opset=options.opset,
                        camera_size=options.camera_size)
+    set_graph_precision(path, options.precision, options.calibration)
     return ExportedOnnx(path, read_onnx_info(path), tuple(sorted(graph_operators(load_onnx(path)))),
                         model)
 
@@ -89,16 +88,6 @@ def check_export(exported: ExportedOnnx, frames: int) -> dict[str, OutputDiffere
     scenes = synthetic_frames(frames, camera_size or exported.info.input_size)
     parity = onnx_parity if camera_size is None else end_to_end_parity
     return parity(exported.model, exported.path, [scene["image"] for scene in scenes])
-
-
-def folder_images(folder: Path, limit: int) -> Iterator[np.ndarray]:
-    """Up to ``limit`` images of ``folder`` (sorted by name) as RGB uint8 arrays."""
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise ValueError(f"no {'/'.join(IMAGE_SUFFIXES)} images in {folder}")
-    for path in paths[:limit]:
-        with Image.open(path) as image:
-            yield np.asarray(image.convert("RGB"))
 
 
 def build_engine_file(options: EngineBuildOptions) -> EngineSidecar:
