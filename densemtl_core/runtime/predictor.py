@@ -21,8 +21,8 @@ from ..checkpoint import ModelMetadata
 from ..tasks import TASKS
 from .backend import Backend
 from .prediction import Prediction
-from .processing import (as_rgb, camera_batch, end_to_end_maps, finish_outputs, prepare_batch,
-                         single_threaded)
+from .processing import (as_rgb, camera_batch, check_camera_frames, end_to_end_maps,
+                         finish_outputs, prepare_batch, single_threaded)
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ class Predictor:
         began = time.perf_counter()
         rgbs = [as_rgb(image) for image in images]  # all checked before any runs
         if self.camera_size is not None:
-            camera_batch(rgbs, self.camera_size)  # every size checked before any runs
+            check_camera_frames(rgbs, self.camera_size)  # all checked before any runs
         spent = [time.perf_counter() - began, 0.0, 0.0]
         step = self.backend.max_batch or max(len(rgbs), 1)
         predictions = []

@@ -153,9 +153,9 @@ def finish_outputs(decoded: dict[str, Tensor], size: Size, with_probabilities: b
     return fields
 
 
-def camera_batch(images: Sequence[np.ndarray], camera_size: Size) -> Tensor:
-    """HxWx3 uint8 RGB frames -> the B x H x W x 3 uint8 batch of an end-to-end graph, or
-    InvalidImageError for a frame of another size than the graph's ``camera_size``."""
+def check_camera_frames(images: Sequence[np.ndarray], camera_size: Size) -> None:
+    """InvalidImageError for a frame of another size than an end-to-end graph's
+    ``camera_size``."""
     for image in images:
         if tuple(image.shape[:2]) != tuple(camera_size):
             raise InvalidImageError(
@@ -163,6 +163,12 @@ def camera_batch(images: Sequence[np.ndarray], camera_size: Size) -> Tensor:
                 f"frames, got a {image.shape[0]}x{image.shape[1]} frame; export one for that "
                 f"size (densemtl-export --camera-size {image.shape[0]} {image.shape[1]}) or "
                 f"without --camera-size")
+
+
+def camera_batch(images: Sequence[np.ndarray], camera_size: Size) -> Tensor:
+    """HxWx3 uint8 RGB frames -> the B x H x W x 3 uint8 batch of an end-to-end graph, or
+    InvalidImageError for a frame of another size than the graph's ``camera_size``."""
+    check_camera_frames(images, camera_size)
     if len(images) == 1:
         return torch.from_numpy(images[0]).unsqueeze(0)
     return torch.from_numpy(np.stack(images))
