@@ -7,7 +7,8 @@ background executor while the test thread publishes and waits.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -96,6 +97,18 @@ class Spinner(rig.Spinner):
 
     def __init__(self, *nodes: Node) -> None:
         super().__init__(*nodes, threads=2)
+
+
+@contextmanager
+def running(node: Node, camera: TestCamera) -> Iterator[tuple[Node, TestCamera]]:
+    """The node under test and the test camera, spinning until the block ends, then destroyed."""
+    spinner = Spinner(node, camera)
+    try:
+        yield node, camera
+    finally:
+        spinner.close()
+        node.destroy_node()
+        camera.destroy_node()
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:

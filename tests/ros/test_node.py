@@ -19,7 +19,7 @@ from densemtl_ros.node.diagnostics import status_name
 from densemtl_ros.node.densemtl_node import DenseMTLNode, StartupError
 from densemtl_ros.node.outputs import CAMERA_INFO_OUTPUTS, output_specs
 from densemtl_ros.node.pointcloud import read_points
-from tests.ros.harness import (YUV422_BYTE_ORDER, Spinner, TestCamera, bayer_mosaic,
+from tests.ros.harness import (YUV422_BYTE_ORDER, TestCamera, bayer_mosaic, running,
                                camera_info, exchange, fresh_header, image_message,
                                packed_yuv422, stamp_key, wait_for)
 
@@ -41,12 +41,9 @@ def _connected(node: DenseMTLNode, camera: TestCamera) -> bool:
 def system(ros):
     node = DenseMTLNode(cli_args=_remapped("/node_test"))
     camera = TestCamera("node_test_camera", "/node_test")
-    spinner = Spinner(node, camera)
-    wait_for(lambda: _connected(node, camera), 30, "discovery between node and test camera")
-    yield node, camera
-    spinner.close()
-    node.destroy_node()
-    camera.destroy_node()
+    with running(node, camera):
+        wait_for(lambda: _connected(node, camera), 30, "discovery between node and test camera")
+        yield node, camera
 
 
 @pytest.fixture
@@ -486,12 +483,9 @@ def compressed_system(ros):
     camera = TestCamera("compressed_test_camera", "/compressed_test",
                         node_namespace="/compressed/densemtl", compressed=True,
                         outputs=("segmentation", "depth"))
-    spinner = Spinner(node, camera)
-    wait_for(lambda: camera.image_publisher.get_subscription_count() > 0, 30, "discovery")
-    yield node, camera
-    spinner.close()
-    node.destroy_node()
-    camera.destroy_node()
+    with running(node, camera):
+        wait_for(lambda: camera.image_publisher.get_subscription_count() > 0, 30, "discovery")
+        yield node, camera
 
 
 def test_compressed_input(compressed_system):

@@ -11,7 +11,7 @@ from densemtl_core.tasks.spec import probability_to_mono8
 from densemtl_ros.node.conversions import message_to_array
 from densemtl_ros.node.densemtl_node import DenseMTLNode
 from densemtl_ros.published import published_maps
-from tests.ros.harness import (Spinner, TestCamera, camera_info, exchange, fresh_header,
+from tests.ros.harness import (TestCamera, camera_info, exchange, fresh_header, running,
                                image_message, stamp_key, wait_for)
 from tests.runtime.tiny_models import make_checkpoint
 
@@ -31,12 +31,9 @@ def system(ros, tmp_path_factory):
                                                Parameter("model.backend", value="onnxruntime")])
     camera = TestCamera("e2e_test_camera", "/e2e_test", node_namespace="/e2e/densemtl",
                         outputs=MAPS)
-    spinner = Spinner(node, camera)
-    wait_for(lambda: camera.image_publisher.get_subscription_count() > 0, 30, "discovery")
-    yield node, camera
-    spinner.close()
-    node.destroy_node()
-    camera.destroy_node()
+    with running(node, camera):
+        wait_for(lambda: camera.image_publisher.get_subscription_count() > 0, 30, "discovery")
+        yield node, camera
 
 
 def test_node_publishes_the_end_to_end_graph_maps(system):
