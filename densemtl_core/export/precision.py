@@ -6,9 +6,10 @@ network runs in the types its graph declares. So the FP32 export is rewritten he
 runtime (ONNX Runtime, TensorRT 10.3 to 11.x, OpenVINO) runs the same arithmetic.
 
 * ``fp16``: onnxconverter-common's ``convert_float_to_float16`` with float32 inputs and outputs.
-  The metric decoding after the heads' last convolutions (softmax, inverse depth to metres,
-  normal normalisation, sigmoid) stays in float32: its inverse-depth scale, 65536, is beyond
-  float16's range, and the decoding is a tiny share of the graph's cost.
+  The pre-processing before the first convolution and the metric decoding after the heads'
+  last convolutions (softmax, inverse depth to metres, normal normalisation, sigmoid) stay in
+  float32: the inverse-depth scale, 65536, is beyond float16's range, and both are a tiny share
+  of the graph's cost.
 * ``int8``: ONNX Runtime's static quantization (``quantize_static``, QDQ format), weights
   symmetric INT8 per output channel, on the inputs of Conv and MatMul only (the operators
   TensorRT and ONNX Runtime run in INT8; Q/DQ around the rest adds work without speed). The
@@ -99,16 +100,35 @@ def final_compute_nodes(proto: Any) -> tuple[set[str], set[str]]:
     return finals, decoding
 
 
+def preprocessing_nodes(proto: Any) -> set[str]:
+    """Names of the nodes between the graph inputs and the first convolutions: normalisation,
+    and an end-to-end graph's uint8 cast and resize."""
+    readers: dict[str, list[Any]] = {}
+    for node in proto.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    found: set[str] = set()
+    pending = [graph_input.name for graph_input in proto.graph.input]
+    while pending:
+        for node in readers.get(pending.pop(), ()):
+            if node.op_type != "Conv" and node.name not in found:
+                found.add(node.name)
+                pending.extend(node.output)
+    return found
+
+
 def to_float16(proto: Any) -> Any:
-    """``proto`` with its network in float16; inputs, outputs and the decoding stay float32."""
+    """``proto`` with its network in float16; inputs, outputs, the pre-processing and the
+    decoding stay float32."""
     from onnxconverter_common.float16 import convert_float_to_float16
 
     proto = _constants_as_initializers(proto)
     _, decoding = final_compute_nodes(proto)
+    blocked = decoding | preprocessing_nodes(proto)
     with warnings.catch_warnings():  # weights below float16's range become its smallest value
         warnings.filterwarnings("ignore", message="the float32 number")
         converted = convert_float_to_float16(proto, keep_io_types=True,
-                                             node_block_list=sorted(decoding))
+                                             node_block_list=sorted(blocked))
     return _float32_outputs(_float32_constants_restored(converted, proto))
 
 

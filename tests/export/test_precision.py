@@ -120,6 +120,20 @@ def test_int8_on_a_recording(four_task_checkpoint, reference, tmp_path):
                                   "method": "minmax", "activations": "int8"})
 
 
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_end_to_end_graph_in_reduced_precision(precision, four_task_checkpoint, tmp_path):
+    path = tmp_path / f"camera-{precision}.onnx"
+    assert _export(four_task_checkpoint, path, "--camera-size", "48", "96", "--precision",
+                   precision, "--calib-frames", "2") == 0
+    info = read_onnx_info(path)
+    assert (info.precision, info.camera_size) == (precision, (48, 96))
+    assert graph_operators(load_onnx(path)) <= TENSORRT_OPERATORS
+    scene = synthetic_frames(1, (48, 96))[0]
+    reference = load_predictor(four_task_checkpoint, backend="torch").predict(scene["image"])
+    prediction = load_predictor(path, backend="onnxruntime", device="cpu").predict(scene["image"])
+    assert np.mean(prediction.segmentation == reference.segmentation) >= 0.9
+
+
 @pytest.mark.parametrize("case", ["empty folder", "corrupt image", "missing topic",
                                   "bag without topic"])
 def test_bad_calibration_input_is_one_line_and_exit_2(case, four_task_checkpoint, tmp_path,
