@@ -148,10 +148,12 @@ class AccuracyReport:
 
 def compare_backends(reference: Predictor, candidate: Predictor, frames: Sequence[dict]
                      ) -> AccuracyReport:
-    """Run two predictors on ``frames`` (``render_scene`` dicts) and compare them."""
+    """Run two predictors on ``frames`` (``render_scene`` dicts) and compare them; with class
+    probabilities unless either runs an end-to-end graph, which gives class ids only."""
     images = [frame["image"] for frame in frames]
-    expected = reference.predict_batch(images, probabilities=True)
-    actual = candidate.predict_batch(images, probabilities=True)
+    probabilities = reference.camera_size is None and candidate.camera_size is None
+    expected = reference.predict_batch(images, probabilities=probabilities)
+    actual = candidate.predict_batch(images, probabilities=probabilities)
     return AccuracyReport(
         agreement=agreement(expected, actual),
         reference_metrics=main_metrics(expected, frames),

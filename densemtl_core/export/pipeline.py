@@ -102,5 +102,5 @@ def check_engine(options: EngineBuildOptions) -> AccuracyReport:
     rendered scenes."""
     candidate = load_predictor(options.engine, backend="tensorrt")
     reference = load_predictor(options.onnx, backend="onnxruntime", device="cpu")
-    return compare_backends(reference, candidate,
-                            synthetic_frames(options.accuracy_frames, candidate.input_size))
+    size = candidate.camera_size or candidate.input_size  # an end-to-end graph's camera frames
+    return compare_backends(reference, candidate, synthetic_frames(options.accuracy_frames, size))

@@ -69,6 +69,16 @@ def read_truth(labels: np.ndarray, encoding: str) -> np.ndarray:
     return labels
 
 
+def _as_decoded(prediction) -> Tensor:
+    """1 x C x H x W class scores of a prediction: its probabilities, or, from a graph that
+    gives class ids only (an end-to-end graph), their one-hot maps (the same arg-max)."""
+    if prediction.probabilities is not None:
+        return torch.from_numpy(prediction.probabilities)[None]
+    classes = prediction.metadata.config.model.num_classes
+    labels = torch.from_numpy(prediction.segmentation.astype(np.int64))
+    return F.one_hot(labels, classes).permute(2, 0, 1)[None].float()
+
+
 def _labels(array: np.ndarray) -> Tensor:
     return tensor_of(array, np.int64)[None]
 
@@ -86,7 +96,7 @@ SPEC = TaskSpec(
     finish=finish,
     tolerance=(0.0, 1e-4),
     agreement=_agreement,
-    as_decoded=lambda prediction: torch.from_numpy(prediction.probabilities)[None],
+    as_decoded=_as_decoded,
     images=(PublishedImage("segmentation", _class_ids),
             PublishedImage("segmentation_color", _overlay)),
     meter_inputs=lambda pred, target: (_labels(pred), _labels(target)),
@@ -94,4 +104,5 @@ SPEC = TaskSpec(
     class_ids=True,
     study_column=StudyColumn("mIoU % ↑", 100, 1),
 )
-"""``as_decoded`` needs the prediction made with ``probabilities=True``."""
+"""``as_decoded`` takes the probabilities of a prediction made with ``probabilities=True``,
+else the one-hot class ids."""

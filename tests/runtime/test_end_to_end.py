@@ -10,8 +10,10 @@ import torch.nn.functional as F
 
 from densemtl_core.checkpoint import load_checkpoint
 from densemtl_core.data.synthetic import render_scene
+from densemtl_core.export.accuracy import compare_backends
 from densemtl_core.export.onnx import (TENSORRT_OPERATORS, export_onnx, graph_operators,
                                        read_onnx_info)
+from densemtl_core.export.samples import synthetic_frames
 from densemtl_core.runtime import InvalidImageError, load_predictor
 from densemtl_core.runtime.end_to_end import EndToEndGraph, resize_matrix
 from densemtl_core.runtime.graph import InferenceGraph
@@ -164,3 +166,17 @@ def test_export_command_writes_and_checks_an_end_to_end_graph(four_task_checkpoi
     prediction = load_predictor(path).predict(render_scene(5, (48, 64))["image"])
     assert prediction.segmentation.shape == prediction.depth.shape == (48, 64)
     assert prediction.normals.shape == (48, 64, 3)
+
+
+def test_backends_running_end_to_end_graphs_are_compared_on_class_ids(end_to_end_onnx):
+    """The engine check's comparison: an end-to-end graph gives no probabilities, so the
+    segmentation is scored from its class ids (here OpenVINO against ONNX Runtime)."""
+    pytest.importorskip("openvino")
+    reference = load_predictor(end_to_end_onnx, backend="onnxruntime", device="cpu")
+    candidate = load_predictor(end_to_end_onnx, backend="openvino", device="cpu")
+    report = compare_backends(reference, candidate,
+                              synthetic_frames(2, reference.camera_size))
+    assert report.agreement["semseg"]["label_agreement"] >= LABEL_AGREEMENT
+    assert report.candidate_metrics["semseg"] == pytest.approx(
+        report.reference_metrics["semseg"], abs=0.01)
+    assert set(report.reference_metrics) == set(reference.metadata.tasks)
