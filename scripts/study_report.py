@@ -140,7 +140,8 @@ def _add_gaps_closed(spec: StudySpec, rows: list[dict[str, Any]],
                      scored: dict[str, dict[str, dict[int, Any]]]) -> None:
     """Each row of a group with a gap (``spec.gaps``) gets, per task, the share of the gap
     between the bounding rows' mean main metrics that it closes (mean ± std over its seeds;
-    1 = as good as the upper bound, 0 = no better than the lower, below 0 = worse)."""
+    1 = as good as the upper bound, 0 = no better than the lower, below 0 = worse). A task the
+    upper bound does no better on has no gap, and no share."""
     for report_row in rows:
         if report_row["group"] not in spec.gaps:
             continue
@@ -154,7 +155,7 @@ def _add_gaps_closed(spec: StudySpec, rows: list[dict[str, Any]],
             key = TASKS[task].main_metric
             low = statistics.fmean(m[task][key] for m in lower.values())
             high = statistics.fmean(m[task][key] for m in upper.values())
-            if high != low:
+            if (high > low) if TASKS[task].higher_is_better else (high < low):  # else no gap
                 closed[task] = _mean_std([(m[task][key] - low) / (high - low)
                                           for m in scored[evaluation][name].values()])
         report_row["gap_closed"] = closed

@@ -153,18 +153,21 @@ gaps:
         "--domain", "shifted"]
     metrics = {"source_only": [(0.30, 2.0), (0.30, 2.0)], "oracle": [(0.50, 1.0), (0.70, 1.0)],
                "adapted": [(0.40, 2.5), (0.50, 1.5)]}
+    edges = {"source_only": 0.6, "oracle": 0.5, "adapted": 0.55}  # the oracle is no better
     for row in spec.rows:
         for seed, (miou, rmse) in zip((1, 2), metrics[row.name]):
             folder = spec.run_dir(row, seed) / "test_shifted"
             folder.mkdir(parents=True)
             (folder / "metrics.json").write_text(json.dumps(
-                {"metrics": {"semseg": {"miou": miou}, "depth": {"rmse": rmse}}}))
+                {"metrics": {"semseg": {"miou": miou}, "depth": {"rmse": rmse},
+                             "edges": {"f1": edges[row.name]}}}))
     rows = {row["name"]: row for row in study_report.gather(spec)["rows"]}
     # Gap: mIoU 0.30 -> 0.60, RMSE 2.0 -> 1.0; the adapted seeds close 1/3 and 2/3 of the first,
     # -1/2 and +1/2 of the second.
     closed = rows["adapted (shifted domain)"]["gap_closed"]
     assert closed["semseg"][0] == pytest.approx(0.5)
     assert closed["depth"] == pytest.approx((0.0, math.sqrt(0.5)))
+    assert "edges" not in closed
     assert rows["oracle (shifted domain)"]["gap_closed"]["semseg"][0] == pytest.approx(1.0)
     assert "gap closed S %" in study_report.render_markdown(spec, study_report.gather(spec))
     with pytest.raises(ValueError, match="gaps.sd names unknown rows"):
