@@ -47,8 +47,9 @@ PYTHON_KEYS = {
     "torch": "python3-torch", "onnxruntime": "python3-onnxruntime-pip",
     "rosbags": "python3-rosbags-pip", "pytest": "python3-pytest",
 }
-WITHOUT_ROSDEP_KEY = {"safetensors", "onnx"}
-"""No key in rosdep/python.yaml (python3-safetensors does not exist): installed with pip."""
+WITHOUT_ROSDEP_KEY = {"safetensors", "onnx", "onnxconverter-common"}
+"""No key in rosdep/python.yaml (python3-safetensors, python3-onnxconverter-common do not
+exist): installed with pip."""
 DISTRIBUTION = ("setup.py", "setup.cfg", "README.md", "package.xml", "resource", "launch",
                 "config", "densemtl_core", "densemtl_ros")
 """What setup.py builds the package from (copied before a build, so the tree stays as it is)."""
