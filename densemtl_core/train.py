@@ -39,12 +39,12 @@ from .evaluate import evaluate, main_metric_summary
 from .strict_json import finite_json, write_json
 from .losses import MultiTaskLoss
 from .objectives import Objective, Outputs, Step
-from .pretrained import DEFAULT_MODEL
 from .objectives.adversarial import AdversarialObjective
 from .objectives.photometric import PhotometricObjective
 from .objectives.self_training import SelfTrainingObjective
 from .models import build_model, load_torchvision_weights
 from .optim import build_optimizer, build_scheduler, check_state_shapes
+from .pretrained import DEFAULT_MODEL
 from .tasks import TASKS, delta_m, main_values
 from .viz import plot_curves, save_png
 
