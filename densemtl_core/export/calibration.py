@@ -71,15 +71,16 @@ class CalibrationSource:
                 "activations": self.activations}
 
 
-def folder_images(folder: Path, limit: int) -> Iterator[np.ndarray]:
-    """Up to ``limit`` images of ``folder`` (sorted by name) as RGB uint8 arrays; ValueError
+def folder_images(folder: Path) -> Iterator[np.ndarray]:
+    """The images of ``folder`` (sorted by name) as RGB uint8 arrays, read as they are taken;
+    ValueError
     naming the folder when it has none, or the file that is not a readable image."""
     if not folder.is_dir():
         raise ValueError(f"calibration image folder {folder} does not exist")
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise ValueError(f"no {'/'.join(IMAGE_SUFFIXES)} images in {folder}")
-    for path in paths[:limit]:
+    for path in paths:
         try:
             with Image.open(path) as image:
                 yield np.asarray(image.convert("RGB"))
@@ -87,13 +88,12 @@ def folder_images(folder: Path, limit: int) -> Iterator[np.ndarray]:
             raise ValueError(f"{path} is not a readable image: {error}") from error
 
 
-def recording_images(bag: Path, topic: str, limit: int) -> Iterator[np.ndarray]:
-    """Up to ``limit`` camera frames of ``topic`` in ``bag`` as RGB uint8 arrays; a message that
-    does not decode is skipped. BagError names a missing topic or an unreadable bag."""
+def recording_images(bag: Path, topic: str) -> Iterator[np.ndarray]:
+    """The camera frames of ``topic`` in ``bag`` as RGB uint8 arrays, decoded as they are taken;
+    a message that does not decode is skipped. BagError names a missing topic or an unreadable bag."""
     with open_bag(bag) as reader:
         reader.require({topic: IMAGE_TYPES})
         compressed = reader.topics[topic] == IMAGE_TYPES[1]
-        yielded = 0
         for item in reader.messages([topic]):
             if item.message is None:
                 continue
@@ -103,17 +103,15 @@ def recording_images(bag: Path, topic: str, limit: int) -> Iterator[np.ndarray]:
             except ImageConversionError:
                 continue
             yield rgb
-            yielded += 1
-            if yielded == limit:
-                return
 
 
 def source_images(source: CalibrationSource, size: tuple[int, int]) -> Iterator[np.ndarray]:
-    """The RGB uint8 frames of ``source`` (rendered at ``size`` when synthetic)."""
+    """The RGB uint8 frames of ``source`` (rendered at ``size`` when synthetic); the caller
+    takes as many as it needs."""
     if source.kind == "images":
-        return folder_images(source.path, source.frames)
+        return folder_images(source.path)
     if source.kind == "recording":
-        return recording_images(source.path, source.topic, source.frames)
+        return recording_images(source.path, source.topic)
     return (frame["image"] for frame in synthetic_frames(source.frames, size, "train"))
 
 
