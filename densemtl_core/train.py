@@ -237,15 +237,14 @@ class Trainer:
         total, logs = self.objective_losses(step)
         if not torch.isfinite(total):
             raise FloatingPointError(f"non-finite loss at step {self.step}: {logs}")
-        optimizers = [self.optimizer, *(opt for opt, _ in self.objective_optimizers.values())]
-        for optimizer in optimizers:
+        for optimizer in self.optimizers():
             optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         if self.config.optim.grad_clip:
             self.scaler.unscale_(self.optimizer)
             logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(
                 self.clipped_parameters, self.config.optim.grad_clip))
-        for optimizer in optimizers:
+        for optimizer in self.optimizers():
             self.scaler.step(optimizer)
         self.scaler.update()
         self.scheduler.step()
@@ -254,6 +253,11 @@ class Trainer:
         for objective in self.objectives.values():
             objective.after_step(self.model)
         return logs
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """The network's optimiser and those objectives own (the discriminators')."""
+        return [self.optimizer, *(optimizer for optimizer, _ in
+                                  self.objective_optimizers.values())]
 
     def objective_losses(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
         """The sum of every objective's loss at ``step``, and their logs with that sum as
@@ -388,9 +392,7 @@ class Trainer:
             progress.update(1)
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 lrs = {f"lr_{g['name']}": g["lr"]
-                       for optimizer in (self.optimizer, *(opt for opt, _ in
-                                                           self.objective_optimizers.values()))
-                       for g in optimizer.param_groups}
+                       for optimizer in self.optimizers() for g in optimizer.param_groups}
                 progress.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k != "grad_norm"})
                 if self.ctx.is_main:
                     self._log({"step": self.step, "train": logs, **lrs,
