@@ -43,6 +43,7 @@ from .latest_frame import LatestFrame
 from .outputs import CAMERA_INFO_OUTPUTS, FrameOutputs, OutputPublishers, camera_info_for
 from .parameters import NodeSettings, check_parameters, parameter_specs
 from .pipeline import TwoStagePipeline
+from .qos_events import QoSEvents
 from .ros_arguments import params_file_problem, without_source_locations
 from ..depth_units import DepthPublishing, depth_publishing, unpublished_warning
 from ..published import published_maps
@@ -121,6 +122,8 @@ class DenseMTLNode(Node):
         self.predictor = load_node_predictor(self.settings)
         self.depth = self._depth_publishing()
         self.telemetry = Telemetry()
+        self._qos_events = QoSEvents(self.resolve_topic_name, self._warn,
+                                     self.telemetry.incompatible_qos)
         self._latest: LatestFrame[_Frame] = LatestFrame()
         self._calibration: Calibration | None = None  # the latest camera_info's
         self._reported_calibration_problem: str | None = None
@@ -128,7 +131,7 @@ class DenseMTLNode(Node):
         self.outputs = OutputPublishers(
             self, self.predictor.metadata,
             _qos(self.settings.output_reliability, self.settings.output_depth),
-            withheld_tasks=self.depth.withheld_tasks)
+            withheld_tasks=self.depth.withheld_tasks, qos_events=self._qos_events)
         self._subscribe()
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         name = self.get_fully_qualified_name()
@@ -153,12 +156,18 @@ class DenseMTLNode(Node):
         image_topic = self.resolve_topic_name("image")
         if self.settings.compressed:
             image_topic += "/compressed"  # the image_transport naming convention
-            self.create_subscription(CompressedImage, image_topic, self._on_image, qos)
+            self.create_subscription(CompressedImage, image_topic, self._on_image, qos,
+                                     event_callbacks=self._qos_events.subscription(image_topic,
+                                                                                   qos))
         else:
-            self.create_subscription(Image, image_topic, self._on_image, qos)
+            self.create_subscription(Image, image_topic, self._on_image, qos,
+                                     event_callbacks=self._qos_events.subscription(image_topic,
+                                                                                   qos))
         self._image_topic = image_topic
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info,
-                                 _qos(self.settings.input_reliability, 1))
+        info_qos = _qos(self.settings.input_reliability, 1)
+        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, info_qos,
+                                 event_callbacks=self._qos_events.subscription("camera_info",
+                                                                               info_qos))
 
     def _depth_publishing(self) -> DepthPublishing:
         """How the model's depth is published (see :mod:`densemtl_ros.depth_units`): a scale

@@ -1,10 +1,13 @@
 """The node's health as ``diagnostic_msgs/DiagnosticArray`` for ``/diagnostics``.
 
 One status per report: its level says whether frames flow and whether any were refused or
-failed since the previous report; its values give rates, counters and per-stage latency
-percentiles (what ``rqt_runtime_monitor`` and the diagnostic aggregator show). Its name and
-hardware_id start with the node's fully qualified name, so that two nodes (one per camera, in
-their namespaces) are two statuses: the aggregator keys statuses by name.
+failed since the previous report, and it stays WARN once an endpoint with incompatible QoS was
+seen (DDS reports such an endpoint when it appears, never when it leaves, and while it exists
+its data silently goes nowhere: see :mod:`.qos_events`); its values give rates, counters and
+per-stage latency percentiles (what ``rqt_runtime_monitor`` and the diagnostic aggregator
+show). Its name and hardware_id start with the node's fully qualified name, so that two
+nodes (one per camera, in their namespaces) are two statuses: the aggregator keys statuses by
+name.
 """
 from __future__ import annotations
 
@@ -44,6 +47,17 @@ def _level_and_message(now: TelemetrySnapshot, before: TelemetrySnapshot | None
     return DiagnosticStatus.OK, f"processing {now.output_rate:.1f} Hz of {now.input_rate:.1f} Hz"
 
 
+def _with_incompatible_qos(level: bytes, message: str, now: TelemetrySnapshot
+                           ) -> tuple[bytes, str]:
+    """At least WARN, naming each topic and its last incompatible policy, once an endpoint
+    with incompatible QoS was seen since the node started."""
+    if not now.incompatible_qos:
+        return level, message
+    topics = "; ".join(f"{topic} ({', '.join(now.incompatible_qos_details.get(topic, ()))})"
+                       for topic in sorted(now.incompatible_qos))
+    return max(level, DiagnosticStatus.WARN), f"{message}; incompatible QoS on {topics}"
+
+
 def _milliseconds(seconds: float) -> str:
     return f"{seconds * 1e3:.2f}"
 
@@ -70,7 +84,8 @@ class DiagnosticsReporter:
         self._previous: TelemetrySnapshot | None = None
 
     def report(self, snapshot: TelemetrySnapshot, stamp: Time) -> DiagnosticArray:
-        level, message = _level_and_message(snapshot, self._previous)
+        level, message = _with_incompatible_qos(
+            *_level_and_message(snapshot, self._previous), snapshot)
         self._previous = snapshot
         values = {
             "input rate (Hz)": f"{snapshot.input_rate:.2f}",
@@ -92,6 +107,8 @@ class DiagnosticsReporter:
                                  snapshot.refused_details))
         values.update(_by_reason("outputs withheld", snapshot.withheld_by_reason,
                                  snapshot.withheld_details))
+        values.update(_by_reason("incompatible QoS", snapshot.incompatible_qos,
+                                 snapshot.incompatible_qos_details))
         values.update(self._static)
         status = DiagnosticStatus(
             level=level, name=self._name, message=message, hardware_id=self._hardware_id,

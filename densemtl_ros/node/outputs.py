@@ -26,6 +26,7 @@ from densemtl_core.recordings.calibration import Calibration
 from .conversions import array_to_msg, calibration_to_msg
 from .parameters import CAMERA_OUTPUTS, NodeSettings
 from .pointcloud import make_pointcloud
+from .qos_events import QoSEvents
 from ..published import PublishedMaps, image_outputs, published_image, topic_suffix
 
 
@@ -70,14 +71,19 @@ class OutputPublishers:
     """The publishers of one node, and the work of filling them for a frame."""
 
     def __init__(self, node: Node, metadata: ModelMetadata, qos: QoSProfile,
-                 withheld_tasks: frozenset[str] = frozenset()) -> None:
+                 withheld_tasks: frozenset[str] = frozenset(),
+                 qos_events: QoSEvents | None = None) -> None:
         """``withheld_tasks``: tasks of the model never to publish, nor any output computed
-        from them (a relative depth without a scale, see :mod:`densemtl_ros.depth_units`)."""
+        from them (a relative depth without a scale, see :mod:`densemtl_ros.depth_units`);
+        ``qos_events``: what reports a subscriber with incompatible QoS (rclpy's default
+        warning without)."""
         self.metadata = metadata
         self.specs = output_specs()
         tasks = set(metadata.tasks) - withheld_tasks
         self.publishers = {
-            name: node.create_publisher(spec.message_type, spec.topic, qos)
+            name: node.create_publisher(
+                spec.message_type, spec.topic, qos,
+                event_callbacks=qos_events.publisher(spec.topic, qos) if qos_events else None)
             for name, spec in self.specs.items() if set(spec.tasks) <= tasks}
 
     def wanted(self, settings: NodeSettings) -> frozenset[str]:

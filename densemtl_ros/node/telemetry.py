@@ -42,6 +42,8 @@ class TelemetrySnapshot:
     withheld: int = 0  # frames published without some of the wanted outputs
     withheld_by_reason: dict[str, int] = field(default_factory=dict)
     withheld_details: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    incompatible_qos: dict[str, int] = field(default_factory=dict)  # topic -> endpoints
+    incompatible_qos_details: dict[str, tuple[str, ...]] = field(default_factory=dict)  # policies
 
 
 class _Reasons:
@@ -51,8 +53,8 @@ class _Reasons:
         self.counts: Counter[str] = Counter()
         self._details: dict[str, deque[str]] = {}
 
-    def add(self, reason: str, detail: str | None) -> None:
-        self.counts[reason] += 1
+    def add(self, reason: str, detail: str | None, count: int = 1) -> None:
+        self.counts[reason] += count
         if detail is None:
             return
         latest = self._details.setdefault(reason, deque(maxlen=RECENT_DETAILS))
@@ -83,6 +85,7 @@ class Telemetry:
         self._added: deque[float] = deque(maxlen=window)
         self._refusals = _Reasons()
         self._withholdings = _Reasons()
+        self._incompatible_qos = _Reasons()
         self.received = self.processed = self.dropped = self.failed = self.skipped = 0
 
     def _trim(self, times: deque[float], now: float) -> None:
@@ -115,6 +118,12 @@ class Telemetry:
         without a usable camera_info); ``reason`` and ``detail`` as for refusals."""
         with self._lock:
             self._withholdings.add(reason, detail)
+
+    def incompatible_qos(self, topic: str, policy: str, endpoints: int = 1) -> None:
+        """``endpoints`` discovered on ``topic`` whose QoS cannot match the node's, the last
+        incompatible ``policy`` (e.g. "RELIABILITY") kept as the detail."""
+        with self._lock:
+            self._incompatible_qos.add(topic, policy, endpoints)
 
     def frame_skipped(self) -> None:
         """A frame taken while no output had a subscriber: nothing to compute."""
@@ -165,4 +174,6 @@ class Telemetry:
                 refused_details=self._refusals.details(),
                 withheld=sum(self._withholdings.counts.values()),
                 withheld_by_reason=dict(self._withholdings.counts),
-                withheld_details=self._withholdings.details())
+                withheld_details=self._withholdings.details(),
+                incompatible_qos=dict(self._incompatible_qos.counts),
+                incompatible_qos_details=self._incompatible_qos.details())
