@@ -67,6 +67,7 @@ setup(
             "densemtl-eval = densemtl_core.evaluate:main",
             "densemtl-export = densemtl_core.export.cli:main",
             "densemtl-node = densemtl_ros.node.densemtl_node:console_main",
+            "densemtl-lifecycle-node = densemtl_ros.node.densemtl_node:lifecycle_console_main",
             "densemtl-bag-eval = densemtl_ros.bag_tools.bag_eval:main",
             "densemtl-make-bag = densemtl_ros.bag_tools.make_bag:main",
         ],

@@ -144,17 +144,34 @@ class Predictor:
         With :meth:`finish`, a pipeline can up-sample one frame while the network runs on the
         next (the ROS node does); the two halves give exactly what :meth:`predict` gives.
         """
-        rgb = as_rgb(rgb)
+        return self.run_network_batch([rgb])[0]
+
+    def run_network_batch(self, images: Sequence[np.ndarray]) -> list[NetworkOutputs]:
+        """:meth:`run_network` for several images (sizes may differ; an end-to-end graph's
+        must all be its camera size), run in batches as large as the backend takes: one
+        network for several cameras."""
+        rgbs = [as_rgb(image) for image in images]  # all checked before any runs
+        if self.camera_size is not None:
+            check_camera_frames(rgbs, self.camera_size)
+        step = self.backend.max_batch or max(len(rgbs), 1)
+        results = []
         with torch.inference_mode():
-            with single_threaded():
-                batch = self._batch([rgb])
-            outputs = self.backend.run(batch)
-            if self.camera_size is not None:  # the graph finished the maps
-                return NetworkOutputs(decoded={}, image_size=tuple(rgb.shape[:2]),
-                                      finished=end_to_end_maps(outputs, 0))
-            # Owned copies: a backend may overwrite its output buffers on its next run.
-            decoded = {task: value[0].clone() for task, value in outputs.items()}
-        return NetworkOutputs(decoded=decoded, image_size=tuple(rgb.shape[:2]))
+            for start in range(0, len(rgbs), step):
+                chunk = rgbs[start:start + step]
+                with single_threaded():
+                    batch = self._batch(chunk)
+                outputs = self.backend.run(batch)
+                for index, rgb in enumerate(chunk):
+                    size = tuple(rgb.shape[:2])
+                    if self.camera_size is not None:  # the graph finished the maps
+                        results.append(NetworkOutputs(decoded={}, image_size=size,
+                                                      finished=end_to_end_maps(outputs, index)))
+                        continue
+                    # Owned copies: a backend may overwrite its output buffers on its next run.
+                    results.append(NetworkOutputs(
+                        decoded={task: value[index].clone() for task, value in outputs.items()},
+                        image_size=size))
+        return results
 
     def finish(self, outputs: NetworkOutputs, *, probabilities: bool = False,
                output_size: tuple[int, int] | None = None,

@@ -17,12 +17,13 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from std_msgs.msg import Header
 
-from .telemetry import TelemetrySnapshot
+from .telemetry import BatchSnapshot, TelemetrySnapshot
 
-def status_name(node_name: str) -> str:
+def status_name(node_name: str, camera: str = "") -> str:
     """The status name of the node whose fully qualified name is ``node_name``, e.g.
-    "/perception/densemtl: dense multi-task inference"."""
-    return f"{node_name}: dense multi-task inference"
+    "/perception/densemtl: dense multi-task inference", or of its ``camera`` when it serves
+    several: "/perception/densemtl: front: dense multi-task inference"."""
+    return f"{node_name}: {camera + ': ' if camera else ''}dense multi-task inference"
 
 
 def _level_and_message(now: TelemetrySnapshot, before: TelemetrySnapshot | None
@@ -115,3 +116,20 @@ class DiagnosticsReporter:
             values=[KeyValue(key=key, value=value) for key, value in values.items()])
         return DiagnosticArray(header=Header(stamp=stamp),
                                status=[status])
+
+
+def network_status(name: str, hardware_id: str, snapshot: BatchSnapshot) -> DiagnosticStatus:
+    """The shared network stage of a node serving several cameras (the cameras each have a
+    status of their own): batches per second, frames per batch, time per batch."""
+    level, message = ((DiagnosticStatus.OK, f"{snapshot.batch_rate:.1f} batches/s of "
+                                            f"{snapshot.mean_batch:.2f} frames")
+                      if snapshot.batch_rate > 0 else
+                      (DiagnosticStatus.WARN, "the network has not run recently"))
+    values = {"batches": str(snapshot.batches), "frames": str(snapshot.frames),
+              "batch rate (Hz)": f"{snapshot.batch_rate:.2f}",
+              "frames per batch (mean)": f"{snapshot.mean_batch:.2f}",
+              "network per batch p50 (ms)": _milliseconds(snapshot.network[0]),
+              "network per batch p95 (ms)": _milliseconds(snapshot.network[1])}
+    return DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,
+                            values=[KeyValue(key=key, value=value)
+                                    for key, value in values.items()])

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
@@ -70,21 +70,32 @@ class FrameOutputs:
 class OutputPublishers:
     """The publishers of one node, and the work of filling them for a frame."""
 
-    def __init__(self, node: Node, metadata: ModelMetadata, qos: QoSProfile,
+    def __init__(self, node: LifecycleNode, metadata: ModelMetadata, qos: QoSProfile,
                  withheld_tasks: frozenset[str] = frozenset(),
-                 qos_events: QoSEvents | None = None) -> None:
-        """``withheld_tasks``: tasks of the model never to publish, nor any output computed
+                 qos_events: QoSEvents | None = None, prefix: str = "~/") -> None:
+        """Lifecycle publishers of ``node``: they publish only while it is active.
+        ``withheld_tasks``: tasks of the model never to publish, nor any output computed
         from them (a relative depth without a scale, see :mod:`densemtl_ros.depth_units`);
         ``qos_events``: what reports a subscriber with incompatible QoS (rclpy's default
-        warning without)."""
+        warning without); ``prefix``: what the topics' names start with, ``~/C/`` for camera C
+        of several."""
+        self._node = node
         self.metadata = metadata
         self.specs = output_specs()
         tasks = set(metadata.tasks) - withheld_tasks
-        self.publishers = {
-            name: node.create_publisher(
-                spec.message_type, spec.topic, qos,
-                event_callbacks=qos_events.publisher(spec.topic, qos) if qos_events else None)
-            for name, spec in self.specs.items() if set(spec.tasks) <= tasks}
+        self.publishers = {}
+        for name, spec in self.specs.items():
+            if set(spec.tasks) <= tasks:
+                topic = prefix + spec.topic.removeprefix("~/")
+                self.publishers[name] = node.create_lifecycle_publisher(
+                    spec.message_type, topic, qos,
+                    event_callbacks=qos_events.publisher(topic, qos) if qos_events else None)
+
+    def destroy(self) -> None:
+        """Remove the publishers from the graph (the node is cleaned up)."""
+        for publisher in self.publishers.values():
+            self._node.destroy_lifecycle_publisher(publisher)
+        self.publishers = {}
 
     def wanted(self, settings: NodeSettings) -> frozenset[str]:
         """The outputs enabled and subscribed now (those in :data:`CAMERA_INFO_OUTPUTS` can

@@ -16,19 +16,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                ParameterType)
 
 from densemtl_core.runtime import BACKENDS
 
 from ..published import DEFAULT_OVERLAY_ALPHA, image_outputs, topic_suffix
 
-Value = bool | int | float | str
+Value = bool | int | float | str | tuple[str, ...]
 
 RELIABILITIES = ("best_effort", "reliable")
 RESOLUTIONS = ("input", "network")
 CAMERA_OUTPUTS = ("camera_info", "points")
 """The outputs made from the calibration, after the tasks' images."""
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+_CAMERA_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(/[A-Za-z][A-Za-z0-9_]*)*$")
+"""A relative ROS name: the camera's topics are ``<name>/image_raw``, ``<name>/camera_info``."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class ParameterSpec:
     def descriptor(self) -> ParameterDescriptor:
         descriptor = ParameterDescriptor(name=self.name, description=self.description,
                                          read_only=self.read_only)
+        if isinstance(self.default, tuple):  # an empty default says nothing of the type
+            descriptor.type = ParameterType.PARAMETER_STRING_ARRAY
         if self.choices:
             descriptor.additional_constraints = f"one of: {', '.join(self.choices)}"
         if self.bounds is not None and isinstance(self.default, float):
@@ -58,6 +63,8 @@ class ParameterSpec:
 
     def check(self, value: Any) -> str | None:
         """Why ``value`` is refused, or None when it is acceptable."""
+        if isinstance(self.default, tuple):
+            return _check_names(self.name, value)
         if type(value) is not type(self.default):
             return (f"{self.name} must be a {type(self.default).__name__}, got "
                     f"{type(value).__name__} {value!r}")
@@ -72,6 +79,19 @@ class ParameterSpec:
         return None
 
 
+def _check_names(name: str, value: Any) -> str | None:
+    """Why ``value`` is not a list of distinct camera names, or None."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+        return f"{name} must be a list of strings, got {value!r}"
+    for item in value:
+        if not _CAMERA_NAME.fullmatch(item):
+            return (f"{name}: {item!r} is not a relative ROS name (letters, digits and "
+                    f"underscores, starting with a letter; / between parts)")
+    if len(set(value)) != len(value):
+        return f"{name} names a camera twice: {list(value)}"
+    return None
+
+
 def outputs() -> tuple[str, ...]:
     """Every output of the node: the tasks' images (from the task table as it is now), then
     the calibration and the point cloud."""
@@ -79,6 +99,10 @@ def outputs() -> tuple[str, ...]:
 
 
 _BEFORE_PUBLISH: tuple[ParameterSpec, ...] = (
+    ParameterSpec("cameras", (), "Names of the cameras one network serves, batched: camera C "
+                  "reads C/image_raw (C/image_raw/compressed) and C/camera_info and publishes "
+                  "~/C/segmentation, ...; empty: one camera on image and camera_info, publishing "
+                  "~/segmentation, ...", read_only=True),
     ParameterSpec("model.path", "", "Checkpoint (.safetensors), ONNX file or TensorRT engine "
                   "(.engine/.plan); empty: the shipped default model", read_only=True),
     ParameterSpec("model.backend", "auto", "Inference backend; auto: TensorRT for an engine on "
@@ -115,6 +139,9 @@ _BEFORE_PUBLISH: tuple[ParameterSpec, ...] = (
                   choices=RELIABILITIES, read_only=True),
     ParameterSpec("qos.output.depth", 2, "Output publishers' history depth", bounds=(1, 100),
                   read_only=True),
+    ParameterSpec("sync.window_ms", 0.0, "With several cameras: batch only frames whose "
+                  "stamps lie within this many milliseconds of each other, waiting at most as "
+                  "long for the others; 0: batch whatever is waiting", bounds=(0.0, 1000.0)),
     ParameterSpec("output.resolution", "input", "Resolution of every output map: the input "
                   "image's, or the network's (cheaper to compute and to send)",
                   choices=RESOLUTIONS),
@@ -168,6 +195,7 @@ class NodeSettings:
     """A consistent snapshot of the parameters, swapped whole when one changes, so the
     processing thread never sees half an update."""
 
+    cameras: tuple[str, ...]
     model_path: str
     backend: str
     engine_path: str
@@ -182,6 +210,7 @@ class NodeSettings:
     input_depth: int
     output_reliability: str
     output_depth: int
+    sync_window: float  # seconds
     resolution: str
     publish: frozenset[str]
     overlay_alpha: float
@@ -193,7 +222,8 @@ class NodeSettings:
     @classmethod
     def from_values(cls, values: Mapping[str, Value]) -> "NodeSettings":
         return cls(
-            model_path=values["model.path"], backend=values["model.backend"],
+            cameras=tuple(values["cameras"]), model_path=values["model.path"],
+            backend=values["model.backend"],
             engine_path=values["model.engine_path"], device=values["model.device"],
             threads=values["model.threads"], rebuild_engine=values["model.rebuild_engine"],
             relative_depth_scale=values["relative_depth_scale"],
@@ -202,7 +232,8 @@ class NodeSettings:
             input_reliability=values["qos.input.reliability"],
             input_depth=values["qos.input.depth"],
             output_reliability=values["qos.output.reliability"],
-            output_depth=values["qos.output.depth"], resolution=values["output.resolution"],
+            output_depth=values["qos.output.depth"], sync_window=values["sync.window_ms"] / 1e3,
+            resolution=values["output.resolution"],
             publish=frozenset(name.removeprefix("publish.") for name, value in values.items()
                               if name.startswith("publish.") and value),
             overlay_alpha=values["color.overlay_alpha"], points_stride=values["points.stride"],

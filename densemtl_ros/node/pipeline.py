@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .latest_frame import LatestFrame
+from .latest_frame import LatestFrames
 
 _POLL_SECONDS = 0.2
 
@@ -24,7 +24,7 @@ class TwoStagePipeline:
     from ``source``; a ``None`` result ends an item after the first stage. An exception in
     either stage goes to ``on_error`` and the pipeline goes on with the next item."""
 
-    def __init__(self, source: LatestFrame, first: Callable[[Any], Any],
+    def __init__(self, source: LatestFrames, first: Callable[[Any], Any],
                  second: Callable[[Any], None],
                  on_error: Callable[[BaseException], None]) -> None:
         self._source = source

@@ -67,6 +67,15 @@ class _Reasons:
         return {reason: tuple(latest) for reason, latest in self._details.items()}
 
 
+def _recent_rate(times: deque[float], now: float, horizon: float) -> float:
+    """Events per second among ``times`` (ascending), those older than ``horizon`` dropped."""
+    while times and times[0] < now - horizon:
+        times.popleft()
+    if len(times) < 2:
+        return 0.0
+    return (len(times) - 1) / max(times[-1] - times[0], 1e-9)
+
+
 class Telemetry:
     """Thread-safe counters fed by the callback and processing threads.
 
@@ -153,10 +162,7 @@ class Telemetry:
         return (float(p50), float(p95))
 
     def _rate(self, times: deque[float], now: float) -> float:
-        self._trim(times, now)
-        if len(times) < 2:
-            return 0.0
-        return (len(times) - 1) / max(times[-1] - times[0], 1e-9)
+        return _recent_rate(times, now, self._horizon)
 
     def snapshot(self) -> TelemetrySnapshot:
         with self._lock:
@@ -177,3 +183,44 @@ class Telemetry:
                 withheld_details=self._withholdings.details(),
                 incompatible_qos=dict(self._incompatible_qos.counts),
                 incompatible_qos_details=self._incompatible_qos.details())
+
+
+@dataclass(frozen=True)
+class BatchSnapshot:
+    batches: int
+    frames: int
+    batch_rate: float  # batches/s over the horizon
+    mean_batch: float  # frames per batch over the latest window
+    network: tuple[float, float]  # (p50, p95) seconds per batch
+
+
+class BatchTelemetry:
+    """The shared network stage of a node serving several cameras: how many frames each run
+    of the network takes, and how long it runs."""
+
+    def __init__(self, window: int = 300, horizon: float = 5.0,
+                 clock=time.monotonic) -> None:
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._horizon = horizon
+        self._runs: deque[float] = deque(maxlen=window)  # bounded without a snapshot too
+        self._sizes: deque[int] = deque(maxlen=window)
+        self._seconds: deque[float] = deque(maxlen=window)
+        self.batches = self.frames = 0
+
+    def batch_run(self, size: int, seconds: float) -> None:
+        with self._lock:
+            now = self._clock()
+            self.batches += 1
+            self.frames += size
+            self._runs.append(now)
+            self._sizes.append(size)
+            self._seconds.append(seconds)
+
+    def snapshot(self) -> BatchSnapshot:
+        with self._lock:
+            return BatchSnapshot(
+                batches=self.batches, frames=self.frames,
+                batch_rate=_recent_rate(self._runs, self._clock(), self._horizon),
+                mean_batch=float(np.mean(self._sizes)) if self._sizes else 0.0,
+                network=Telemetry._percentiles(self._seconds))

@@ -40,7 +40,7 @@ def test_the_node_publishes_a_fifth_task_with_the_input_header(ros, saliency_mod
     spinner = Spinner(node, camera)
     try:
         assert node.get_parameter("publish.saliency").value is True
-        publisher = node.outputs.publishers["saliency"]
+        publisher = node.cameras[0].outputs.publishers["saliency"]
         wait_for(lambda: publisher.get_subscription_count() > 0
                  and camera.image_publisher.get_subscription_count() > 0, 30, "discovery")
         rgb = render_frames(1, (72, 96))[0]["image"]

@@ -34,7 +34,7 @@ def _remapped(prefix: str) -> list[str]:
 def _connected(node: DenseMTLNode, camera: TestCamera) -> bool:
     return (camera.image_publisher.get_subscription_count() > 0
             and all(publisher.get_subscription_count() > 0
-                    for publisher in node.outputs.publishers.values()))
+                    for publisher in node.cameras[0].outputs.publishers.values()))
 
 
 @pytest.fixture(scope="module")
@@ -255,13 +255,13 @@ def test_an_unusable_camera_info_withholds_only_the_outputs_that_need_it(system,
     node, camera = system
     bad_info = UNUSABLE_CAMERA_INFOS[problem]
     exchange(camera, _scene_frame, IMAGE_OUTPUTS, info=bad_info)  # the node has it now
-    before = node.telemetry.snapshot()
+    before = node.cameras[0].telemetry.snapshot()
     outputs = exchange(camera, _scene_frame, IMAGE_OUTPUTS, info=bad_info)
     key = stamp_key(outputs["depth"].header)
     assert (outputs["depth"].height, outputs["depth"].width) == (120, 160)
     time.sleep(0.5)
     assert key not in camera.received["camera_info"] and key not in camera.received["points"]
-    after = node.telemetry.snapshot()
+    after = node.cameras[0].telemetry.snapshot()
     assert after.failed == before.failed
     assert (after.withheld_by_reason["unusable camera_info"]
             > before.withheld_by_reason.get("unusable camera_info", 0))
@@ -278,7 +278,7 @@ def test_an_unusable_camera_info_is_warned_once_per_change_and_is_no_failure(
     set_parameters(log_throttle=0.0)
     exchange(camera, _scene_frame, ALL_OUTPUTS, info=lambda header: camera_info(header, 120, 160))
     warnings = _warnings_on_rosout(node, camera, "are withheld")
-    failed = node.telemetry.snapshot().failed
+    failed = node.cameras[0].telemetry.snapshot().failed
     for problem in ("focal length is fx 0, fy 0", "focal length is fx nan"):
         for _ in range(3):
             exchange(camera, _scene_frame, IMAGE_OUTPUTS, info=UNUSABLE_CAMERA_INFOS[problem])
@@ -292,7 +292,7 @@ def test_an_unusable_camera_info_is_warned_once_per_change_and_is_no_failure(
             "outputs withheld: unusable camera_info: latest", "")),
         10, "a diagnostics report of the camera_info problem")
     assert status.level != DiagnosticStatus.ERROR and "failed" not in status.message
-    assert int(values["frames failed"]) == failed == node.telemetry.snapshot().failed
+    assert int(values["frames failed"]) == failed == node.cameras[0].telemetry.snapshot().failed
     exchange(camera, _scene_frame, ALL_OUTPUTS, info=lambda header: camera_info(header, 120, 160))
 
 
@@ -320,14 +320,14 @@ BAD_FRAMES = {
 def test_bad_frames_are_refused_counted_and_the_node_goes_on(system):
     node, camera = system
     for name, fields in BAD_FRAMES.items():
-        before = node.telemetry.snapshot().refused
+        before = node.cameras[0].telemetry.snapshot().refused
         message = Image(header=fresh_header(), **fields)
 
         def counted():
             camera.send(message)
-            return node.telemetry.snapshot().refused > before
+            return node.cameras[0].telemetry.snapshot().refused > before
         wait_for(counted, 20, f"the {name} frame to be refused")
-    reasons = node.telemetry.snapshot().refused_by_reason
+    reasons = node.cameras[0].telemetry.snapshot().refused_by_reason
     assert "unsupported encoding" in reasons and "width not a whole pixel group" in reasons
     assert node.pipeline.alive
     outputs = exchange(camera, lambda header: image_message(_scene(64, 80), "rgb8", header),
@@ -359,19 +359,19 @@ def test_varied_bad_input_cannot_multiply_warnings_or_diagnostics_keys(system):
     problem, counters and /diagnostics keys stay bounded (each name was a warning and a key)."""
     node, camera = system
     warnings = _warnings_on_rosout(node, camera, "frame refused")
-    before = node.telemetry.snapshot().refused
+    before = node.cameras[0].telemetry.snapshot().refused
     began = time.monotonic()
     for index in range(300):
         camera.send(Image(header=fresh_header(), encoding=f"bogus{index}", height=2, width=2,
                           step=6, data=bytes(12)))
         time.sleep(0.003)  # the input's best-effort history holds one frame
-    wait_for(lambda: node.telemetry.snapshot().refused >= before + 100, 20,
+    wait_for(lambda: node.cameras[0].telemetry.snapshot().refused >= before + 100, 20,
              "the bogus frames to be refused")
     time.sleep(0.5)
     elapsed = time.monotonic() - began
     assert len(warnings) <= 1 + elapsed / node.settings.log_throttle, warnings
 
-    assert len(node.telemetry.snapshot().refused_by_reason) < 10
+    assert len(node.cameras[0].telemetry.snapshot().refused_by_reason) < 10
 
     _, values = wait_for(
         lambda: _diagnostics_of(node, camera,
@@ -456,10 +456,10 @@ def test_at_60_hz_frames_are_dropped_not_queued(system, set_parameters):
     rgb = _scene(480, 640)
     _publish_at(camera, rgb, 60, 3.0)  # warm-up: buffers and pools reach their working size
     time.sleep(1.0)
-    before, memory_before = node.telemetry.snapshot(), _resident_mb()
+    before, memory_before = node.cameras[0].telemetry.snapshot(), _resident_mb()
     sent = _publish_at(camera, rgb, 60, 8.0)
     time.sleep(1.0)  # let the last frames finish
-    after, memory_after = node.telemetry.snapshot(), _resident_mb()
+    after, memory_after = node.cameras[0].telemetry.snapshot(), _resident_mb()
 
     received = after.received - before.received
     processed = after.processed - before.processed
@@ -497,10 +497,10 @@ def test_compressed_input(compressed_system):
                        ("segmentation", "depth"))
     expected = node.predictor.predict(rgb)
     np.testing.assert_allclose(message_to_array(outputs["depth"]), expected.depth, rtol=1e-5)
-    before = node.telemetry.snapshot().refused
+    before = node.cameras[0].telemetry.snapshot().refused
     wait_for(lambda: camera.send(CompressedImage(header=fresh_header(), format="jpeg",
                                                  data=b"not a jpeg at all"))
-             or node.telemetry.snapshot().refused > before, 20, "a corrupt JPEG to be refused")
+             or node.cameras[0].telemetry.snapshot().refused > before, 20, "a corrupt JPEG to be refused")
 
 
 def test_two_nodes_are_two_statuses_in_diagnostics(system, compressed_system):

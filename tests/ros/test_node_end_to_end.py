@@ -59,10 +59,10 @@ def test_node_publishes_the_end_to_end_graph_maps(system):
 
 def test_a_frame_of_another_size_fails_with_one_line_and_the_node_goes_on(system):
     node, camera = system
-    before = node.telemetry.snapshot().failed
+    before = node.cameras[0].telemetry.snapshot().failed
     small = render_scene(6, (48, 64))["image"]
     wait_for(lambda: camera.send(image_message(small, "rgb8", fresh_header()), None)
-             or node.telemetry.snapshot().failed > before, 20, "the frame to fail")
+             or node.cameras[0].telemetry.snapshot().failed > before, 20, "the frame to fail")
     rgb = render_scene(7, CAMERA)["image"]
     outputs = exchange(camera, lambda header: image_message(rgb, "rgb8", header), MAPS)
     assert message_to_array(outputs["segmentation"]).shape == CAMERA

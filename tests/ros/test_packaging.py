@@ -109,7 +109,7 @@ class LaunchFile:
                           if isinstance(node, ast.FunctionDef)}
         assert "generate_launch_description" in self.functions
         self.function = self.functions["generate_launch_description"]
-        nodes = calls(self.tree, "Node")
+        nodes = calls(self.tree, "action")  # Node, or LifecycleNode with lifecycle:=true
         assert len(nodes) == 1, "the launch file starts one node"
         self.node = nodes[0]
 
@@ -191,15 +191,19 @@ def test_launch_configurations_are_declared(launch_file):
     assert used == LAUNCH_ARGUMENTS, f"declared but unused: {LAUNCH_ARGUMENTS - used}"
 
 
-def test_launch_file_starts_the_console_script(launch_file):
+def test_launch_file_starts_the_console_scripts(launch_file):
+    """The plain node's and the managed node's executables are the console scripts of the
+    node module's two entry points."""
     scripts = console_scripts()
-    executable = launch_file.node_argument("executable")
-    assert executable in scripts, f"{executable} is not a console script of setup.py"
-    module, function = scripts[executable].split(":")
-    assert module == "densemtl_ros.node.densemtl_node" and function == "console_main"
     node_module = parse(REPO / "densemtl_ros" / "node" / "densemtl_node.py")
-    assert function in {node.name for node in node_module.body
-                        if isinstance(node, ast.FunctionDef)}
+    functions = {node.name for node in node_module.body if isinstance(node, ast.FunctionDef)}
+    for constant, entry_point in (("EXECUTABLE", "console_main"),
+                                  ("LIFECYCLE_EXECUTABLE", "lifecycle_console_main")):
+        executable = launch_file.constants[constant]
+        assert executable in scripts, f"{executable} is not a console script of setup.py"
+        module, function = scripts[executable].split(":")
+        assert (module, function) == ("densemtl_ros.node.densemtl_node", entry_point)
+        assert function in functions
     assert launch_file.node_argument("package") == package_name() == "densemtl_ros"
     # The node's own name, so that the params file's top-level key applies to it.
     assert launch_file.node_argument("name") == module_constants(node_module)["NODE_NAME"]
@@ -499,7 +503,8 @@ def test_colcon_build_installs_the_package(tmp_path, options):
         assert (share / relative).is_file(), relative
     assert (install / "share" / "ament_index" / "resource_index" / "packages" /
             package_name()).is_file()
-    assert (install / "lib" / package_name() / "densemtl-node").is_file()
+    for executable in ("densemtl-node", "densemtl-lifecycle-node"):
+        assert (install / "lib" / package_name() / executable).is_file(), executable
     paths = located(["bash", "-c", 'source install/setup.bash && exec "$0" -c "$1"',
                      sys.executable, LOCATE], cwd=workspace)
     if options:  # symlinked: the code and config/ are the workspace's source folder itself

@@ -61,7 +61,7 @@ def config_values() -> dict:
 def test_table_is_consistent():
     assert len(SPECS) == len(PARAMETERS), "parameter names are unique"
     for spec in PARAMETERS:
-        assert type(spec.default) in (bool, int, float, str), spec.name
+        assert type(spec.default) in (bool, int, float, str, tuple), spec.name
         assert spec.description.strip(), spec.name
         assert not (spec.choices and spec.bounds), spec.name
         if spec.bounds is not None:
@@ -106,7 +106,7 @@ def test_descriptor(spec):
 def test_read_only_parameters():
     """What shapes the model, the subscriptions or the publishers is fixed at start."""
     assert READ_ONLY == {
-        "model.path", "model.backend", "model.engine_path", "model.device", "model.threads",
+        "cameras", "model.path", "model.backend", "model.engine_path", "model.device", "model.threads",
         "model.rebuild_engine", "relative_depth_scale", "input.compressed",
         "qos.input.reliability", "qos.input.depth", "qos.output.reliability",
         "qos.output.depth", "diagnostics.period"}
@@ -126,7 +126,8 @@ def test_check_refuses_wrong_types(spec):
         reason = spec.check(value)
         assert reason is not None, f"{spec.name} accepted {value!r}"
         assert spec.name in reason
-        assert type(spec.default).__name__ in reason
+        assert ("list" if isinstance(spec.default, tuple) else type(spec.default).__name__
+                ) in reason
 
 
 @pytest.mark.parametrize("spec", BOUNDED, ids=ids(BOUNDED))
@@ -266,6 +267,8 @@ def test_config_has_exactly_the_table_keys():
 @pytest.mark.parametrize("spec", PARAMETERS, ids=SPEC_IDS)
 def test_config_value_matches_default(spec):
     value = config_values()[spec.name]
+    if isinstance(spec.default, tuple):  # a string array: a YAML list
+        value = tuple(value)
     assert type(value) is type(spec.default), (
         f"{spec.name}: {value!r} is a {type(value).__name__} in the YAML, the node declares a "
         f"{type(spec.default).__name__} (write floats with a decimal point)")

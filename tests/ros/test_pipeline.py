@@ -1,8 +1,9 @@
-"""The node's two-stage pipeline: order, overlap, errors and stopping."""
+"""The node's two-stage pipeline: order, overlap, errors and stopping. The first stage takes
+a batch (one camera here: a list of one item)."""
 import threading
 import time
 
-from densemtl_ros.node.latest_frame import LatestFrame
+from densemtl_ros.node.latest_frame import LatestFrames
 from densemtl_ros.node.pipeline import TwoStagePipeline
 
 
@@ -14,12 +15,12 @@ def _wait_until(condition, timeout=5.0):
 
 
 def test_items_flow_through_both_stages_in_order():
-    source, done = LatestFrame(), []
-    pipeline = TwoStagePipeline(source, lambda item: item * 10, done.append, on_error=print)
+    source, done = LatestFrames(1), []
+    pipeline = TwoStagePipeline(source, lambda batch: batch[0] * 10, done.append, on_error=print)
     pipeline.start()
     try:
         for item in range(1, 6):
-            source.put(item)
+            source.put(0, item)
             _wait_until(lambda: len(done) == item)
         assert done == [10, 20, 30, 40, 50]
     finally:
@@ -28,11 +29,12 @@ def test_items_flow_through_both_stages_in_order():
 
 def test_the_stages_overlap():
     """While the second stage works on one item, the first already runs on the next."""
-    source, overlapped = LatestFrame(), threading.Event()
+    source, overlapped = LatestFrames(1), threading.Event()
     first_running = threading.Event()
     finished = []
 
-    def first(item):
+    def first(batch):
+        (item,) = batch
         first_running.set()
         time.sleep(0.05)
         first_running.clear()
@@ -46,10 +48,10 @@ def test_the_stages_overlap():
     pipeline = TwoStagePipeline(source, first, second, on_error=print)
     pipeline.start()
     try:
-        source.put(1)
+        source.put(0, 1)
         _wait_until(lambda: first_running.is_set() or finished)
         time.sleep(0.06)  # the first item has moved on to the second stage
-        source.put(2)
+        source.put(0, 2)
         _wait_until(lambda: len(finished) == 2)
         assert overlapped.is_set()
     finally:
@@ -57,9 +59,10 @@ def test_the_stages_overlap():
 
 
 def test_errors_are_reported_and_the_pipeline_goes_on():
-    source, errors, done = LatestFrame(), [], []
+    source, errors, done = LatestFrames(1), [], []
 
-    def first(item):
+    def first(batch):
+        (item,) = batch
         if item == "bad first":
             raise ValueError("first stage failed")
         return item
@@ -72,7 +75,7 @@ def test_errors_are_reported_and_the_pipeline_goes_on():
     pipeline.start()
     try:
         for item in ("bad first", "bad second", "good"):
-            source.put(item)
+            source.put(0, item)
             _wait_until(lambda: len(errors) + len(done) == ("bad first", "bad second",
                                                                "good").index(item) + 1)
         assert [str(error) for error in errors] == ["first stage failed", "second stage failed"]
@@ -82,16 +85,17 @@ def test_errors_are_reported_and_the_pipeline_goes_on():
 
 
 def test_none_from_the_first_stage_ends_the_item_and_stop_joins_the_threads():
-    source, seen, done = LatestFrame(), [], []
+    source, seen, done = LatestFrames(1), [], []
 
-    def first(item):
+    def first(batch):
+        (item,) = batch
         seen.append(item)
         return None if item == "skip" else item
     pipeline = TwoStagePipeline(source, first, done.append, on_error=print)
     pipeline.start()
-    source.put("skip")
+    source.put(0, "skip")
     _wait_until(lambda: seen == ["skip"])
-    source.put("kept")
+    source.put(0, "kept")
     _wait_until(lambda: done == ["kept"])
     pipeline.stop()
     assert not pipeline.alive

@@ -72,7 +72,7 @@ def _reported(node: DenseMTLNode, peer: _Peer,
 
 
 def _count(node: DenseMTLNode, topic: str) -> int:
-    return node.telemetry.snapshot().incompatible_qos.get(topic, 0)
+    return node.cameras[0].telemetry.snapshot().incompatible_qos.get(topic, 0)
 
 
 def test_a_best_effort_camera_to_a_reliable_node_is_warned_and_reported(system):
@@ -119,19 +119,19 @@ def test_matching_qos_is_not_reported(system):
     """A reliable camera (a reliable subscription takes it) and a best-effort subscriber
     match: they connect and nothing is counted or warned."""
     node, peer = system
-    before = node.telemetry.snapshot().incompatible_qos
+    before = node.cameras[0].telemetry.snapshot().incompatible_qos
     warned = len(peer.warnings)
     camera = peer.create_publisher(Image, IMAGE_TOPIC, _qos(ReliabilityPolicy.RELIABLE))
     subscription = peer.create_subscription(Image, SEGMENTATION_TOPIC, lambda message: None,
                                             _qos(ReliabilityPolicy.BEST_EFFORT))
     try:
-        publisher = node.outputs.publishers["segmentation"]
+        publisher = node.cameras[0].outputs.publishers["segmentation"]
         wait_for(lambda: camera.get_subscription_count() > 0
                  and publisher.get_subscription_count() > 0, 10, "the matches")
         # A report after the match: an incompatible-QoS event would have been handled by now.
         reports = len(peer.statuses)
         wait_for(lambda: len(peer.statuses) > reports + 1, 10, "two more reports")
-        assert node.telemetry.snapshot().incompatible_qos == before
+        assert node.cameras[0].telemetry.snapshot().incompatible_qos == before
         assert not [text for text in peer.warnings[warned:] if "incompatible QoS" in text]
     finally:
         peer.destroy_publisher(camera)

@@ -88,7 +88,7 @@ def test_the_node_publishes_no_relative_depth_without_a_scale(ros, relative_mode
     try:
         assert node.predictor.depth_units == "relative"
         assert "relative_depth_scale" in warned and "~/depth" in warned
-        assert {"depth", "points"}.isdisjoint(node.outputs.publishers)
+        assert {"depth", "points"}.isdisjoint(node.cameras[0].outputs.publishers)
         assert node.count_publishers("/unscaled/densemtl/depth") == 0
         assert node.count_publishers("/unscaled/densemtl/points") == 0
         rgb = _scene()

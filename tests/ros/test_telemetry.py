@@ -1,4 +1,4 @@
-"""The keep-latest frame slot, the node's self-measurement, and its /diagnostics reports."""
+"""The node's self-measurement and its /diagnostics reports."""
 import math
 import threading
 import time
@@ -9,7 +9,6 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 
 from densemtl_ros.node.diagnostics import DiagnosticsReporter, status_name
-from densemtl_ros.node.latest_frame import LatestFrame
 from densemtl_ros.node.telemetry import DETAIL_CHARACTERS, RECENT_DETAILS, STAGES, Telemetry
 
 
@@ -21,107 +20,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-# -- LatestFrame --------------------------------------------------------------------------------
-
-def test_put_reports_replacing_a_waiting_item():
-    slot = LatestFrame()
-    assert slot.put("a") is False
-    assert slot.put("b") is True
-    assert slot.put("c") is True
-    assert slot.take(timeout=0) == "c"  # only the latest is kept
-    assert slot.put("d") is False  # the slot was emptied by take
-    assert slot.take(timeout=0) == "d"
-
-
-def test_take_empties_the_slot_and_times_out():
-    slot = LatestFrame()
-    slot.put(1)
-    assert slot.take(timeout=1.0) == 1
-    began = time.monotonic()
-    assert slot.take(timeout=0.1) is None
-    waited = time.monotonic() - began
-    assert 0.09 <= waited < 1.0
-    assert slot.take(timeout=0) is None
-
-
-def test_falsy_items_are_items():
-    slot = LatestFrame()
-    slot.put(0)
-    assert slot.put("") is True
-    assert slot.take(timeout=0) == ""
-
-
-def test_put_wakes_a_blocked_taker():
-    slot = LatestFrame()
-    taken = []
-    taker = threading.Thread(target=lambda: taken.append(slot.take(timeout=5.0)))
-    taker.start()
-    time.sleep(0.1)
-    began = time.monotonic()
-    slot.put("frame")
-    taker.join(timeout=2.0)
-    assert not taker.is_alive()
-    assert taken == ["frame"]
-    assert time.monotonic() - began < 1.0
-
-
-def test_close_wakes_a_blocked_taker():
-    slot = LatestFrame()
-    taken = []
-    taker = threading.Thread(target=lambda: taken.append(slot.take()))  # no timeout
-    taker.start()
-    time.sleep(0.1)
-    assert taker.is_alive(), "take() must block while the slot is empty"
-    began = time.monotonic()
-    slot.close()
-    taker.join(timeout=2.0)
-    assert not taker.is_alive(), "close() did not wake the taker"
-    assert time.monotonic() - began < 0.5
-    assert taken == [None]
-
-
-def test_take_after_close_returns_what_is_left_then_none():
-    slot = LatestFrame()
-    slot.put("last")
-    slot.close()
-    assert slot.take() == "last"
-    began = time.monotonic()
-    assert slot.take() is None  # no timeout, yet returns at once
-    assert time.monotonic() - began < 0.5
-
-
-def test_many_producers_one_consumer_lose_nothing_but_replacements():
-    """Every put either is taken or is counted as replaced."""
-    slot = LatestFrame()
-    replaced = [0] * 4
-    taken = []
-    done = threading.Event()
-
-    def produce(index):
-        for number in range(500):
-            replaced[index] += slot.put((index, number))
-
-    def consume():
-        while not done.is_set():
-            item = slot.take(timeout=0.01)
-            if item is not None:
-                taken.append(item)
-
-    consumer = threading.Thread(target=consume)
-    consumer.start()
-    producers = [threading.Thread(target=produce, args=(index,)) for index in range(4)]
-    for producer in producers:
-        producer.start()
-    for producer in producers:
-        producer.join()
-    done.set()
-    consumer.join(timeout=5.0)
-    leftover = slot.take(timeout=0)
-    taken += [leftover] if leftover is not None else []
-    assert len(taken) + sum(replaced) == 4 * 500
-    assert len(set(taken)) == len(taken)
 
 
 # -- Telemetry ----------------------------------------------------------------------------------
