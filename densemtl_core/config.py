@@ -48,8 +48,9 @@ class ConfigError(ValueError):
 class ModelConfig:
     """The network: which architecture, which tasks, and how the exchange block is built.
 
-    ``arch``: ``stl`` (one task, one head), ``mtl`` (shared encoder, separate heads, no exchange)
-    or ``densemtl`` (heads exchanging features through cross-task attention).
+    ``arch``: ``stl`` (one task, one head), ``mtl`` (shared encoder, separate heads, no exchange),
+    ``densemtl`` (heads exchanging features through cross-task attention) or ``padnet`` (PAD-Net:
+    intermediate predictions, then gated multi-modal distillation; ``densemtl_core.models.padnet``).
     """
 
     arch: str = "densemtl"
@@ -94,6 +95,9 @@ class ModelConfig:
     per-image median scaling and never published as metres without a scale."""
     paper_compat: bool = False
     """Reproduce the released code's quirks (METHOD.md section 9) instead of the correct behaviour."""
+    decoder_width: float = 1.0
+    """Channel multiplier of the task heads only (decoder, ASPP, and so the exchange block), on
+    top of ``width``: a naive MTL with wider heads matches DenseMTL's FLOPs."""
 
 
 @dataclass(frozen=True)
@@ -580,12 +584,12 @@ def validate_model(model: ModelConfig) -> None:
         raise ConfigError(f"model.tasks: unknown task(s) {unknown}; known: {list(TASK_NAMES)}")
     if len(set(model.tasks)) != len(model.tasks):
         raise ConfigError(f"model.tasks lists a task twice: {list(model.tasks)}")
-    if model.arch not in ("stl", "mtl", "densemtl"):
-        raise ConfigError(f"model.arch must be stl, mtl or densemtl, got {model.arch!r}")
+    if model.arch not in ("stl", "mtl", "densemtl", "padnet"):
+        raise ConfigError(f"model.arch must be stl, mtl, densemtl or padnet, got {model.arch!r}")
     if model.arch == "stl" and len(model.tasks) != 1:
         raise ConfigError("model.arch=stl takes exactly one task")
-    if model.arch == "densemtl" and len(model.tasks) < 2:
-        raise ConfigError("model.arch=densemtl needs at least two tasks to exchange features")
+    if model.arch in ("densemtl", "padnet") and len(model.tasks) < 2:
+        raise ConfigError(f"model.arch={model.arch} needs at least two tasks to exchange features")
     if model.fusion not in ("add", "prod", "concat"):
         raise ConfigError(f"model.fusion must be add, prod or concat, got {model.fusion!r}")
     if not model.exchange_branches or set(model.exchange_branches) - {"sa", "sxtam"}:
@@ -594,10 +598,14 @@ def validate_model(model: ModelConfig) -> None:
         raise ConfigError(f"model.backbone must be resnet18/34/50/101, got {model.backbone!r}")
     if model.width <= 0:
         raise ConfigError("model.width must be positive")
+    if model.decoder_width <= 0:
+        raise ConfigError("model.decoder_width must be positive")
     if model.head not in ("unet_aspp", "deeplab"):
         raise ConfigError(f"model.head must be unet_aspp or deeplab, got {model.head!r}")
     if model.head == "deeplab" and model.arch == "densemtl":
         raise ConfigError("model.head=deeplab has no decoder stages to exchange features in")
+    if model.head == "deeplab" and model.arch == "padnet":
+        raise ConfigError("model.head=deeplab: model.arch=padnet builds PAD-Net's own heads")
     if not model.output_scales or any(s not in range(5) for s in model.output_scales):
         raise ConfigError("model.output_scales must be a non-empty subset of 0..4")
     if model.exchange_scale not in range(5):

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
-from torch.utils.flop_counter import FlopCounterMode
 
 from densemtl_core.config import load_config
 from densemtl_core.models import build_model
+from densemtl_core.models.flops import forward_flops
 from densemtl_core.tasks import TASKS, delta_m
 from densemtl_core.viz import save_png
 from study_spec import EVALUATIONS, StudyRow, StudySpec, eval_command, train_command
@@ -77,9 +77,6 @@ def _cost(row: StudyRow, threads: int = 1, repeats: int = 20) -> dict[str, float
     torch.set_num_threads(threads)
     try:
         with torch.inference_mode():
-            counter = FlopCounterMode(display=False)
-            with counter:
-                model(image)
             for _ in range(5):
                 model(image)
             medians = []
@@ -93,7 +90,7 @@ def _cost(row: StudyRow, threads: int = 1, repeats: int = 20) -> dict[str, float
     finally:
         torch.set_num_threads(previous_threads)
     return {"params_m": sum(p.numel() for p in model.parameters()) / 1e6,
-            "gflops": counter.get_total_flops() / 1e9,
+            "gflops": forward_flops(model, cfg.data.image_size) / 1e9,
             "latency_ms": 1000 * min(medians)}
 
 

@@ -1,4 +1,4 @@
-"""Assembly of the single-task, naive multi-task and DenseMTL networks from a ModelConfig."""
+"""Assembly of the single-task, naive multi-task, DenseMTL and PAD-Net networks (ModelConfig)."""
 from __future__ import annotations
 
 import math
@@ -11,12 +11,14 @@ from torch import Tensor, nn
 from densemtl_core.config import ModelConfig, validate_model
 from densemtl_core.models.backbone import ResNetEncoder, load_torchvision_weights, scaled_width
 from densemtl_core.models.heads import DeepLabHead, UNetDecoder
+from densemtl_core.models.padnet import PADNET_CHANNELS, Distillation, PadNetHead
 from densemtl_core.models.xtam import ATTENTION_DOWNSAMPLE, ExchangeBlock
 from densemtl_core.tasks import TASKS, decode_outputs
 
 
 class MultiTaskNet(nn.Module):
-    """Shared ResNet encoder, one head per task, optionally a cross-task exchange block.
+    """Shared ResNet encoder, one head per task, optionally a cross-task exchange block
+    (``densemtl``: xTAMs; ``padnet``: PAD-Net's distillation, ``densemtl_core.models.padnet``).
 
     ``forward`` maps an RGB batch in [0, 1] to raw outputs ``outputs[task][scale]`` (see
     ``decode`` for metric values). Input normalisation is part of the network so that every
@@ -25,6 +27,7 @@ class MultiTaskNet(nn.Module):
     For ``densemtl`` each head runs its layers down to ``exchange_scale``; the side outputs of
     those layers come from the un-exchanged features. The exchange block refines the
     ``exchange_scale`` features of all tasks together and the heads finish from the refined ones.
+    PAD-Net runs the same way, its heads' sections being the initial and the final blocks.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -40,22 +43,37 @@ class MultiTaskNet(nn.Module):
         self.output_scales: tuple[int, ...] = (0,) if cfg.head == "deeplab" else cfg.output_scales
         if cfg.initial_depth is not None:
             self._start_depth_at(cfg.initial_depth)
-        self.exchange: ExchangeBlock | None = None
+        self.exchange: ExchangeBlock | Distillation | None = None
         if cfg.arch == "densemtl":
             self.exchange = self._build_exchange()
             scale = cfg.exchange_scale
             self._sections = (tuple(range(4, scale - 1, -1)),
                               tuple(range(scale - 1, min(cfg.output_scales) - 1, -1)))
+        elif cfg.arch == "padnet":
+            self.exchange = Distillation(self.tasks, self._head_channels(PADNET_CHANNELS))
+            intermediate = next(iter(self.heads.values())).scale
+            if set(cfg.output_scales) != {0, intermediate}:
+                raise ValueError(f"model.arch=padnet predicts at scales 0 and {intermediate} (the "
+                                 f"encoder's last feature): model.output_scales must be "
+                                 f"[0, {intermediate}], got {list(cfg.output_scales)}")
+            self._sections = ((intermediate,), (0,))
+
+    def _head_channels(self, channels: int) -> int:
+        """``channels`` of a task head scaled by ``width`` and ``decoder_width``."""
+        return scaled_width(channels, self.cfg.width * self.cfg.decoder_width)
 
     def _build_head(self, task: str) -> nn.Module:
         cfg, encoder = self.cfg, self.encoder
         out_channels = TASKS[task].channels(cfg)
-        aspp_channels = scaled_width(cfg.aspp_channels, cfg.width)
+        if cfg.arch == "padnet":
+            return PadNetHead(encoder.channels, encoder.strides, out_channels,
+                              self._head_channels(PADNET_CHANNELS))
+        aspp_channels = self._head_channels(cfg.aspp_channels)
         if cfg.head == "deeplab":
             return DeepLabHead(encoder.channels[4], out_channels, aspp_channels, cfg.aspp_dropout,
                                encoder.strides[4])
         return UNetDecoder(encoder.channels, encoder.strides, out_channels,
-                           [scaled_width(c, cfg.width) for c in cfg.decoder_channels],
+                           [self._head_channels(c) for c in cfg.decoder_channels],
                            aspp_channels, cfg.aspp_rates, cfg.aspp_dropout, cfg.output_scales)
 
     def _start_depth_at(self, depth: float) -> None:
@@ -75,7 +93,7 @@ class MultiTaskNet(nn.Module):
         if stride != 2 ** scale:
             raise ValueError(f"the decoder feature at exchange_scale {scale} has stride {stride} "
                              f"with dilation {cfg.dilation}, not {2 ** scale}")
-        channels = scaled_width(cfg.decoder_channels[scale], cfg.width)
+        channels = self._head_channels(cfg.decoder_channels[scale])
         return ExchangeBlock(self.tasks, channels, cfg.exchange_branches, cfg.fusion,
                              self._attention_downsample(), cfg.sxtam_alpha_init)
 
@@ -85,7 +103,7 @@ class MultiTaskNet(nn.Module):
     def attention_tokens(self, image_size: Sequence[int]) -> int:
         """Tokens of each cross-task attention (SxTAM) for an ``image_size`` input, 0 without
         one; its attention matrix holds their square per image and task pair."""
-        if self.exchange is None or "sxtam" not in self.cfg.exchange_branches:
+        if self.cfg.arch != "densemtl" or "sxtam" not in self.cfg.exchange_branches:
             return 0
         stride = 2 ** self.cfg.exchange_scale * self._attention_downsample()
         return (image_size[0] // stride) * (image_size[1] // stride)

@@ -32,15 +32,16 @@ class Extractor(nn.Sequential):
 
 
 class SelfAttentionGate(nn.Module):
-    """PAD-Net's spatial gate: conv(x) * sigmoid(conv'(x)), C -> C/2 channels.
+    """PAD-Net's spatial gate: conv(x) * sigmoid(conv'(x)), C -> C/2 channels in the SA branch
+    (``out_channels``: PAD-Net's own distillation keeps C).
 
     Not dot-product self-attention (METHOD.md section 9.12): each output pixel is a 3x3 feature
     weighted by a learned, per-pixel sigmoid mask.
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, out_channels: int | None = None) -> None:
         super().__init__()
-        self.out_channels = channels // 2
+        self.out_channels = channels // 2 if out_channels is None else out_channels
         self.features = nn.Conv2d(channels, self.out_channels, 3, padding=1, bias=False)
         self.gate = nn.Conv2d(channels, self.out_channels, 3, padding=1, bias=False)
 

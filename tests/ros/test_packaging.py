@@ -25,7 +25,7 @@ LAUNCH_FILE = REPO / "launch" / "camera.launch.py"
 SETUP_PY = REPO / "setup.py"
 PACKAGE_XML = REPO / "package.xml"
 LAUNCH_ARGUMENTS = {"camera", "image_topic", "params_file", "backend", "namespace",
-                    "use_sim_time", "dds_profile"}
+                    "use_sim_time", "dds_profile", "cameras", "lifecycle", "activate"}
 ROS_BUILTIN_PARAMETERS = {"use_sim_time"}
 DEPENDENCY_TAGS = ("depend", "build_depend", "build_export_depend", "buildtool_depend",
                    "buildtool_export_depend", "exec_depend", "test_depend", "doc_depend")
@@ -37,7 +37,8 @@ ROS_PACKAGES = {
     "ament_index_python": "ament_index", "builtin_interfaces": "rcl_interfaces",
     "cv_bridge": "vision_opencv", "diagnostic_msgs": "common_interfaces", "launch": "launch",
     "launch_ros": "launch_ros", "launch_testing": "launch", "launch_testing_ros": "launch_ros",
-    "rcl_interfaces": "rcl_interfaces", "rclpy": "rclpy", "sensor_msgs": "common_interfaces",
+    "lifecycle_msgs": "rcl_interfaces", "rcl_interfaces": "rcl_interfaces", "rclpy": "rclpy",
+    "sensor_msgs": "common_interfaces",
     "sensor_msgs_py": "common_interfaces", "std_msgs": "common_interfaces",
 }
 PYTHON_KEYS = {
@@ -248,7 +249,8 @@ def test_launch_arguments_override_the_params_file_only_when_given(launch_file):
     the params file even when not given, so they always beat the user's file. Now each
     defaults to "not given", and only the given ones follow the params file."""
     overrides = launch_file.constants["OVERRIDES"]
-    assert overrides == {"backend": "model.backend", "use_sim_time": "use_sim_time"}
+    assert overrides == {"backend": "model.backend", "cameras": "cameras",
+                         "use_sim_time": "use_sim_time"}
     assert set(overrides.values()) - ROS_BUILTIN_PARAMETERS <= set(parameter_specs())
     not_given = launch_file.constants["NOT_GIVEN"]
     defaults = launch_file.declared_defaults()
@@ -270,7 +272,7 @@ def test_launch_arguments_override_the_params_file_only_when_given(launch_file):
     assert len(rest) == 1 and isinstance(rest[0], ast.Starred), ast.unparse(parameters)
     assert not any(isinstance(node, ast.Dict) for node in ast.walk(parameters))
     builder = next(function for function in launch_file.functions.values()
-                   if launch_file.node in calls(function, "Node"))
+                   if launch_file.node in calls(function, "action"))
     assert calls(builder, "given_overrides")
 
     # The node is built once the arguments are known: by an OpaqueFunction at launch time.
