@@ -1,6 +1,7 @@
 """Training throughput (images/s) and forward latency of the small and the full-size models.
 
     python benchmarks/model_speed.py [--configs small resnet101 sd sde_sd] [--steps 5] [--threads N]
+    python benchmarks/model_speed.py --speedups [--steps 20]
 
 "small" is config/train/synthetic_densemtl_sdne.yaml (ResNet-18, width 0.25, 64x80);
 "resnet101" is the method's network (ResNet-101, width 1) on the same SDNE task set at 256x320.
@@ -9,20 +10,27 @@ from video (synthetic_sde_densemtl_sd.yaml: three frames, the pose network, warp
 scales), both at 128x160: the cost of self-supervision. A training step is the trainer's own:
 its objectives, backward and the optimiser step. Prints one line per configuration; figures
 depend on the machine, nothing is asserted.
+
+``--speedups`` times the real trainer (``Trainer.train_step`` on batches from its own loader,
+the wait for the next batch included) on the small model at 128x160, batch 8, with today's
+settings and with each speed-up (``SPEEDUPS``) alone and together, in one run. The steps are a
+run's first: every sample is rendered, as in the first epoch (later epochs read the cache).
 """
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 from densemtl_core.config import load_config
+from densemtl_core.distributed import DistContext
 from densemtl_core.models import build_model
 from densemtl_core.objectives import Step
-from densemtl_core.train import build_objectives
+from densemtl_core.train import Trainer, build_objectives
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_CONFIGS = REPO / "config/train"
@@ -33,6 +41,13 @@ CONFIGS = {  # name -> (set-up, overrides, training batch size)
                                                    "data.image_size=[256, 320]"], 2),
     "sd": ("synthetic_densemtl_sd.yaml", [SIZE_128], 8),
     "sde_sd": ("synthetic_sde_densemtl_sd.yaml", [SIZE_128], 8),
+}
+
+SPEEDUPS = {  # name -> overrides of the small set-up at 128x160
+    "today (float32, no workers)": [],
+    "data.num_workers=1": ["data.num_workers=1"],
+    "train.precision=bfloat16": ["train.precision=bfloat16"],
+    "both": ["data.num_workers=1", "train.precision=bfloat16"],
 }
 
 
@@ -98,14 +113,48 @@ def measure(name: str, setup: str, overrides: list[str], steps: int, batch_size:
           f"(batch 1, {torch.get_num_threads()} threads)")
 
 
+def trainer_speed(overrides: list[str], steps: int) -> float:
+    """Training images/s of the real trainer's steps, loading included (median of ``steps``
+    after two warm-up steps)."""
+    with tempfile.TemporaryDirectory() as out_dir:
+        config = load_config(TRAIN_CONFIGS / "synthetic_densemtl_sdne.yaml",
+                             [SIZE_128, "train.device=cpu", f"train.output_dir={out_dir}",
+                              *overrides])
+        trainer = Trainer(config, DistContext())
+        trainer.network.train()
+        batches = trainer._training_batches()
+        times = []
+        for step in range(steps + 2):
+            start = time.perf_counter()
+            trainer.train_step(*next(batches))
+            if step >= 2:
+                times.append(time.perf_counter() - start)
+        del batches  # stops the loader's workers
+    return config.train.batch_size / statistics.median(times)
+
+
+def compare_speedups(steps: int) -> None:
+    baseline = None
+    for name, overrides in SPEEDUPS.items():
+        speed = trainer_speed(overrides, steps)
+        baseline = baseline or speed
+        print(f"{name:28s} train={speed:6.2f} img/s  x{speed / baseline:4.2f}  (small, 128x160, "
+              f"batch 8, {torch.get_num_threads()} threads)", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--speedups", action="store_true",
+                        help="compare the trainer's speed-ups instead (SPEEDUPS)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.speedups:
+        compare_speedups(args.steps)
+        return
     for name in args.configs:
         setup, overrides, batch_size = CONFIGS[name]
         measure(name, setup, overrides, args.steps, batch_size)

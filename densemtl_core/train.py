@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import pickle
 import random
@@ -148,6 +149,7 @@ class Trainer:
                           else torch.float16)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp
                                            and self.amp_dtype == torch.float16)
+        self.cpu_bfloat16 = self.device.type == "cpu" and config.train.precision == "bfloat16"
         self.network: torch.nn.Module = self.model
         if ctx.enabled:
             self.network = DistributedDataParallel(
@@ -182,20 +184,27 @@ class Trainer:
 
         Sample order and worker seeds come from generators of their own, never from the global
         RNG, so a resumed run sees the same batches and augmentations as an uninterrupted one.
+        One loader serves every epoch, so ``data.num_workers`` worker processes start once,
+        keep their rendered-scene caches and load ahead of the step across epoch ends.
         """
         batch_size = self.config.train.batch_size
         per_epoch = len(self._epoch_order(dataset, seed, 0)) // batch_size
         if per_epoch == 0:
             raise ConfigError(f"train.batch_size={batch_size} exceeds the {name} "
                               f"({len(dataset)} samples per process)")
-        epoch, skip = divmod(self.step, per_epoch)
-        while True:
-            order = self._epoch_order(dataset, seed, epoch)[skip * batch_size:]
-            yield from DataLoader(
-                dataset, batch_size=batch_size, sampler=order, drop_last=True,
-                num_workers=data.num_workers, pin_memory=self.device.type == "cuda",
-                generator=torch.Generator().manual_seed(seed + epoch))
-            epoch, skip = epoch + 1, 0
+        first_epoch, skip = divmod(self.step, per_epoch)
+
+        def batch_indices() -> Iterator[list[int]]:
+            for epoch in itertools.count(first_epoch):
+                order = self._epoch_order(dataset, seed, epoch)
+                start = skip if epoch == first_epoch else 0
+                for batch in range(start, per_epoch):
+                    yield order[batch * batch_size:(batch + 1) * batch_size]
+
+        yield from DataLoader(dataset, batch_sampler=batch_indices(),
+                              num_workers=data.num_workers,
+                              pin_memory=self.device.type == "cuda",
+                              generator=torch.Generator().manual_seed(seed + first_epoch))
 
     def _training_batches(self) -> Iterator[tuple[dict[str, torch.Tensor],
                                                    dict[str, torch.Tensor] | None]]:
@@ -218,8 +227,12 @@ class Trainer:
     # -- one step ---------------------------------------------------------------------------
     def forward(self, images: torch.Tensor) -> Outputs:
         """The network's raw outputs on ``images``, in float32 whatever the autocast."""
-        autocast = (torch.autocast("cuda", dtype=self.amp_dtype) if self.use_amp
-                    else nullcontext())
+        if self.use_amp:
+            autocast = torch.autocast("cuda", dtype=self.amp_dtype)
+        elif self.cpu_bfloat16:
+            autocast = torch.autocast("cpu", dtype=torch.bfloat16)
+        else:
+            autocast = nullcontext()
         with autocast:
             outputs = self.network(images)
         return {t: {s: o.float() for s, o in by_scale.items()} for t, by_scale in outputs.items()}
