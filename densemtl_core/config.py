@@ -222,7 +222,7 @@ class TrainConfig:
     target's labelled validation split, as the method evaluates adaptation on Cityscapes val;
     the objectives never read those labels)."""
     precision: str = "float32"
-    """``bfloat16`` runs the network's forward pass under CPU autocast (about 1.4x the images/s
+    """``bfloat16`` runs the network's forward pass under CPU autocast (1.34x the images/s
     of a CPU with AVX-512 BF16; losses, gradients and weights stay float32); ``float32`` is
     exact and resumes bit for bit. CUDA runs follow ``amp`` instead."""
 
