@@ -16,7 +16,7 @@ from densemtl_core.losses import (
 )
 from densemtl_core.tasks.depth import berhu_loss, depth_loss
 from densemtl_core.tasks.edges import edge_loss
-from densemtl_core.tasks.normals import normals_loss
+from densemtl_core.tasks.normals import normals_loss, unit_vectors
 from densemtl_core.tasks.semseg import semseg_loss
 
 LN2 = math.log(2.0)
@@ -233,3 +233,13 @@ def test_a_task_is_supervised_on_its_configured_scales_only():
     _, both = MultiTaskLoss(["semseg"], LossConfig())(outputs, batch)
     assert log["semseg"] == pytest.approx(only_zero["semseg"])
     assert log["semseg"] != pytest.approx(both["semseg"])
+
+
+def test_unit_vectors_are_f_normalize_with_a_finite_gradient_at_zero():
+    vectors = torch.randn(2, 3, 5, 7, dtype=torch.float64)
+    vectors[0, :, 0, 0] = 0.0  # an all-zero prediction at one pixel
+    vectors.requires_grad_(True)
+    torch.testing.assert_close(unit_vectors(vectors),
+                               F.normalize(vectors, dim=1))
+    unit_vectors(vectors).sum().backward()
+    assert torch.isfinite(vectors.grad).all()

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from ..config import AdversarialConfig, ModelConfig, OptimConfig
 from ..models.discriminator import TaskDiscriminators
 from ..tasks import TASKS
+from ..tasks.normals import unit_vectors
 from .base import Objective, Outputs, Step
 
 SOURCE_LABEL = 0.0
@@ -62,7 +63,7 @@ def discriminator_input(task: str, raw_output: Tensor, model: ModelConfig,
     if task == "semseg":
         return self_information(maps.softmax(dim=1))
     if task == "normals":
-        return F.normalize(maps, dim=1)
+        return unit_vectors(maps)
     if task == "depth":
         if source_depth_range is None:
             raise ValueError("the depth discriminator input needs the source depth range")

@@ -13,12 +13,20 @@ from .spec import (ImageContext, PublishedImage, StudyColumn, TaskSpec, channels
 from .upsampling import Size, resize_maps
 
 
+def unit_vectors(vectors: Tensor, eps: float = 1e-12) -> Tensor:
+    """``F.normalize(vectors, dim=1, eps=eps)`` for training: the norm as a sum of squares,
+    which the CPU computes ten times faster than ``linalg.vector_norm`` reduces a short,
+    strided channel dimension (at 128x160 the normals loss took 80 ms of a 1 s step). The
+    clamp comes before the square root, so a zero vector has a zero gradient, not NaN."""
+    return vectors * (vectors * vectors).sum(dim=1, keepdim=True).clamp_min(eps * eps).rsqrt()
+
+
 def normals_loss(pred: Tensor, target: Tensor) -> Tensor:
     """Mean over valid pixels (target norm > 0.5) of 1 - cos(pred, target); only pred's direction
     matters."""
     target = target.detach()
-    valid = (target.norm(dim=1) > 0.5).to(pred.dtype)
-    cosine = (F.normalize(pred, dim=1) * F.normalize(target, dim=1)).sum(dim=1)
+    valid = ((target * target).sum(dim=1) > 0.25).to(pred.dtype)
+    cosine = (unit_vectors(pred) * unit_vectors(target)).sum(dim=1)
     return ((1.0 - cosine) * valid).sum() / valid.sum().clamp_min(1)
 
 
