@@ -100,15 +100,16 @@ class Spinner(rig.Spinner):
 
 
 @contextmanager
-def running(node: Node, camera: TestCamera) -> Iterator[tuple[Node, TestCamera]]:
-    """The node under test and the test camera, spinning until the block ends, then destroyed."""
-    spinner = Spinner(node, camera)
+def running(*nodes: Node) -> Iterator[tuple[Node, ...]]:
+    """The node under test and its peers (test cameras, managers), spinning until the block
+    ends, then destroyed."""
+    spinner = Spinner(*nodes)
     try:
-        yield node, camera
+        yield nodes
     finally:
         spinner.close()
-        node.destroy_node()
-        camera.destroy_node()
+        for node in nodes:
+            node.destroy_node()
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:

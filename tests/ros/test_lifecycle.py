@@ -14,7 +14,8 @@ from rclpy.node import Node
 
 from densemtl_core.data.synthetic import render_scene
 from densemtl_ros.node.densemtl_node import DenseMTLNode
-from tests.ros.harness import Spinner, TestCamera, exchange, image_message, wait_for
+from tests.ros.harness import (Spinner, TestCamera, exchange, image_message, running,
+                               wait_for)
 
 NAMESPACE = "/managed"
 NODE = f"{NAMESPACE}/densemtl"
@@ -55,16 +56,8 @@ def managed(ros):
     node = _managed_node()
     camera = TestCamera("managed_camera", f"{NAMESPACE}/camera", node_namespace=NODE,
                         outputs=("depth",))
-    spinner = Spinner(node, camera)
-    manager = Manager(NODE)
-    spinner.executor.add_node(manager)
-    try:
-        yield node, camera, manager
-    finally:
-        spinner.close()
-        node.destroy_node()
-        camera.destroy_node()
-        manager.destroy_node()
+    with running(node, camera, Manager(NODE)) as nodes:
+        yield nodes
 
 
 def _frame(header):
@@ -120,17 +113,11 @@ def test_every_transition_through_the_lifecycle_services(managed):
 
 def test_a_model_that_does_not_load_fails_configure_and_the_node_lives_on(ros):
     node = _managed_node("-p", "model.path:=/no/such/model.safetensors")
-    manager = Manager(NODE)
-    spinner = Spinner(node, manager)
-    try:
+    with running(node, Manager(NODE)) as (_, manager):
         assert not manager.transition(Transition.TRANSITION_CONFIGURE)
         assert manager.state() == State.PRIMARY_STATE_UNCONFIGURED
         assert node.predictor is None and node.cameras == []
         assert manager.transition(Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)
-    finally:
-        spinner.close()
-        node.destroy_node()
-        manager.destroy_node()
 
 
 @pytest.mark.parametrize("shutdown, steps", [

@@ -13,8 +13,8 @@ from densemtl_ros.node.conversions import message_to_array
 from densemtl_ros.node.densemtl_node import DenseMTLNode, StartupError
 from densemtl_ros.node.diagnostics import status_name
 from densemtl_ros.published import published_maps
-from tests.ros.harness import (Spinner, TestCamera, exchange, fresh_header, image_message,
-                               stamp_key, wait_for)
+from tests.ros.harness import (TestCamera, exchange, fresh_header, image_message,
+                               running, stamp_key, wait_for)
 
 NAMESPACE = "/multi"
 CAMERAS = ("front", "rear", "left")
@@ -32,16 +32,10 @@ def rig(ros):
     cameras = {name: TestCamera(f"multi_{name}", f"{NAMESPACE}/{name}",
                                 node_namespace=f"{NODE}/{name}", outputs=OUTPUTS)
                for name in CAMERAS}
-    spinner = Spinner(node, *cameras.values())
-    try:
+    with running(node, *cameras.values()):
         wait_for(lambda: all(camera.camera.subscribed() and camera.recorder.publishing()
                              for camera in cameras.values()), 30, "discovery of three cameras")
         yield node, cameras
-    finally:
-        spinner.close()
-        node.destroy_node()
-        for camera in cameras.values():
-            camera.destroy_node()
 
 
 def _scene(seed: int) -> np.ndarray:

@@ -14,7 +14,7 @@ from sensor_msgs.msg import Image
 from densemtl_ros.node.densemtl_node import DenseMTLNode
 from densemtl_ros.node.diagnostics import DiagnosticsReporter, status_name
 from densemtl_ros.node.telemetry import Telemetry
-from tests.ros.harness import Spinner, wait_for
+from tests.ros.harness import running, wait_for
 
 PREFIX = "/qos_test"
 IMAGE_TOPIC = f"{PREFIX}/image_raw"
@@ -48,14 +48,8 @@ def system(ros):
         parameter_overrides=[Parameter("qos.input.reliability", value="reliable"),
                              Parameter("qos.output.reliability", value="best_effort"),
                              Parameter("diagnostics.period", value=0.2)])
-    peer = _Peer()
-    spinner = Spinner(node, peer)
-    try:
-        yield node, peer
-    finally:
-        spinner.close()
-        node.destroy_node()
-        peer.destroy_node()
+    with running(node, _Peer()) as nodes:
+        yield nodes
 
 
 def _qos(reliability: ReliabilityPolicy) -> QoSProfile:
