@@ -1,9 +1,9 @@
 """Training throughput (images/s) and forward latency of the small and the full-size models.
 
     python benchmarks/model_speed.py [--configs small resnet101 sd sde_sd] [--steps 5] [--threads N]
-    python benchmarks/model_speed.py --speedups [--steps 20]
+    python benchmarks/model_speed.py --speedups [--steps 20] [--before TREE]
 
-"small" is config/train/synthetic_densemtl_sdne.yaml (ResNet-18, width 0.25, 64x80);
+"small" is config/train/synthetic_densemtl_sdne.yaml (ResNet-18, width 0.25) at 128x160;
 "resnet101" is the method's network (ResNet-101, width 1) on the same SDNE task set at 256x320.
 "sd" and "sde_sd" put a supervised DenseMTL SD step beside the same network learning depth
 from video (synthetic_sde_densemtl_sd.yaml: three frames, the pose network, warping at four
@@ -15,11 +15,16 @@ depend on the machine, nothing is asserted.
 the wait for the next batch included) on the small model at 128x160, batch 8, with today's
 settings and with each speed-up (``SPEEDUPS``) alone and together, in one run. The steps are a
 run's first: every sample is rendered, as in the first epoch (later epochs read the cache).
+``--before TREE`` first times, the same way, the trainer of another checkout (a ``git worktree``
+of an earlier commit) with its default settings: before and after, side by side in one run.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 TRAIN_CONFIGS = REPO / "config/train"
 SIZE_128 = "data.image_size=[128, 160]"
 CONFIGS = {  # name -> (set-up, overrides, training batch size)
-    "small": ("synthetic_densemtl_sdne.yaml", [], 8),
+    "small": ("synthetic_densemtl_sdne.yaml", [SIZE_128], 8),
     "resnet101": ("synthetic_densemtl_sdne.yaml", ["model.backbone=resnet101", "model.width=1.0",
                                                    "data.image_size=[256, 320]"], 2),
     "sd": ("synthetic_densemtl_sd.yaml", [SIZE_128], 8),
@@ -44,7 +49,7 @@ CONFIGS = {  # name -> (set-up, overrides, training batch size)
 }
 
 SPEEDUPS = {  # name -> overrides of the small set-up at 128x160
-    "today (float32, no workers)": [],
+    "now, defaults (float32)": [],
     "data.num_workers=1": ["data.num_workers=1"],
     "train.precision=bfloat16": ["train.precision=bfloat16"],
     "both": ["data.num_workers=1", "train.precision=bfloat16"],
@@ -133,10 +138,28 @@ def trainer_speed(overrides: list[str], steps: int) -> float:
     return config.train.batch_size / statistics.median(times)
 
 
-def compare_speedups(steps: int) -> None:
+def checkout_speed(tree: Path, steps: int) -> float:
+    """:func:`trainer_speed` with default settings on the densemtl_core of checkout ``tree``,
+    in a process of its own that imports that checkout."""
+    code = ("import importlib.util, sys\n"
+            "spec = importlib.util.spec_from_file_location('model_speed', sys.argv[1])\n"
+            "module = importlib.util.module_from_spec(spec)\n"
+            "spec.loader.exec_module(module)\n"
+            "print(module.trainer_speed([], int(sys.argv[2])))")
+    result = subprocess.run([sys.executable, "-c", code, __file__, str(steps)], cwd=tree,
+                            env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True,
+                            text=True, check=True)
+    return float(result.stdout.split()[-1])
+
+
+def compare_speedups(steps: int, before: Path | None) -> None:
+    rows = [(f"before ({before.name}, defaults)", lambda: checkout_speed(before, steps))] \
+        if before else []
+    rows += [(name, lambda overrides=overrides: trainer_speed(overrides, steps))
+             for name, overrides in SPEEDUPS.items()]
     baseline = None
-    for name, overrides in SPEEDUPS.items():
-        speed = trainer_speed(overrides, steps)
+    for name, speed_of in rows:
+        speed = speed_of()
         baseline = baseline or speed
         print(f"{name:28s} train={speed:6.2f} img/s  x{speed / baseline:4.2f}  (small, 128x160, "
               f"batch 8, {torch.get_num_threads()} threads)", flush=True)
@@ -149,11 +172,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--speedups", action="store_true",
                         help="compare the trainer's speed-ups instead (SPEEDUPS)")
+    parser.add_argument("--before", type=Path,
+                        help="with --speedups: first time the trainer of this checkout")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.speedups:
-        compare_speedups(args.steps)
+        compare_speedups(args.steps, args.before)
         return
     for name in args.configs:
         setup, overrides, batch_size = CONFIGS[name]
