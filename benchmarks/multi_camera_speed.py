@@ -1,7 +1,8 @@
 """Several cameras through one node (one network, batched) against one node per camera.
 
     python benchmarks/multi_camera_speed.py [--cameras 2 4] [--rate 15] [--seconds 20]
-                                            [--outputs segmentation,depth] [--json OUT]
+                                            [--outputs segmentation,depth] [--threads N]
+                                            [--json OUT]
 
 For each camera count N, this process publishes N cameras of 640x480 rgb8 frames (with
 camera_info) at ``--rate`` Hz each over Fast DDS and records the subscribed outputs of:
@@ -10,8 +11,8 @@ camera_info) at ``--rate`` Hz each over Fast DDS and records the subscribed outp
   frame of every camera at once, as one batch;
 - N nodes, one per camera, each its own process with the same model and parameters.
 
-Both run with the node's defaults (``model.threads`` 0: all cores but one per process) and
-the shipped model. Reported per set-up, after a warm-up: total output sets per second (a frame
+Both run the shipped model with the node's defaults (``model.threads`` 0: all cores but one
+per process) or ``--threads``. Reported per set-up, after a warm-up: total output sets per second (a frame
 counts once every subscribed output of it has arrived), each camera's rate and its end-to-end
 latency (publish here -> last output here, p50/p95), and the nodes' resident memory (the sum
 over their processes, and its peak). Figures depend on the machine; nothing is asserted.
@@ -115,14 +116,16 @@ class Rig:
         self.node.destroy_node()
 
 
-def _set_up(mode: str, count: int, output_names: list[str]) -> tuple[list, list[str]]:
+def _set_up(mode: str, count: int, output_names: list[str], threads: int
+            ) -> tuple[list, list[str]]:
     """The node processes of ``mode`` ("one node" or "separate nodes") and, per camera, the
     name its outputs live under."""
     from densemtl_ros.bag_tools.node_process import NodeProcess, node_arguments
     from densemtl_ros.node.outputs import output_specs
 
-    parameters = {f"publish.{name}": False for name in output_specs()
-                  if name not in output_names}
+    parameters = {"model.threads": threads}
+    parameters.update({f"publish.{name}": False for name in output_specs()
+                       if name not in output_names})
     if mode == "one node":
         names = [f"cam{index}" for index in range(count)]
         arguments = node_arguments(parameters={**parameters,
@@ -135,11 +138,11 @@ def _set_up(mode: str, count: int, output_names: list[str]) -> tuple[list, list[
     return processes, [f"/densemtl_cam{index}" for index in range(count)]
 
 
-def measure(mode: str, count: int, rate: float, seconds: float,
-            output_names: list[str]) -> dict:
+def measure(mode: str, count: int, rate: float, seconds: float, output_names: list[str],
+            threads: int) -> dict:
     import rclpy
 
-    processes, node_names = _set_up(mode, count, output_names)
+    processes, node_names = _set_up(mode, count, output_names, threads)
     rclpy.init()
     rig = Rig(count, output_names, node_names)
     try:
@@ -184,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--outputs", default="segmentation,depth",
                         help="comma-separated outputs subscribed to per camera")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="model.threads of every node (0: the node's default)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(dds_profile())
@@ -195,11 +200,12 @@ def main(argv: list[str] | None = None) -> int:
         for mode in ("one node", "separate nodes"):
             print(f"{count} cameras at {args.rate:.0f} Hz, {mode}, {args.seconds:.0f} s ...",
                   flush=True)
-            results.append(measure(mode, count, args.rate, args.seconds, output_names))
+            results.append(measure(mode, count, args.rate, args.seconds, output_names,
+                                   args.threads))
     height, width = CAMERA_SIZE
     print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
           f"{width}x{height} rgb8 at {args.rate:.0f} Hz per camera; outputs "
-          f"{', '.join(output_names)}")
+          f"{', '.join(output_names)}; model.threads {args.threads}")
     print(f"{'cameras':>7} {'set-up':<15} {'total fps':>9} {'x':>6} {'per camera fps':<24} "
           f"{'p95 latency per camera (ms)':<30} {'memory MiB':>10}")
     for result in results:
@@ -213,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({"format_version": JSON_FORMAT_VERSION,
                                          "frame_size": CAMERA_SIZE, "outputs": output_names,
-                                         "results": results}, indent=2))
+                                         "model_threads": args.threads, "results": results},
+                                        indent=2))
     return 0
 
 
