@@ -149,7 +149,7 @@ class DenseMTLNode(LifecycleNode):
         self.cameras: list[Camera] = []
         self.pipeline: TwoStagePipeline | None = None
         self._camera_subscriptions: list = []
-        self._diagnostics_timer = None
+        self._diagnostics = self._diagnostics_timer = None
         if autostart:
             if self.trigger_configure() != SUCCESS:
                 raise StartupError(self._startup_problem)
@@ -272,7 +272,7 @@ class DenseMTLNode(LifecycleNode):
         for camera in self.cameras:
             camera.outputs.destroy()
         self.cameras = []
-        if getattr(self, "_diagnostics", None) is not None:
+        if self._diagnostics is not None:
             self.destroy_lifecycle_publisher(self._diagnostics)
             self._diagnostics = None
         self.predictor = None
