@@ -115,7 +115,7 @@ _BEFORE_PUBLISH: tuple[ParameterSpec, ...] = (
     ParameterSpec("model.device", "auto", "auto, cpu, cuda or cuda:N", read_only=True),
     ParameterSpec("model.threads", 0, "CPU threads of the network (ONNX Runtime intra-op, "
                   "OpenVINO); 0: all cores but one, which up-sampling and publishing use "
-                  "meanwhile",
+                  "meanwhile; all cores with several cameras",
                   bounds=(0, 256), read_only=True),
     ParameterSpec("model.rebuild_engine", False, "Rebuild a TensorRT engine built for another "
                   "GPU or TensorRT version (from its ONNX file) instead of refusing it",

@@ -1,6 +1,7 @@
 """One node, several cameras, one network: every camera's outputs with its own headers, no
 camera starving or stalling another, batched results equal to one frame at a time, and a
 /diagnostics status per camera plus one for the shared network."""
+import os
 import threading
 import time
 
@@ -10,7 +11,7 @@ from rclpy.parameter import Parameter
 
 from densemtl_core.data.synthetic import render_scene
 from densemtl_ros.node.conversions import message_to_array
-from densemtl_ros.node.densemtl_node import DenseMTLNode, StartupError
+from densemtl_ros.node.densemtl_node import DenseMTLNode, StartupError, network_threads
 from densemtl_ros.node.diagnostics import status_name
 from densemtl_ros.published import published_maps
 from tests.ros.harness import (TestCamera, exchange, fresh_header, image_message,
@@ -164,3 +165,9 @@ def test_bad_camera_lists_are_refused_at_start(ros, cameras, reason):
     with pytest.raises(StartupError, match=reason):
         DenseMTLNode(cli_args=["--ros-args", "-r", "__node:=bad_cameras",
                                "-p", f"cameras:={cameras}"])
+
+
+def test_several_cameras_give_the_network_every_core():
+    cores = os.cpu_count() or 1
+    assert network_threads(1) == max(1, cores - 1)
+    assert network_threads(4) == cores
